@@ -1,0 +1,1 @@
+"""The node library (installed as ``voicegraph.nodes``)."""

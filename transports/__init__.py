@@ -1,0 +1,1 @@
+"""Carrier edges (installed as ``voicegraph.transports``)."""

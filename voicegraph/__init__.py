@@ -1,0 +1,64 @@
+"""voicegraph: phone voice agents as explicit graphs of actor nodes.
+
+The engine (frames, nodes, channels, graph, call runtime) is imported eagerly; the public face
+that pulls in servers and providers (``CallInterface``, ``AgentRuntime``, ``Agent``, ``tool``)
+is imported lazily on first use, so ``import voicegraph`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .channel import EndOfInput, Inbox
+from .frames import *  # noqa: F403
+from .frames import __all__ as _frames_all
+from .graph import (
+    AudioFormatMismatch,
+    Edge,
+    FrameTypeMismatch,
+    Graph,
+    GraphError,
+    IllegalCycle,
+    UnconnectedPort,
+    UnknownNode,
+    UnknownPort,
+)
+from .node import Actor, In, Node, Out, Stage
+from .runtime import Call, CallResult, NodeFailure
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    *_frames_all,
+    "Actor",
+    "AudioFormatMismatch",
+    "Call",
+    "CallResult",
+    "Edge",
+    "EndOfInput",
+    "FrameTypeMismatch",
+    "Graph",
+    "GraphError",
+    "IllegalCycle",
+    "In",
+    "Inbox",
+    "Node",
+    "NodeFailure",
+    "Out",
+    "Stage",
+    "UnconnectedPort",
+    "UnknownNode",
+    "UnknownPort",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voicegraph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,250 @@
+"""Bounded inboxes: the queues behind graph edges.
+
+Each actor owns one :class:`Inbox`. Every input port has its own bounded *media lane* (media and
+event frames, FIFO) with the overflow policy of the edges feeding it; all ports share one bounded
+*priority lane* for control frames, which the receiver always drains first. So control frames
+overtake queued media, and order is kept per port and lane.
+
+Overflow policies:
+
+* ``"block"`` (default): the sender waits for room (back-pressure). Nothing is lost.
+* ``"drop_oldest"``: the oldest queued media frame of that port is discarded and counted in
+  :attr:`PortStats.dropped`; the sender never waits. For live caller audio, whose reader must
+  never stall. Control frames are never dropped; the priority lane always blocks when full.
+
+Fast path: when a lane has room (send) or holds a frame (receive) the operation completes without
+a scheduler round trip. To stay fair, every ``YIELD_EVERY``-th fast operation of an inbox yields
+to the scheduler (which is also where cancellation is delivered on the fast path).
+
+Close semantics: each input port counts its open writers; when every writer of every port has
+closed and the lanes are empty, :meth:`Inbox.receive` raises :class:`EndOfInput`. Closing the
+inbox from the receiving side (:meth:`close_receiving`) discards what is queued (counted as
+dropped) and makes later sends count as dropped instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+import anyio
+import anyio.lowlevel
+
+from .frames import Frame, Kind
+
+__all__ = ["EndOfInput", "Inbox", "Policy", "PortStats", "YIELD_EVERY"]
+
+Policy = Literal["block", "drop_oldest"]
+YIELD_EVERY = 64
+CONTROL = Kind.CONTROL
+
+
+class EndOfInput(Exception):
+    """Raised by :meth:`Inbox.receive` when every writer closed and nothing is queued."""
+
+
+class PortStats:
+    """Counters of one input port: frames queued, dropped, and the queue's high-water mark."""
+
+    __slots__ = ("dropped", "high_water", "received")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.dropped = 0
+        self.high_water = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"received": self.received, "dropped": self.dropped, "high_water": self.high_water}
+
+
+class _Lane:
+    __slots__ = ("capacity", "index", "items", "name", "policy", "space", "stats", "writers")
+
+    def __init__(self, name: str, index: int, capacity: int, policy: Policy) -> None:
+        if capacity < 1:
+            raise ValueError(f"port {name!r}: capacity must be >= 1, got {capacity}")
+        self.name = name
+        self.index = index
+        self.capacity = capacity
+        self.policy = policy
+        self.items: deque[Frame] = deque()
+        self.space: anyio.Event | None = None
+        self.stats = PortStats()
+        self.writers = 0
+
+
+class Inbox:
+    """The bounded, multi-port, two-lane queue of one actor. One receiver, many senders.
+
+    Cancellation: a ``send`` cancelled while waiting for room has not queued its frame; a
+    ``receive`` cancelled while waiting has not taken one.
+    """
+
+    def __init__(self, owner: str, control_capacity: int = 256) -> None:
+        self.owner = owner
+        self._lanes: dict[str, _Lane] = {}
+        self._order: list[_Lane] = []
+        self._control: deque[tuple[str, Frame]] = deque()
+        self._control_capacity = control_capacity
+        self._control_space: anyio.Event | None = None
+        self._ready: anyio.Event | None = None
+        self._rr = 0
+        self._ops = 0
+        self._queued = 0
+        self._closed_rx = False
+        self.dropped_after_close = 0
+
+    # -- set-up (graph build time)
+
+    def add_port(self, name: str, capacity: int = 64, policy: Policy = "block") -> None:
+        if name in self._lanes:
+            lane = self._lanes[name]
+            if lane.policy != policy or lane.capacity != capacity:
+                raise ValueError(
+                    f"{self.owner}.{name}: edges into one port must share policy and capacity "
+                    f"(have {lane.policy}/{lane.capacity}, got {policy}/{capacity})"
+                )
+            return
+        lane = _Lane(name, len(self._order), capacity, policy)
+        self._lanes[name] = lane
+        self._order.append(lane)
+
+    def add_writer(self, port: str) -> None:
+        self._lanes[port].writers += 1
+
+    def close_writer(self, port: str) -> None:
+        """One writer of ``port`` is done. Wakes the receiver so it can notice end of input."""
+        lane = self._lanes[port]
+        lane.writers -= 1
+        self._wake()
+
+    @property
+    def ports(self) -> dict[str, PortStats]:
+        return {lane.name: lane.stats for lane in self._order}
+
+    def qsize(self) -> int:
+        return self._queued + len(self._control)
+
+    # -- sending
+
+    async def send(self, port: str, frame: Frame) -> None:
+        """Queue ``frame`` on ``port``; may wait for room (policy ``block``, control lane)."""
+        if self._closed_rx:
+            self.dropped_after_close += 1
+            return
+        if frame.kind is CONTROL:
+            while len(self._control) >= self._control_capacity:
+                if self._control_space is None:
+                    self._control_space = anyio.Event()
+                await self._control_space.wait()
+                if self._closed_rx:
+                    self.dropped_after_close += 1
+                    return
+            self._control.append((port, frame))
+        else:
+            lane = self._lanes[port]
+            items = lane.items
+            if len(items) >= lane.capacity:
+                if lane.policy == "drop_oldest":
+                    items.popleft()
+                    lane.stats.dropped += 1
+                    self._queued -= 1
+                else:
+                    while len(items) >= lane.capacity:
+                        if lane.space is None:
+                            lane.space = anyio.Event()
+                        await lane.space.wait()
+                        if self._closed_rx:
+                            self.dropped_after_close += 1
+                            return
+            items.append(frame)
+            self._queued += 1
+            n = len(items)
+            if n > lane.stats.high_water:
+                lane.stats.high_water = n
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+        self._ops += 1
+        if self._ops >= YIELD_EVERY:
+            self._ops = 0
+            await anyio.lowlevel.checkpoint()
+
+    def _wake(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    # -- receiving
+
+    def receive_nowait(self) -> tuple[str, Frame] | None:
+        """Take the next frame without waiting: control first, then ports round-robin.
+
+        Returns ``None`` when nothing is queued. Raises :class:`EndOfInput` at end of input."""
+        if self._control:
+            item = self._control.popleft()
+            if self._control_space is not None:
+                self._control_space.set()
+                self._control_space = None
+            self._lanes[item[0]].stats.received += 1
+            return item
+        if self._queued:
+            order = self._order
+            n = len(order)
+            start = self._rr
+            for i in range(n):
+                lane = order[(start + i) % n]
+                if lane.items:
+                    frame = lane.items.popleft()
+                    self._queued -= 1
+                    lane.stats.received += 1
+                    self._rr = (lane.index + 1) % n
+                    if lane.space is not None:
+                        lane.space.set()
+                        lane.space = None
+                    return lane.name, frame
+        if self._closed_rx or all(lane.writers <= 0 for lane in self._order):
+            raise EndOfInput
+        return None
+
+    async def receive(self) -> tuple[str, Frame]:
+        """Wait for the next ``(port, frame)``. Raises :class:`EndOfInput` at end of input."""
+        item = self.receive_nowait()
+        if item is not None:
+            self._ops += 1
+            if self._ops >= YIELD_EVERY:
+                self._ops = 0
+                await anyio.lowlevel.checkpoint()
+            return item
+        while True:
+            self._ready = ready = anyio.Event()
+            await ready.wait()
+            item = self.receive_nowait()
+            if item is not None:
+                return item
+
+    async def receive_until(self, deadline: float) -> tuple[str, Frame] | None:
+        """Like :meth:`receive`, but return ``None`` once ``anyio.current_time()`` passes
+        ``deadline`` with nothing queued."""
+        item = self.receive_nowait()
+        if item is not None:
+            return item
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            return await self.receive()
+        return None
+
+    def close_receiving(self) -> None:
+        """The receiver is gone: count what is queued as dropped and release waiting senders."""
+        self._closed_rx = True
+        for lane in self._order:
+            lane.stats.dropped += len(lane.items)
+            lane.items.clear()
+            if lane.space is not None:
+                lane.space.set()
+                lane.space = None
+        self.dropped_after_close += len(self._control)
+        self._control.clear()
+        self._queued = 0
+        if self._control_space is not None:
+            self._control_space.set()
+            self._control_space = None

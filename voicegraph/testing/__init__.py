@@ -1,0 +1,26 @@
+"""Test kit: simulated callers and protocol-faithful fakes of every remote peer.
+
+Users test their own agents with these, without a phone or API keys. Everything binds to
+127.0.0.1 on an ephemeral port. Names are imported lazily so importing the kit stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> submodule that defines it; each submodule adds its own public names here.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voicegraph.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(_LAZY)

@@ -1,0 +1,126 @@
+"""One narrow WebSocket interface for every edge: carrier sockets (server side, Quart) and
+provider sockets (client side, trio-websocket).
+
+Transports and provider nodes depend only on :class:`MessageSocket`; the adapters here and in
+:mod:`voicegraph.server` are the only code that knows the WebSocket library. This module is the
+one place outbound sockets touch trio-websocket (which needs the trio backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+import anyio
+
+__all__ = ["MessageSocket", "SocketClosed", "WebSocketClient", "connect_websocket"]
+
+DEFAULT_MAX_MESSAGE = 1 << 20
+
+
+class SocketClosed(Exception):
+    """The peer closed the socket (or it broke). ``code``/``reason`` as received, if any."""
+
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        super().__init__(f"socket closed (code={code}, reason={reason!r})")
+        self.code = code
+        self.reason = reason
+
+
+@runtime_checkable
+class MessageSocket(Protocol):
+    """A message-oriented WebSocket.
+
+    ``receive`` returns one whole message (``str`` for text, ``bytes`` for binary) and raises
+    :class:`SocketClosed` once the socket is closed. ``send`` raises :class:`SocketClosed` if it
+    is closed. ``close`` is idempotent and never raises."""
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class WebSocketClient:
+    """:class:`MessageSocket` over a trio-websocket client connection."""
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+
+    async def send(self, message: str | bytes) -> None:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            await self._conn.send_message(message)  # type: ignore[attr-defined]
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def receive(self) -> str | bytes:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            return await self._conn.get_message()  # type: ignore[attr-defined,no-any-return]
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            try:
+                await self._conn.aclose(code, reason)  # type: ignore[attr-defined]
+            except Exception:  # close never raises (see MessageSocket)
+                pass
+
+
+def _closed(exc: Exception) -> SocketClosed:
+    reason = getattr(exc, "reason", None)
+    return SocketClosed(getattr(reason, "code", None), getattr(reason, "reason", "") or "")
+
+
+@asynccontextmanager
+async def connect_websocket(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    connect_timeout: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE,
+) -> AsyncIterator[WebSocketClient]:
+    """Open a client WebSocket to ``url`` (``ws://`` or ``wss://``) with extra ``headers``.
+
+    Raises ``TimeoutError`` after ``connect_timeout`` and :class:`SocketClosed` (with the HTTP
+    status as ``code``) if the server refuses the handshake. The socket is closed on exit,
+    including on cancellation."""
+    from trio_websocket import ConnectionRejected, HandshakeError, open_websocket_url
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"WebSocket URL must start with ws:// or wss://, got {url!r}")
+    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    try:
+        with anyio.fail_after(connect_timeout):
+            cm = open_websocket_url(
+                url,
+                extra_headers=extra,
+                max_message_size=max_message_size,
+                connect_timeout=connect_timeout,
+            )
+            conn = await cm.__aenter__()
+    except ConnectionRejected as exc:
+        raise SocketClosed(
+            exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
+        ) from None
+    except HandshakeError as exc:
+        raise SocketClosed(None, f"handshake failed: {exc}") from None
+    except OSError as exc:
+        raise SocketClosed(None, f"cannot connect: {exc}") from None
+    client = WebSocketClient(conn)
+    try:
+        yield client
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await cm.__aexit__(None, None, None)
+            except Exception:  # closing a broken socket is not an error here
+                pass
