@@ -54,6 +54,7 @@ __all__ = [
     "ToolCallResult",
     "Transcript",
     "Word",
+    "WordTimestamps",
     "bytes_per_sample",
     "decode_frame",
     "encode_frame",
@@ -177,6 +178,15 @@ class AgentText(Frame, frozen=True, kw_only=True):
     utterance_id: int = 0
     last: bool = False
     end_call: bool = False
+
+
+class WordTimestamps(Frame, frozen=True, kw_only=True):
+    """Word timings of agent speech for ``utterance_id``, in seconds from the start of that
+    utterance's audio (from the TTS), so heard text can be derived from played audio."""
+
+    kind: ClassVar[Kind] = Kind.MEDIA
+    utterance_id: int
+    words: tuple[Word, ...]
 
 
 class PlaybackMark(Frame, frozen=True, kw_only=True):
