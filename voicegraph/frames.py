@@ -31,6 +31,7 @@ import msgspec
 __all__ = [
     "AgentText",
     "AudioFormat",
+    "AudioDone",
     "AudioFrame",
     "Cleared",
     "Clear",
@@ -187,6 +188,14 @@ class WordTimestamps(Frame, frozen=True, kw_only=True):
     kind: ClassVar[Kind] = Kind.MEDIA
     utterance_id: int
     words: tuple[Word, ...]
+
+
+class AudioDone(Frame, frozen=True, kw_only=True):
+    """No more audio follows for ``utterance_id`` (sent by a TTS or realtime node after the
+    utterance's last audio frame), so playout can tell when the whole utterance was played."""
+
+    kind: ClassVar[Kind] = Kind.MEDIA
+    utterance_id: int
 
 
 class PlaybackMark(Frame, frozen=True, kw_only=True):
