@@ -109,6 +109,9 @@ class Inbox:
         self._lanes[name] = lane
         self._order.append(lane)
 
+    def has_port(self, name: str) -> bool:
+        return name in self._lanes
+
     def add_writer(self, port: str) -> None:
         self._lanes[port].writers += 1
 

@@ -245,7 +245,13 @@ class Graph:
 
     def _check_edge(self, edge: Edge) -> None:
         src, dst = self._nodes[edge.src], self._nodes[edge.dst]
-        out, inp = src.output(edge.src_port), dst.input(edge.dst_port)
+        try:
+            out, inp = src.output(edge.src_port), dst.input(edge.dst_port)
+        except KeyError as exc:
+            raise UnknownPort(
+                f"edge {edge.label()}: {edge.src if exc.args[0] == edge.src_port and not any(p.name == edge.src_port for p in src.outputs) else edge.dst} "
+                f"has no port {exc.args[0]!r}"
+            ) from None
         where = f"{edge.src}.{edge.src_port} ({type(src).__name__}) -> {edge.dst}.{edge.dst_port} ({type(dst).__name__})"
         if edge.types is not None:
             for t in edge.types:
@@ -301,6 +307,17 @@ class Graph:
                     )
             if isinstance(node, Stage) and len(node.outputs) != 1:
                 raise GraphError(f"stage {name!r} must have exactly one output port")
+        lanes: dict[tuple[str, str], tuple[Edge, str, int]] = {}
+        for e in self.edges:
+            port = self._nodes[e.dst].input(e.dst_port)
+            lane = (self._policy(e), e.capacity or port.capacity)
+            seen = lanes.setdefault((e.dst, e.dst_port), (e, *lane))
+            if seen[1:] != lane:
+                raise GraphError(
+                    f"edges {seen[0].label()} and {e.label()} feed one port with different "
+                    f"policy/capacity ({seen[1]}/{seen[2]} vs {lane[0]}/{lane[1]}); a port has "
+                    "one queue, so give them the same"
+                )
         self._check_cycles()
 
     def _check_cycles(self) -> None:

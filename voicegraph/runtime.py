@@ -54,6 +54,16 @@ class NodeFailure(Exception):
 
 
 @dataclass
+class _StageFailed(Exception):
+    """A fused stage raised inside its sender's task: carries the stage's name."""
+
+    def __init__(self, node: str, exc: Exception) -> None:
+        super().__init__(node)
+        self.node = node
+        self.exc = exc
+
+
+@dataclass
 class CallResult:
     """How a call ended."""
 
@@ -167,6 +177,7 @@ class Call:
                 self._inline[name] = node
             else:
                 actor = _StageRunner(node) if isinstance(node, Stage) else node
+                actor.name, actor.call, actor.log = name, self, node.log
                 actor.inbox = Inbox(name)
                 actor._routes = {}
                 self._actors[name] = actor
@@ -183,7 +194,8 @@ class Call:
                 self._inline_writers[e.dst] += 1
         for name, actor in self._actors.items():
             for p in nodes[name].inputs:  # unconnected optional inputs still accept inject()
-                actor.inbox.add_port(p.name, p.capacity, p.policy)
+                if not actor.inbox.has_port(p.name):
+                    actor.inbox.add_port(p.name, p.capacity, p.policy)
         # routes, built for inline stages first so actor routes can call into them
         self._stage_routes: dict[str, Route] = {}
         self._deliver_cache: dict[tuple[str, str], Route] = {}
@@ -286,7 +298,10 @@ class Call:
 
         async def deliver(frame: Frame) -> None:
             stats.frames_in += 1
-            res = process(port, frame)
+            try:
+                res = process(port, frame)
+            except Exception as exc:
+                raise _StageFailed(name, exc) from exc
             if res is None:
                 return
             out = routes[name]
@@ -477,6 +492,9 @@ class Call:
         try:
             await actor.run()
             await self._close_outputs(name)
+        except _StageFailed as exc:
+            self._fail(exc.node, exc.exc, "process")
+            return
         except Exception as exc:
             self._fail(name, exc, "run")
             return
@@ -497,7 +515,10 @@ class Call:
                 self._inline_writers[e.dst] -= 1
                 if self._inline_writers[e.dst] == 0:
                     stage = self._inline[e.dst]
-                    res = stage.finish()
+                    try:
+                        res = stage.finish()
+                    except Exception as exc:
+                        raise _StageFailed(e.dst, exc) from exc
                     if res is not None:
                         out = self._stage_routes[e.dst]
                         for f in [res] if isinstance(res, Frame) else res:
