@@ -92,21 +92,30 @@ async def connect_websocket(
     Raises ``TimeoutError`` after ``connect_timeout`` and :class:`SocketClosed` (with the HTTP
     status as ``code``) if the server refuses the handshake. The socket is closed on exit,
     including on cancellation."""
-    from trio_websocket import ConnectionRejected, HandshakeError, open_websocket_url
+    from trio_websocket import (
+        ConnectionRejected,
+        ConnectionTimeout,
+        HandshakeError,
+        open_websocket_url,
+    )
 
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"WebSocket URL must start with ws:// or wss://, got {url!r}")
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    # No outer timeout scope here: the context manager opens a nursery that outlives this
+    # block, and a cancel scope exited around a still-open nursery corrupts trio's scope stack.
+    # trio-websocket enforces connect_timeout itself (ConnectionTimeout).
+    cm = open_websocket_url(
+        url,
+        extra_headers=extra,
+        max_message_size=max_message_size,
+        connect_timeout=connect_timeout,
+    )
     try:
-        with anyio.fail_after(connect_timeout):
-            cm = open_websocket_url(
-                url,
-                extra_headers=extra,
-                max_message_size=max_message_size,
-                connect_timeout=connect_timeout,
-            )
-            conn = await cm.__aenter__()
+        conn = await cm.__aenter__()
+    except ConnectionTimeout:
+        raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
     except ConnectionRejected as exc:
         raise SocketClosed(
             exc.status_code, f"handshake rejected with HTTP {exc.status_code}"

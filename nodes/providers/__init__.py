@@ -1,0 +1,27 @@
+"""Provider plumbing shared by the STT, TTS, realtime and LLM nodes (see :mod:`.base`)."""
+
+from .base import (
+    MissingSecret,
+    ProviderAuthError,
+    ProviderError,
+    ProviderMetrics,
+    ProviderProtocolError,
+    ProviderUnavailable,
+    ReconnectPolicy,
+    Secret,
+    SendBuffer,
+    WebSocketProvider,
+)
+
+__all__ = [
+    "MissingSecret",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderMetrics",
+    "ProviderProtocolError",
+    "ProviderUnavailable",
+    "ReconnectPolicy",
+    "Secret",
+    "SendBuffer",
+    "WebSocketProvider",
+]

@@ -1,0 +1,558 @@
+"""What every WebSocket provider node needs, written once.
+
+:class:`WebSocketProvider` is an :class:`~voicegraph.node.Actor` that owns one outbound
+WebSocket (through :func:`voicegraph.wsio.connect_websocket`) and does the parts that are the
+same for every provider: connect with a timeout, keep-alive while idle, reconnect with
+exponential backoff and jitter for a bounded number of attempts, a bounded send buffer while
+reconnecting (overflow is counted, never silent), time-to-first-byte metrics per request, and a
+clean close on end of input or cancellation. A provider file only translates frames to wire
+messages and back (see ``docs/providers.md``).
+
+Failure contract: a socket that drops is reconnected without ending the call. When
+``ReconnectPolicy.max_attempts`` consecutive attempts fail, ``run`` raises
+:class:`ProviderUnavailable` (the call runtime then ends the call; a preset may catch it to say
+an apology first). A handshake refused with HTTP 401/403 raises :class:`ProviderAuthError` at
+once: retrying a wrong key only delays the error.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+
+import anyio
+import msgspec
+
+from voicegraph.channel import EndOfInput
+from voicegraph.node import Actor
+from voicegraph.wsio import MessageSocket, SocketClosed, connect_websocket
+
+__all__ = [
+    "MissingSecret",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderMetrics",
+    "ProviderProtocolError",
+    "ProviderUnavailable",
+    "ReconnectPolicy",
+    "Secret",
+    "SendBuffer",
+    "WebSocketProvider",
+]
+
+
+# ------------------------------------------------------------------ errors
+
+
+class ProviderError(Exception):
+    """Base of provider failures; ``provider`` names the service (e.g. ``"deepgram"``)."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider stayed unreachable for every allowed reconnect attempt."""
+
+    def __init__(self, provider: str, attempts: int, last_error: str) -> None:
+        super().__init__(
+            provider,
+            f"unavailable after {attempts} connection attempts (last error: {last_error}); "
+            "check the service status or raise ReconnectPolicy.max_attempts",
+        )
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused our credentials (HTTP 401/403 on the handshake)."""
+
+
+class ProviderProtocolError(ProviderError):
+    """The provider rejected what we sent, or sent something we cannot understand."""
+
+
+class MissingSecret(ValueError):
+    """No secret was given as an argument and its environment variable is unset."""
+
+
+# ----------------------------------------------------------------- secrets
+
+
+class Secret:
+    """A credential whose ``repr``/``str`` never show its value.
+
+    Use :meth:`reveal` only where the value goes on the wire (a header)."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str = "argument") -> None:
+        if not isinstance(value, str) or not value:
+            raise MissingSecret(f"a secret must be a non-empty string (from {source})")
+        self._value = value
+        self.source = source
+
+    @classmethod
+    def load(cls, value: str | Secret | None, env: str, provider: str) -> Secret:
+        """``value`` if given, else the environment variable ``env``.
+
+        Raises :class:`MissingSecret` naming ``env`` when neither is set."""
+        if isinstance(value, Secret):
+            return value
+        if value:
+            return cls(value)
+        found = os.environ.get(env, "")
+        if not found:
+            raise MissingSecret(
+                f"{provider}: no API key; pass api_key=... or set the environment variable {env}"
+            )
+        return cls(found, source=f"${env}")
+
+    def reveal(self) -> str:
+        """The secret value (for the request that needs it; never log it)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<redacted from {self.source}>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> object:
+        raise TypeError("Secret values are not picklable")
+
+
+# ---------------------------------------------------------------- policies
+
+
+class ReconnectPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Connection and reconnection limits of a provider socket (seconds unless noted).
+
+    The n-th consecutive retry waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
+    reduced by a random fraction up to ``jitter`` (so many calls do not retry in lockstep).
+    A connection that stayed up for ``stable_after`` seconds resets the attempt count."""
+
+    connect_timeout: float = 5.0
+    max_attempts: int = 5
+    initial_backoff: float = 0.2
+    max_backoff: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.3
+    stable_after: float = 5.0
+    buffer_messages: int = 500
+    """Messages kept while reconnecting (500 x 20 ms audio = 10 s); older ones are dropped."""
+    buffer_bytes: int = 1 << 20
+    drain_timeout: float = 5.0
+    """How long end of input waits for the provider to finish (final results, last audio)."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("ReconnectPolicy.max_attempts must be >= 1")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError("ReconnectPolicy.jitter must be between 0 and 1")
+        if self.connect_timeout <= 0 or self.initial_backoff < 0 or self.max_backoff < 0:
+            raise ValueError("ReconnectPolicy timeouts and backoffs must be positive")
+        if self.buffer_messages < 0 or self.buffer_bytes < 0:
+            raise ValueError("ReconnectPolicy buffer limits must be >= 0")
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay before retry number ``attempt`` (1-based)."""
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** max(0, attempt - 1))
+        r = (rng or random).random()
+        return base * (1.0 - self.jitter * r)
+
+
+# ----------------------------------------------------------------- metrics
+
+
+class ProviderMetrics:
+    """Counters and time-to-first-byte of one provider node.
+
+    A request (an utterance, a turn) starts with :meth:`request_started`; its first response
+    byte calls :meth:`first_byte`, which records the TTFB once. Pending requests and the TTFB
+    history are bounded."""
+
+    __slots__ = (
+        "buffered_high_water",
+        "connects",
+        "dropped_bytes",
+        "dropped_messages",
+        "last_ttfb",
+        "ttfb",
+        "_pending",
+    )
+
+    MAX_PENDING = 256
+
+    def __init__(self, history: int = 1000) -> None:
+        self.connects = 0
+        self.dropped_messages = 0
+        self.dropped_bytes = 0
+        self.buffered_high_water = 0
+        self.last_ttfb: float | None = None
+        self.ttfb: deque[float] = deque(maxlen=history)
+        self._pending: dict[object, float] = {}
+
+    @property
+    def reconnects(self) -> int:
+        """Successful connections after the first one."""
+        return max(0, self.connects - 1)
+
+    def request_started(self, key: object, at: float | None = None) -> None:
+        """Start timing request ``key`` (at ``anyio.current_time()`` unless ``at`` is given)."""
+        if key in self._pending:
+            return
+        if len(self._pending) >= self.MAX_PENDING:
+            self._pending.pop(next(iter(self._pending)))
+        self._pending[key] = anyio.current_time() if at is None else at
+
+    def first_byte(self, key: object) -> float | None:
+        """Record the first response of ``key``; returns its TTFB, or ``None`` if ``key`` was
+        not pending (not started, or already answered)."""
+        t0 = self._pending.pop(key, None)
+        if t0 is None:
+            return None
+        value = anyio.current_time() - t0
+        self.last_ttfb = value
+        self.ttfb.append(value)
+        return value
+
+    def request_abandoned(self, key: object) -> None:
+        """Forget ``key`` without recording a TTFB (e.g. cancelled before any response)."""
+        self._pending.pop(key, None)
+
+    def as_dict(self) -> dict[str, object]:
+        values = list(self.ttfb)
+        return {
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "dropped_messages": self.dropped_messages,
+            "dropped_bytes": self.dropped_bytes,
+            "buffered_high_water": self.buffered_high_water,
+            "last_ttfb": self.last_ttfb,
+            "ttfb_count": len(values),
+            "ttfb_mean": sum(values) / len(values) if values else None,
+        }
+
+
+class SendBuffer:
+    """Bounded FIFO of wire messages held while the socket is down.
+
+    Past ``max_messages`` or ``max_bytes`` the oldest messages are dropped and counted in the
+    given :class:`ProviderMetrics`."""
+
+    __slots__ = ("_items", "_nbytes", "max_bytes", "max_messages", "metrics")
+
+    def __init__(self, max_messages: int, max_bytes: int, metrics: ProviderMetrics) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+        self._items: deque[str | bytes] = deque()
+        self._nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._nbytes
+
+    def append(self, message: str | bytes) -> None:
+        size = len(message)
+        if size > self.max_bytes or self.max_messages == 0:
+            self._count_drop(size)
+            return
+        self._items.append(message)
+        self._nbytes += size
+        while len(self._items) > self.max_messages or self._nbytes > self.max_bytes:
+            self._count_drop(len(self._pop()))
+        n = len(self._items)
+        if n > self.metrics.buffered_high_water:
+            self.metrics.buffered_high_water = n
+
+    def popleft(self) -> str | bytes:
+        return self._pop()
+
+    def appendleft(self, message: str | bytes) -> None:
+        """Put back a message whose send failed (it was the oldest)."""
+        self._items.appendleft(message)
+        self._nbytes += len(message)
+
+    def clear_as_dropped(self) -> int:
+        """Drop everything (counted); returns how many messages were dropped."""
+        n = len(self._items)
+        self.metrics.dropped_messages += n
+        self.metrics.dropped_bytes += self._nbytes
+        self._items.clear()
+        self._nbytes = 0
+        return n
+
+    def _pop(self) -> str | bytes:
+        m = self._items.popleft()
+        self._nbytes -= len(m)
+        return m
+
+    def _count_drop(self, size: int) -> None:
+        self.metrics.dropped_messages += 1
+        self.metrics.dropped_bytes += size
+
+
+# -------------------------------------------------------------------- base
+
+
+class WebSocketProvider(Actor):
+    """An actor that talks to one provider over one WebSocket, reconnecting as needed.
+
+    Subclasses set ``provider`` (a short service name) and implement :meth:`url`,
+    :meth:`headers`, :meth:`on_message` and :meth:`handle`; they may override
+    :meth:`on_connected`, :meth:`keepalive_message`, :meth:`close_error` and
+    :meth:`end_of_input`. They send with :meth:`transmit`, never on the socket directly.
+
+    Task model: ``run`` runs the input loop (inbox -> :meth:`handle`, plus keep-alive ticks) in
+    its own task and the connection loop (connect, :meth:`on_connected`, flush the buffer,
+    receive -> :meth:`on_message`, reconnect) in another. Only one task sends at a time: during
+    the hand-over after a handshake every :meth:`transmit` goes into the buffer, which the
+    connection loop flushes in order; the socket is published to the input loop only once the
+    buffer is empty, so messages keep their order across a reconnect.
+
+    Cancellation: the socket is closed (shielded, bounded) and nothing is left running.
+    """
+
+    provider = "provider"
+    keepalive_interval: float | None = None
+    """Seconds without any message sent after which :meth:`keepalive_message` is sent."""
+
+    def __init__(self, *, reconnect: ReconnectPolicy | None = None, seed: int | None = None):
+        super().__init__()
+        self.reconnect_policy = reconnect or ReconnectPolicy()
+        self.metrics = ProviderMetrics()
+        self._buffer = SendBuffer(
+            self.reconnect_policy.buffer_messages, self.reconnect_policy.buffer_bytes, self.metrics
+        )
+        self._rng = random.Random(seed)
+        self._sock: MessageSocket | None = None
+        self._closing = False
+        self._handover = False
+        self._closed = anyio.Event()
+        self._last_sent = 0.0
+        self._fatal: BaseException | None = None
+
+    # ---------------------------------------------------------- subclass API
+
+    def url(self) -> str:
+        """The WebSocket URL to connect to (query string included)."""
+        raise NotImplementedError
+
+    def headers(self) -> Mapping[str, str]:
+        """Handshake headers (credentials go here; they are never logged)."""
+        return {}
+
+    async def on_connected(self, reconnect: bool) -> None:
+        """Called after each successful handshake, before buffered messages are flushed.
+
+        Messages sent here with :meth:`transmit` are queued behind those already buffered and
+        go out before anything the input loop sends afterwards."""
+
+    async def on_message(self, message: str | bytes) -> None:
+        """Handle one message from the provider (decode it at once into a typed Struct)."""
+        raise NotImplementedError
+
+    def keepalive_message(self) -> str | bytes | None:
+        """The message to send after ``keepalive_interval`` idle seconds (``None``: skip)."""
+        return None
+
+    def close_error(self, closed: SocketClosed) -> ProviderError | None:
+        """Classify a close by the provider: return an error to end the call with, or ``None``
+        to reconnect (the default)."""
+        return None
+
+    async def end_of_input(self) -> None:
+        """All inputs are done: finish the provider's work (e.g. send a close message and
+        :meth:`wait_closed`). Runs under ``ReconnectPolicy.drain_timeout``."""
+
+    # ------------------------------------------------------------- helpers
+
+    @property
+    def connected(self) -> bool:
+        """Whether a socket is up and accepting sends from the input loop."""
+        return self._sock is not None
+
+    async def transmit(self, message: str | bytes, *, buffer: bool = True) -> bool:
+        """Send ``message`` to the provider. Returns whether it was sent now.
+
+        While the socket is down (or breaks during this send) the message is kept in the
+        bounded send buffer when ``buffer`` is true and sent after reconnecting, else counted as
+        dropped. Never raises for a closed socket."""
+        sock = self._sock
+        if sock is None:
+            self._hold(message, buffer)
+            return False
+        try:
+            await sock.send(message)
+        except SocketClosed:
+            if self._sock is sock:
+                self._sock = None
+            self._hold(message, buffer)
+            return False
+        self._last_sent = anyio.current_time()
+        return True
+
+    async def wait_closed(self) -> None:
+        """Wait until the provider closed the socket after :meth:`end_of_input` began."""
+        await self._closed.wait()
+
+    def _hold(self, message: str | bytes, buffer: bool) -> None:
+        if self._handover or (buffer and not self._closing):
+            self._buffer.append(message)
+        else:
+            self.metrics.dropped_messages += 1
+            self.metrics.dropped_bytes += len(message)
+
+    # ---------------------------------------------------------------- run
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._guard, self._connection_loop, tg.cancel_scope)
+            await self._guard(self._input_loop, tg.cancel_scope)
+            tg.cancel_scope.cancel()
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _guard(self, fn: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+        try:
+            await fn()
+        except Exception as exc:
+            # Keep the first error and raise it from run() itself, so callers see e.g. a bare
+            # ProviderUnavailable rather than an exception group.
+            if self._fatal is None:
+                self._fatal = exc
+            scope.cancel()
+
+    async def _input_loop(self) -> None:
+        inbox = self.inbox
+        interval = self.keepalive_interval
+        while True:
+            try:
+                if interval is None:
+                    port, frame = await inbox.receive()
+                else:
+                    item = await inbox.receive_until(self._last_sent + interval)
+                    if item is None:
+                        await self._keepalive()
+                        continue
+                    port, frame = item
+            except EndOfInput:
+                break
+            await self.handle(port, frame)
+        self._closing = True
+        with anyio.move_on_after(self.reconnect_policy.drain_timeout) as scope:
+            if self._sock is not None:
+                await self.end_of_input()
+        if scope.cancelled_caught:
+            self.log.warning("%s did not finish within the drain timeout", self.provider)
+        if len(self._buffer):
+            n = self._buffer.clear_as_dropped()
+            self.log.warning("%s: %d buffered messages dropped at end of input", self.provider, n)
+
+    async def _keepalive(self) -> None:
+        self._last_sent = anyio.current_time()
+        if self._sock is None:
+            return
+        msg = self.keepalive_message()
+        if msg is not None:
+            await self.transmit(msg, buffer=False)
+
+    async def _connection_loop(self) -> None:
+        policy = self.reconnect_policy
+        attempt = 0
+        last_error = ""
+        while True:
+            up_since: float | None = None
+            try:
+                async with connect_websocket(
+                    self.url(), self.headers(), connect_timeout=policy.connect_timeout
+                ) as sock:
+                    up_since = anyio.current_time()
+                    await self._serve(sock)
+                    closed: SocketClosed | None = None
+            except SocketClosed as exc:
+                closed = exc
+            except TimeoutError:
+                closed = SocketClosed(None, f"connect timed out after {policy.connect_timeout}s")
+            finally:
+                self._sock = None
+            if self._closing:
+                self._closed.set()
+                return
+            assert closed is not None
+            if up_since is None and closed.code in (401, 403):
+                raise ProviderAuthError(
+                    self.provider,
+                    f"the API key was refused (HTTP {closed.code}); check the key you pass as "
+                    "api_key or its environment variable",
+                )
+            err = self.close_error(closed) if up_since is not None else None
+            if err is not None:
+                raise err
+            last_error = closed.reason or f"code {closed.code}"
+            if up_since is not None and anyio.current_time() - up_since >= policy.stable_after:
+                attempt = 0
+            attempt += 1
+            if attempt > policy.max_attempts:
+                raise ProviderUnavailable(self.provider, policy.max_attempts, last_error)
+            delay = policy.backoff(attempt, self._rng)
+            if up_since is not None:
+                self.log.warning(
+                    "%s socket closed (%s); reconnecting in %.2fs (attempt %d/%d)",
+                    self.provider,
+                    last_error,
+                    delay,
+                    attempt,
+                    policy.max_attempts,
+                )
+            else:
+                self.log.warning(
+                    "%s connect failed (%s); retrying in %.2fs (attempt %d/%d)",
+                    self.provider,
+                    last_error,
+                    delay,
+                    attempt,
+                    policy.max_attempts,
+                )
+            await anyio.sleep(delay)
+
+    async def _serve(self, sock: MessageSocket) -> None:
+        """One connection's life: hand-over of pending sends, then receive until it closes.
+        Raises :class:`SocketClosed` when it ends."""
+        self.metrics.connects += 1
+        reconnect = self.metrics.connects > 1
+        self._handover = True
+        try:
+            await self.on_connected(reconnect)
+            buf = self._buffer
+            while len(buf):
+                msg = buf.popleft()
+                try:
+                    await sock.send(msg)
+                except SocketClosed:
+                    buf.appendleft(msg)
+                    raise
+            # Published synchronously after the buffer ran empty: nothing can slip in between.
+            self._handover = False
+            self._sock = sock
+            self._last_sent = anyio.current_time()
+            if reconnect:
+                self.log.info("%s reconnected", self.provider)
+            while True:
+                await self.on_message(await sock.receive())
+        finally:
+            self._handover = False
+            self._sock = None
