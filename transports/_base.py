@@ -1,0 +1,195 @@
+"""The two halves every carrier edge shares: a socket reader that never stalls, and a writer.
+
+:class:`CarrierIn` reads its socket in a task of its own into a small bounded backlog and
+forwards from there, so a slow graph never holds up the socket: when the backlog is full the
+oldest caller audio is dropped (and counted in :attr:`CarrierIn.dropped_audio`); control and event
+frames are never dropped. A protocol error closes the socket and raises
+:class:`~voicegraph.transports.errors.ProtocolError` from ``run``, which ends this call only.
+
+:class:`CarrierOut` turns frames into carrier messages. A ``Hangup`` closes the socket politely
+and ends the node; a socket the peer already closed ends it quietly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+import anyio
+import msgspec
+
+from voicegraph.channel import EndOfInput
+from voicegraph.frames import AudioFormat, AudioFrame, Frame, Hangup
+from voicegraph.node import Actor
+from voicegraph.wsio import MessageSocket, SocketClosed
+
+from .errors import CarrierFormatError, ProtocolError
+
+__all__ = ["CarrierIn", "CarrierOut"]
+
+Emit = Iterable[tuple[str, Frame]]
+
+# WebSocket close codes: 1000 normal, 1007 invalid payload data, 1008 policy violation.
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1007
+
+
+class CarrierIn(Actor):
+    """Base of carrier readers. Subclasses implement :meth:`translate`.
+
+    ``backlog`` bounds frames read from the socket but not yet taken downstream."""
+
+    def __init__(self, socket: MessageSocket, *, backlog: int = 256) -> None:
+        super().__init__()
+        if backlog < 1:
+            raise ValueError(f"backlog must be >= 1, got {backlog}")
+        self.socket = socket
+        self.backlog = backlog
+        self.dropped_audio = 0
+        self.messages = 0
+        self._queue: deque[tuple[str, Frame]] = deque()
+        self._audio_queued = 0
+        self._wake: anyio.Event | None = None
+        self._done = False
+        self._ended = False
+        self._error: ProtocolError | None = None
+
+    def translate(self, raw: str | bytes) -> Emit:
+        """Decode one socket message into ``(port, frame)`` pairs; raise ``ProtocolError``.
+
+        Call :meth:`end` when the message ends the stream (e.g. Twilio ``stop``)."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """Stop reading after the current message."""
+        self._ended = True
+
+    def closed_reason(self, exc: SocketClosed) -> str:
+        """The Hangup reason to emit when the peer closes the socket without saying goodbye."""
+        return "socket closed"
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read)
+            await self._pump()
+            tg.cancel_scope.cancel()
+        if self.dropped_audio:
+            self.log.warning("dropped %d caller audio frames (graph too slow)", self.dropped_audio)
+        if self._error is not None:
+            raise self._error
+
+    async def stop(self) -> None:
+        await self.socket.close()
+
+    def _push(self, port: str, frame: Frame) -> None:
+        queue = self._queue
+        if isinstance(frame, AudioFrame):
+            if self._audio_queued >= self.backlog:
+                for i, (_, queued) in enumerate(queue):
+                    if isinstance(queued, AudioFrame):
+                        del queue[i]
+                        break
+                self._audio_queued -= 1
+                self.dropped_audio += 1
+            self._audio_queued += 1
+        elif len(queue) - self._audio_queued >= self.backlog:
+            # control/event frames are never dropped, so a flood of them must end the stream
+            raise ProtocolError(f"more than {self.backlog} control/event frames backed up")
+        queue.append((port, frame))
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    async def _read(self) -> None:
+        try:
+            while not self._ended:
+                try:
+                    raw = await self.socket.receive()
+                except SocketClosed as exc:
+                    self._push("control", Hangup(reason=self.closed_reason(exc)))
+                    return
+                self.messages += 1
+                for port, frame in self.translate(raw):
+                    self._push(port, frame)
+        except ProtocolError as exc:
+            self._error = exc
+            self.log.warning("closing stream: protocol error: %s", exc.reason)
+            await self.socket.close(CLOSE_PROTOCOL, exc.reason[:120])
+        finally:
+            self._done = True
+            if self._wake is not None:
+                self._wake.set()
+                self._wake = None
+
+    async def _pump(self) -> None:
+        queue = self._queue
+        while True:
+            while queue and self._error is None:
+                port, frame = queue.popleft()
+                if isinstance(frame, AudioFrame):
+                    self._audio_queued -= 1
+                await self.send(port, frame)
+            if self._done:
+                return
+            self._wake = wake = anyio.Event()
+            await wake.wait()
+
+
+class CarrierOut(Actor):
+    """Base of carrier writers: input ``"in"``. Subclasses implement :meth:`write`.
+
+    ``audio_format`` is what the stream carries; audio in any other format raises
+    :class:`CarrierFormatError`. Audio frames larger than ``max_payload`` bytes are split."""
+
+    def __init__(
+        self, socket: MessageSocket, audio_format: AudioFormat | None, *, max_payload: int
+    ) -> None:
+        super().__init__()
+        self.socket = socket
+        self.audio_format = audio_format
+        self.max_payload = max_payload
+        self._encoder = msgspec.json.Encoder()
+
+    async def write(self, frame: Frame) -> None:
+        """Send ``frame`` to the carrier (not called for Hangup)."""
+        raise NotImplementedError
+
+    async def hangup(self, frame: Hangup) -> None:
+        """End the stream politely. Default: close the socket."""
+        await self.socket.close(CLOSE_NORMAL, frame.reason[:120])
+
+    async def run(self) -> None:
+        inbox = self.inbox
+        try:
+            while True:
+                try:
+                    _, frame = await inbox.receive()
+                except EndOfInput:
+                    return
+                if isinstance(frame, Hangup):
+                    self.log.info("hanging up: %s", frame.reason or "no reason given")
+                    await self.hangup(frame)
+                    return
+                await self.write(frame)
+        except SocketClosed:
+            self.log.info("carrier socket closed; nothing more can be sent")
+
+    async def stop(self) -> None:
+        await self.socket.close()
+
+    async def send_message(self, message: msgspec.Struct) -> None:
+        """Encode one wire message and send it as a text frame (Twilio insists on text)."""
+        await self.socket.send(self._encoder.encode(message).decode())
+
+    def chunks(self, frame: AudioFrame) -> Iterable[bytes]:
+        """The frame's bytes in payload-sized pieces, after checking its format."""
+        fmt = self.audio_format
+        if fmt is None or frame.encoding != fmt.encoding or frame.sample_rate != fmt.sample_rate:
+            raise CarrierFormatError(
+                f"{self.name or type(self).__name__} carries {fmt} audio but got "
+                f"{frame.encoding}/{frame.sample_rate}; convert it before the carrier edge"
+            )
+        data, step = frame.data, self.max_payload
+        if len(data) <= step:
+            return (data,)
+        return (data[i : i + step] for i in range(0, len(data), step))
