@@ -1,0 +1,154 @@
+"""A fake of the carriers' REST APIs, for the one thing voicegraph calls them for: hanging up.
+
+* Twilio: ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with
+  ``Status=completed`` -> 200 and a JSON call resource; 404 ``{"code": 20404}`` for a call that
+  has already ended.
+* Plivo: ``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/`` -> 204; 404 if already gone.
+
+Both check HTTP Basic credentials (401 otherwise) and record every request in
+:attr:`FakeCarrierREST.requests`, authorised or not. ``fail_first`` makes the first N requests
+answer 503, to exercise retries. ``on_hangup`` is called with the call id of each accepted
+hang-up (e.g. to make a simulated caller see the call end).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+import anyio
+import msgspec
+
+from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
+
+__all__ = ["FakeCarrierREST", "RecordedHangup"]
+
+_TWILIO = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json")
+_PLIVO = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/(?P<call>[^/]+)/")
+
+
+@dataclass
+class RecordedHangup:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    call_id: str
+    form: dict[str, list[str]]
+    authorised: bool
+    status: int
+
+
+class FakeCarrierREST(FakeServer):
+    """Fake Twilio (``carrier="twilio"``) or Plivo (``"plivo"``) REST endpoint on 127.0.0.1.
+
+    Use as ``async with FakeCarrierREST("twilio", account_id, auth_token) as rest:`` and point
+    the interface's ``api_base_url`` at :attr:`base_url`. ``ended``: call ids that count as
+    already ended (404)."""
+
+    def __init__(
+        self,
+        carrier: str,
+        account_id: str,
+        auth_token: str,
+        *,
+        fail_first: int = 0,
+        ended: set[str] | None = None,
+        on_hangup: Callable[[str], None] | None = None,
+    ) -> None:
+        if carrier not in ("twilio", "plivo"):
+            raise ValueError(f"carrier must be 'twilio' or 'plivo', got {carrier!r}")
+        super().__init__(max_body=64 * 1024)
+        self.carrier = carrier
+        self.account_id = account_id
+        self._auth_token = auth_token
+        self.fail_first = fail_first
+        self.ended = set(ended or ())
+        self.on_hangup = on_hangup
+        self.requests: list[RecordedHangup] = []
+        self._changed = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"FakeCarrierREST({self.carrier!r}, port={self.port})"
+
+    async def __aenter__(self) -> FakeCarrierREST:
+        await super().__aenter__()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: the interface's ``api_base_url``."""
+        return self.http_url
+
+    @property
+    def hangups(self) -> list[str]:
+        """Call ids of accepted hang-ups, in order."""
+        return [r.call_id for r in self.requests if r.authorised and r.status in (200, 204)]
+
+    async def wait_for_hangup(self, call_id: str, timeout: float = 10.0) -> bool:
+        """Wait until ``call_id`` has been hung up; False after ``timeout`` seconds."""
+        with anyio.move_on_after(timeout):
+            while call_id not in self.hangups:
+                await self._changed.wait()
+            return True
+        return False
+
+    def _authorised(self, request: HTTPRequest) -> bool:
+        header = request.headers.get("authorization", "")
+        expected = "Basic " + base64.b64encode(
+            f"{self.account_id}:{self._auth_token}".encode()
+        ).decode("ascii")
+        return hmac.compare_digest(header.encode(), expected.encode())
+
+    async def http(self, request: HTTPRequest, response: HTTPResponse) -> None:
+        if self.carrier == "twilio":
+            match, method = _TWILIO.fullmatch(request.path), "POST"
+        else:
+            match, method = _PLIVO.fullmatch(request.path), "DELETE"
+        form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        call_id = match["call"] if match else ""
+        authorised = (
+            self._authorised(request) and bool(match) and match["account"] == self.account_id
+        )
+        status, body = self._answer(request, match, method, form, call_id, authorised)
+        self.requests.append(
+            RecordedHangup(request.method, request.path, call_id, form, authorised, status)
+        )
+        if status in (200, 204) and self.on_hangup is not None:
+            self.on_hangup(call_id)
+        self._changed.set()
+        self._changed = anyio.Event()
+        if status == 204:
+            await response.start(204)
+        else:
+            await response.send_json(status, msgspec.json.encode(body))
+
+    def _answer(
+        self,
+        request: HTTPRequest,
+        match: re.Match[str] | None,
+        method: str,
+        form: dict[str, list[str]],
+        call_id: str,
+        authorised: bool,
+    ) -> tuple[int, dict[str, object]]:
+        if match is None or request.method != method:
+            return 404, {"message": "not found"}
+        if not authorised:
+            return 401, {"code": 20003, "message": "Authenticate"}
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return 503, {"message": "service unavailable (injected)"}
+        if call_id in self.ended:
+            return 404, {"code": 20404, "message": "call not found"}
+        if self.carrier == "twilio":
+            if form.get("Status") != ["completed"]:
+                return 400, {"code": 21218, "message": "Status must be completed"}
+            self.ended.add(call_id)
+            return 200, {"sid": call_id, "status": "completed"}
+        self.ended.add(call_id)
+        return 204, {}
