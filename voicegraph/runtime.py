@@ -227,11 +227,10 @@ class Call:
                     await inner_f(frame)
 
             d = filtered
-        accepted = nodes[e.dst].input(e.dst_port).types
-        emitted = e.types or nodes[e.src].output(e.src_port).types
-        if not all(any(issubclass(t, a) for a in accepted) for t in emitted):
+        if self._narrows(e):
             # the source may emit something wider than the destination accepts: check each frame
             inner_n, label = d, e.label()
+            accepted = nodes[e.dst].input(e.dst_port).types
 
             async def narrowed(frame: Frame) -> None:
                 if not isinstance(frame, accepted):
@@ -252,23 +251,34 @@ class Call:
             d = traced
         return d
 
-    def _make_route(self, name: str, port: str) -> Route:
-        node = self.graph.nodes[name]
-        declared = node.output(port).types
-        stats = node.stats
-        deliverers = [
-            self._deliverer(e) for e in self.graph.edges if e.src == name and e.src_port == port
-        ]
+    def _narrows(self, e: Edge) -> bool:
+        nodes = self.graph.nodes
+        accepted = nodes[e.dst].input(e.dst_port).types
+        emitted = e.types or nodes[e.src].output(e.src_port).types
+        return not all(any(issubclass(t, a) for a in accepted) for t in emitted)
+
+    def _checker(self, name: str, port: str) -> tuple[set[type], Callable[[type], None]]:
+        """The set of frame classes known to be declared on ``name.port``, and the function
+        that checks (and remembers) a new class."""
+        declared = self.graph.nodes[name].output(port).types
         ok: set[type] = set()
-        where = f"{name}.{port}"
 
         def check(cls: type) -> None:
             if not issubclass(cls, declared):
                 raise TypeError(
-                    f"node {name!r} sent {cls.__name__} on output {where}, which declares "
+                    f"node {name!r} sent {cls.__name__} on output {name}.{port}, which declares "
                     f"only {', '.join(t.__name__ for t in declared)}"
                 )
             ok.add(cls)
+
+        return ok, check
+
+    def _make_route(self, name: str, port: str) -> Route:
+        stats = self.graph.nodes[name].stats
+        deliverers = [
+            self._deliverer(e) for e in self.graph.edges if e.src == name and e.src_port == port
+        ]
+        ok, check = self._checker(name, port)
 
         if len(deliverers) == 1:
             only = deliverers[0]
@@ -290,21 +300,76 @@ class Call:
 
         return route
 
-    def _make_inline(self, name: str, port: str) -> Route:
-        stage = self._inline[name]
-        stats = stage.stats
-        process = stage.process
-        routes = self._stage_routes
+    def _next_inline(self, name: str) -> tuple[str, str] | None:
+        """Where a fused stage's output goes, if it is one plain edge into another fused stage
+        (then both run as one synchronous segment)."""
+        port = self._inline[name].outputs[0].name
+        edges = [e for e in self.graph.edges if e.src == name and e.src_port == port]
+        if len(edges) != 1 or self.trace is not None:
+            return None
+        e = edges[0]
+        if e.dst not in self._inline or e.types is not None or self._narrows(e):
+            return None
+        return e.dst, e.dst_port
 
-        async def deliver(frame: Frame) -> None:
+    def _sync_segment(self, name: str, port: str) -> tuple[Callable[[Frame], Any], str]:
+        """Compose consecutive fused stages into one synchronous function (a hop costs a
+        function call). Returns it and the name of the segment's last stage, whose async route
+        carries the segment's output."""
+        stage = self._inline[name]
+        stats, process = stage.stats, stage.process
+        nxt = self._next_inline(name)
+        if nxt is None:
+
+            def last(frame: Frame) -> Any:
+                stats.frames_in += 1
+                try:
+                    return process(port, frame)
+                except Exception as exc:
+                    raise _StageFailed(name, exc) from exc
+
+            return last, name
+        ok, check = self._checker(name, stage.outputs[0].name)
+        after, tail = self._sync_segment(*nxt)
+
+        def step(frame: Frame) -> Any:
             stats.frames_in += 1
             try:
                 res = process(port, frame)
             except Exception as exc:
                 raise _StageFailed(name, exc) from exc
             if res is None:
+                return None
+            if isinstance(res, Frame):
+                if res.__class__ not in ok:
+                    check(res.__class__)
+                stats.frames_out += 1
+                return after(res)
+            out: list[Frame] = []
+            for f in res:
+                if f.__class__ not in ok:
+                    check(f.__class__)
+                stats.frames_out += 1
+                r = after(f)
+                if r is None:
+                    continue
+                if isinstance(r, Frame):
+                    out.append(r)
+                else:
+                    out.extend(r)
+            return out
+
+        return step, tail
+
+    def _make_inline(self, name: str, port: str) -> Route:
+        segment, tail = self._sync_segment(name, port)
+        routes = self._stage_routes
+
+        async def deliver(frame: Frame) -> None:
+            res = segment(frame)
+            if res is None:
                 return
-            out = routes[name]
+            out = routes[tail]
             if isinstance(res, Frame):
                 await out(res)
             else:

@@ -1,0 +1,39 @@
+"""Dispatch ``python -m benchmarks NAME [args]`` to ``benchmarks/NAME.py:main(args)``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def available() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if not m.name.startswith("_") and m.name != "common"
+    )
+
+
+def main(argv: list[str]) -> int:
+    names = available()
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m benchmarks NAME [options]   (NAME: " + ", ".join(names) + ", all)")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name == "all":
+        for n in names:
+            code = importlib.import_module(f"benchmarks.{n}").main(rest)
+            if code:
+                return int(code)
+        return 0
+    if name not in names:
+        print(f"unknown benchmark {name!r}; choose one of: {', '.join(names)}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(f"benchmarks.{name}").main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
