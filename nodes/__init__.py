@@ -1,1 +1,29 @@
-"""The node library (installed as ``voicegraph.nodes``)."""
+"""The node library (installed as ``voicegraph.nodes``).
+
+Public node classes are imported lazily on first use (``from voicegraph.nodes import X``), so
+importing one provider does not import them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> submodule that defines it; each provider adds its own public names here.
+_LAZY: dict[str, str] = {
+    "OpenAIChatLLM": ".llm",
+    "OpenAIRealtime": ".realtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voicegraph.nodes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(_LAZY)

@@ -130,10 +130,19 @@ class HTTPResponse:
     """Writes one HTTP response, whole (:meth:`send_json`, :meth:`send_text`) or streamed
     (:meth:`start`, then :meth:`write` for each chunk, then :meth:`end`)."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, receive: Any = None) -> None:
         self._send = send
+        self._receive = receive
         self.started = False
         self.ended = False
+
+    async def wait_disconnected(self) -> None:
+        """Return once the client has closed the connection (to stop streaming to nobody:
+        the server silently discards writes after a disconnect)."""
+        if self._receive is None:
+            await anyio.sleep_forever()
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
     async def start(self, status: int, headers: Mapping[str, str] | None = None) -> None:
         self.started = True
@@ -276,7 +285,7 @@ class FakeServer:
                 if len(body) > self.max_body:
                     await HTTPResponse(send).send_text(413, "request body too large")
                     return
-            response = HTTPResponse(send)
+            response = HTTPResponse(send, receive)
             await self.http(HTTPRequest(scope, bytes(body)), response)
             if response.started:
                 await response.end()

@@ -1,0 +1,331 @@
+"""Streaming chat completions against any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama...).
+
+Implements :class:`voicegraph.llm.LLM` over httpx: ``POST {base_url}/chat/completions`` with
+``stream: true``, parsing the server-sent events (``data: {chunk}`` lines, ending with
+``data: [DONE]``) into typed chunks at the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from voicegraph.llm import Finish, LLMError, LLMEvent, LLMMetrics, TextDelta, ToolCall
+
+from ..providers.base import Secret
+
+__all__ = ["OpenAIChatLLM"]
+
+log = logging.getLogger("voicegraph.nodes.llm.openai_chat")
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+_RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+# ------------------------------------------------------------------ wire structs
+
+
+class _FunctionDelta(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: _FunctionDelta | None = None
+
+
+class _Delta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    index: int = 0
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorBody
+
+
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
+
+
+class _Pending:
+    """A tool call being assembled from deltas."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+# ------------------------------------------------------------------------ client
+
+
+class OpenAIChatLLM:
+    """A streaming chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    ``api_key`` defaults to ``$OPENAI_API_KEY``; it is required for OpenAI's own URL and optional
+    elsewhere (a local vLLM or Ollama needs none). It is sent only in the ``Authorization``
+    header, never logged or shown in errors or ``repr``.
+
+    ``timeout`` bounds connecting and each wait for the next chunk (a stalled stream raises
+    :class:`~voicegraph.llm.LLMError`). Failures before the response starts (connection errors,
+    408/409/429/5xx) are retried up to ``max_retries`` times with jittered exponential backoff;
+    once a reply has started streaming, a failure raises instead, because a retry would repeat
+    text the caller may already have heard. ``max_reply_chars`` bounds one reply.
+
+    The HTTP connection pool is kept between turns; call :meth:`aclose` (or use
+    ``async with``) when done.
+    """
+
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        api_key: str | None = None,
+        base_url: str = OPENAI_BASE_URL,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        include_usage: bool = True,
+        max_reply_chars: int = 100_000,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        if not model:
+            raise ValueError("OpenAIChatLLM needs a model name, e.g. model='gpt-4o-mini'")
+        if max_retries < 0 or max_retries > 10:
+            raise ValueError(f"max_retries must be between 0 and 10, got {max_retries}")
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        base = base_url.rstrip("/")
+        if not key and base == OPENAI_BASE_URL:
+            raise ValueError(
+                "OpenAIChatLLM needs an API key for api.openai.com: pass api_key= or set "
+                "OPENAI_API_KEY"
+            )
+        self.model = model
+        self.base_url = base
+        self._key = Secret(key, "argument" if api_key else "$OPENAI_API_KEY") if key else None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.include_usage = include_usage
+        self.max_reply_chars = max_reply_chars
+        self.extra_body = dict(extra_body or {})
+        self.metrics = LLMMetrics()
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatLLM(model={self.model!r}, base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> OpenAIChatLLM:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. The client can still be used afterwards (it reopens)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            headers = {"Accept": "text/event-stream"}
+            if self._key:
+                headers["Authorization"] = f"Bearer {self._key.reveal()}"
+            self._client = httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            )
+        return self._client
+
+    def _body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> bytes:
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
+        if tools:
+            body["tools"] = tools
+        if self.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        body.update(self.extra_body)
+        return msgspec.json.encode(body)
+
+    async def stream(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[LLMEvent]:
+        """Stream one reply. Yields text deltas as they come, then every complete tool call,
+        then one :class:`~voicegraph.llm.Finish`.
+
+        Raises :class:`~voicegraph.llm.LLMError` with the HTTP status and the server's message.
+        Cancelling, or leaving the ``async for`` early (and closing the generator), closes the
+        HTTP response at once."""
+        body = self._body(messages, tools)
+        url = f"{self.base_url}/chat/completions"
+        client = self._http()
+        self.metrics.requests += 1
+        attempt = 0
+        while True:
+            sent = time.monotonic()
+            try:
+                async with client.stream(
+                    "POST", url, content=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    if response.status_code != 200:
+                        raise await _http_error(response)
+                    async for event in self._events(response, sent):
+                        yield event
+                    return
+            except LLMError as exc:
+                if not exc.retryable or attempt >= self.max_retries:
+                    self.metrics.errors += 1
+                    raise
+                delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+            except httpx.TransportError as exc:
+                # Only reached before the response started: _events converts its own errors.
+                if attempt >= self.max_retries:
+                    self.metrics.errors += 1
+                    raise LLMError(
+                        f"cannot reach {self.base_url}: {type(exc).__name__}"
+                        f" after {attempt + 1} attempt(s)"
+                    ) from None
+                delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+            attempt += 1
+            self.metrics.retries += 1
+            log.warning("chat request failed; retry %d/%d", attempt, self.max_retries)
+            await anyio.sleep(delay)
+
+    async def _events(self, response: httpx.Response, sent: float) -> AsyncIterator[LLMEvent]:
+        pending: dict[int, _Pending] = {}
+        finish_reason = ""
+        usage: dict[str, int] | None = None
+        first = True
+        chars = 0
+        done = False
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # SSE comments, event names and keep-alives
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = _chunk_decoder.decode(data)
+                except msgspec.DecodeError as exc:
+                    raise LLMError(f"malformed stream chunk from server: {exc}", 200) from None
+                if chunk.usage is not None:
+                    usage = {
+                        "prompt_tokens": chunk.usage.prompt_tokens,
+                        "completion_tokens": chunk.usage.completion_tokens,
+                        "total_tokens": chunk.usage.total_tokens,
+                    }
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue  # n > 1 is not requested; ignore stray alternatives
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+                    delta = choice.delta
+                    if delta is None:
+                        continue
+                    if first and (delta.content or delta.tool_calls):
+                        first = False
+                        self.metrics.ttft.append(time.monotonic() - sent)
+                    if delta.content:
+                        chars += len(delta.content)
+                        if chars > self.max_reply_chars:
+                            raise LLMError(
+                                f"reply exceeds max_reply_chars={self.max_reply_chars}", 200
+                            )
+                        yield TextDelta(delta.content)
+                    for tc in delta.tool_calls or ():
+                        p = pending.get(tc.index)
+                        if p is None:
+                            if len(pending) >= 64:
+                                raise LLMError("more than 64 tool calls in one reply", 200)
+                            p = pending[tc.index] = _Pending()
+                        if tc.id:
+                            p.id = tc.id
+                        if tc.function is not None:
+                            if tc.function.name:
+                                p.name += tc.function.name
+                            if tc.function.arguments:
+                                chars += len(tc.function.arguments)
+                                if chars > self.max_reply_chars:
+                                    raise LLMError(
+                                        f"reply exceeds max_reply_chars={self.max_reply_chars}",
+                                        200,
+                                    )
+                                p.arguments.append(tc.function.arguments)
+        except httpx.TimeoutException:
+            raise LLMError(f"stream stalled: no data for {self.timeout:g}s", 200) from None
+        except httpx.TransportError as exc:
+            raise LLMError(f"stream broken mid-reply: {type(exc).__name__}", 200) from None
+        if not done and not finish_reason:
+            raise LLMError("stream ended before the reply was complete", 200)
+        for index in sorted(pending):
+            p = pending[index]
+            if not p.name:
+                raise LLMError("server sent a tool call without a function name", 200)
+            yield ToolCall(p.id or f"call_{index}", p.name, "".join(p.arguments) or "{}")
+        yield Finish(finish_reason or "stop", usage)
+
+
+async def _http_error(response: httpx.Response) -> LLMError:
+    status = response.status_code
+    try:
+        raw = await response.aread()
+    except httpx.TransportError:
+        raw = b""
+    message = ""
+    try:
+        message = _error_decoder.decode(raw[:65536]).error.message
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        message = raw[:300].decode("utf-8", "replace").strip()
+    return LLMError(
+        message or response.reason_phrase or "request failed", status, status in _RETRY_STATUS
+    )
