@@ -11,6 +11,10 @@ from typing import Any
 
 # name -> submodule that defines it; each provider adds its own public names here.
 _LAZY: dict[str, str] = {
+    "EspeakTTS": ".offline.espeak_tts",
+    "EspeakTTSOptions": ".offline.espeak_tts",
+    "PocketsphinxSTT": ".offline.pocketsphinx_stt",
+    "PocketsphinxSTTOptions": ".offline.pocketsphinx_stt",
     "OpenAIChatLLM": ".llm",
     "OpenAIRealtime": ".realtime",
 }
