@@ -11,6 +11,22 @@ from typing import Any
 
 # name -> submodule that defines it; each provider adds its own public names here.
 _LAZY: dict[str, str] = {
+    "AudioConverter": ".convert",
+    "make_converter": ".convert",
+    "AudioInputError": ".audio.pcm",
+    "MulawDecode": ".audio.g711",
+    "MulawEncode": ".audio.g711",
+    "pcm16_to_ulaw": ".audio.g711",
+    "ulaw_to_pcm16": ".audio.g711",
+    "Resampler": ".audio.resample",
+    "VAD": ".audio.vad",
+    "VADOptions": ".audio.vad",
+    "SENSITIVITY": ".audio.vad",
+    "EnergyAnalyser": ".audio.analysers",
+    "WebRTCAnalyser": ".audio.analysers",
+    "SileroAnalyser": ".audio.silero",
+    "Playout": ".audio.playout",
+    "PlayoutOptions": ".audio.playout",
     "EspeakTTS": ".offline.espeak_tts",
     "EspeakTTSOptions": ".offline.espeak_tts",
     "PocketsphinxSTT": ".offline.pocketsphinx_stt",

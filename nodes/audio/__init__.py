@@ -1,0 +1,53 @@
+"""The audio path: G.711 codec, PCM16 helpers, streaming resampler, VAD and playout.
+
+Names are imported lazily so that ``import voicegraph.nodes.audio`` does not load soxr,
+webrtcvad or onnxruntime until a node that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "AudioInputError": ".pcm",
+    "check_audio": ".pcm",
+    "float_to_pcm16": ".pcm",
+    "pcm16_to_samples": ".pcm",
+    "samples_to_pcm16": ".pcm",
+    "swap_bytes": ".pcm",
+    "MulawDecode": ".g711",
+    "MulawEncode": ".g711",
+    "ULAW_SILENCE": ".g711",
+    "pcm16_to_ulaw": ".g711",
+    "ulaw_to_pcm16": ".g711",
+    "Resampler": ".resample",
+    "StreamResampler": ".resample",
+    "Analyser": ".analysers",
+    "EnergyAnalyser": ".analysers",
+    "WebRTCAnalyser": ".analysers",
+    "SileroAnalyser": ".silero",
+    "silero_model_path": ".silero",
+    "SENSITIVITY": ".vad",
+    "Sensitivity": ".vad",
+    "VAD": ".vad",
+    "VADOptions": ".vad",
+    "VADProfile": ".vad",
+    "Playout": ".playout",
+    "PlayoutOptions": ".playout",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voicegraph.nodes.audio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(_LAZY)

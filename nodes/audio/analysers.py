@@ -1,0 +1,169 @@
+"""Speech analysers for :class:`~voicegraph.nodes.audio.vad.VAD`: audio in, speech probabilities out.
+
+An analyser turns int16 samples into a list of ``(probability, seconds)`` decisions, one per
+window it completed (a window may span frames: Silero needs 32 ms, frames are 20 ms). The VAD
+applies thresholds and hysteresis; analysers only measure. Each VAD owns its analyser (they keep
+per-stream state), and calls :meth:`Analyser.configure` before the first samples.
+
+* :class:`EnergyAnalyser` -- numpy only: level over an adaptive noise floor, gated by
+  zero-crossing rate so hiss is not speech. Cheap; good on quiet lines, fooled by loud
+  non-stationary noise (music, babble).
+* :class:`WebRTCAnalyser` -- Google's WebRTC VAD (GMM), extra ``vad``. Binary decisions per
+  20 ms; the sensitivity picks its aggressiveness mode.
+* :class:`~voicegraph.nodes.audio.silero.SileroAnalyser` -- Silero's neural VAD on onnxruntime,
+  extra ``silero``. Most robust to noise; costs the most.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["Analyser", "EnergyAnalyser", "WebRTCAnalyser", "require_rate"]
+
+SUPPORTED_RATES = (8000, 16000)
+
+
+class Analyser(Protocol):
+    """What a VAD needs from an analyser."""
+
+    name: str
+
+    def configure(self, sample_rate: int, sensitivity: str) -> None:
+        """Prepare for a stream at ``sample_rate`` (8000 or 16000) and start from scratch."""
+
+    def analyse(self, samples: np.ndarray[Any, Any]) -> list[tuple[float, float]]:
+        """Consume int16 samples; return ``(speech probability 0..1, seconds)`` per completed
+        window (possibly none)."""
+        ...
+
+
+def require_rate(name: str, sample_rate: int) -> None:
+    """Raise ``ValueError`` unless ``sample_rate`` is one a VAD analyser takes."""
+    if sample_rate not in SUPPORTED_RATES:
+        raise ValueError(
+            f"{name} analyses 8000 or 16000 Hz audio, got {sample_rate} Hz; "
+            "resample before the VAD (connect with convert=True)"
+        )
+
+
+class EnergyAnalyser:
+    """Level above an adaptive noise floor, gated by zero-crossing rate (numpy only).
+
+    Per frame: ``snr`` = level (dBFS) minus the noise floor; probability rises linearly from 0 at
+    ``snr_low_db`` to 1 at ``snr_high_db``, times a voicing factor that falls from 1 to 0 as the
+    zero-crossing rate goes from ``zcr_voiced`` to ``zcr_noise`` (voiced speech crosses zero
+    rarely, hiss about every other sample). Frames quieter than ``min_level_db`` are silence.
+    The floor follows drops at once and rises ``floor_rise_db_per_s`` while the level is above
+    it, so steady background noise is absorbed within seconds. Decisions cover whole frames.
+    """
+
+    name = "energy"
+
+    def __init__(
+        self,
+        *,
+        snr_low_db: float = 6.0,
+        snr_high_db: float = 18.0,
+        min_level_db: float = -50.0,
+        zcr_voiced: float = 0.25,
+        zcr_noise: float = 0.45,
+        floor_rise_db_per_s: float = 3.0,
+    ) -> None:
+        if not snr_high_db > snr_low_db:
+            raise ValueError("snr_high_db must be greater than snr_low_db")
+        if not 0.0 <= zcr_voiced < zcr_noise <= 1.0:
+            raise ValueError("need 0 <= zcr_voiced < zcr_noise <= 1")
+        self.snr_low_db = snr_low_db
+        self.snr_span = snr_high_db - snr_low_db
+        self.min_level_db = min_level_db
+        self.zcr_voiced = zcr_voiced
+        self.zcr_span = zcr_noise - zcr_voiced
+        self.floor_rise = floor_rise_db_per_s
+        self.sample_rate = 8000
+        self._floor: float | None = None
+
+    def configure(self, sample_rate: int, sensitivity: str) -> None:
+        require_rate("EnergyAnalyser", sample_rate)
+        self.sample_rate = sample_rate
+        self._floor = None
+
+    def analyse(self, samples: np.ndarray[Any, Any]) -> list[tuple[float, float]]:
+        n = samples.size
+        if n == 0:
+            return []
+        seconds = n / self.sample_rate
+        x = samples.astype(np.float32)
+        power = float(np.dot(x, x)) / n
+        level = 10.0 * math.log10(power / 1073741824.0 + 1e-12)  # dBFS, 1e-12 = -120 dB
+        floor = self._floor
+        if floor is None or level < floor:
+            floor = max(level, -90.0)
+        else:
+            floor += self.floor_rise * seconds
+        self._floor = floor
+        if level < self.min_level_db:
+            return [(0.0, seconds)]
+        loud = min(1.0, max(0.0, (level - floor - self.snr_low_db) / self.snr_span))
+        signs = np.signbit(samples)
+        zcr = np.count_nonzero(signs[1:] != signs[:-1]) / max(1, n - 1)
+        voiced = min(1.0, max(0.0, 1.0 - (zcr - self.zcr_voiced) / self.zcr_span))
+        return [(loud * voiced, seconds)]
+
+
+_WEBRTC_MODE = {"low": 3, "medium": 3, "high": 2}
+
+
+class WebRTCAnalyser:
+    """Google's WebRTC VAD (``webrtcvad-wheels``, extra ``vad``) on 20 ms windows.
+
+    ``mode`` 0-3 is its aggressiveness in filtering out non-speech; ``None`` (default) derives
+    it from the VAD's sensitivity (low/medium → 3, high → 2; modes 0-1 call hiss speech).
+    Probabilities are 0 or 1. Samples are re-chunked into 20 ms windows, so frames of any
+    length work; a partial window waits for the next frame.
+    """
+
+    name = "webrtc"
+
+    def __init__(self, mode: int | None = None) -> None:
+        if mode is not None and mode not in (0, 1, 2, 3):
+            raise ValueError(f"WebRTC VAD mode must be 0, 1, 2 or 3, got {mode!r}")
+        try:
+            import webrtcvad
+        except ImportError as exc:
+            raise ImportError(
+                "WebRTCAnalyser needs webrtcvad-wheels: pip install 'voicegraph[vad]'"
+            ) from exc
+        self._module = webrtcvad
+        self.mode = mode
+        self._vad: Any = None
+        self.sample_rate = 8000
+        self._window = 160
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def configure(self, sample_rate: int, sensitivity: str) -> None:
+        require_rate("WebRTCAnalyser", sample_rate)
+        self.sample_rate = sample_rate
+        self._window = sample_rate // 50
+        mode = self.mode if self.mode is not None else _WEBRTC_MODE[sensitivity]
+        self._vad = self._module.Vad(mode)
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def analyse(self, samples: np.ndarray[Any, Any]) -> list[tuple[float, float]]:
+        if self._vad is None:
+            raise RuntimeError("WebRTCAnalyser.configure() must be called before analyse()")
+        w = self._window
+        if self._pending.size:
+            samples = np.concatenate((self._pending, samples))
+        whole = samples.size - samples.size % w
+        self._pending = samples[whole:].copy()
+        if whole == 0:
+            return []
+        data = samples[:whole].astype("<i2").tobytes()
+        step, rate, vad = 2 * w, self.sample_rate, self._vad
+        return [
+            (1.0 if vad.is_speech(data[i : i + step], rate) else 0.0, 0.02)
+            for i in range(0, len(data), step)
+        ]

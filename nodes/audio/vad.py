@@ -1,0 +1,180 @@
+"""Voice activity detection: speech started / stopped control frames from caller audio.
+
+:class:`VAD` is an inline stage. It passes every frame through unchanged and, when its analyser's
+probabilities cross the thresholds of the chosen sensitivity for long enough, emits
+:class:`~voicegraph.frames.SpeechStarted` or :class:`~voicegraph.frames.SpeechStopped` right
+after the audio frame that decided it, with that frame's media ``timestamp`` and
+``capture_time``.
+
+Hysteresis: speech starts after ``min_speech`` seconds of windows at or above
+``start_threshold`` (a window below ``stop_threshold`` resets the count; one between the two
+holds it), and stops after ``min_silence`` seconds of windows below ``stop_threshold`` (any window
+at or above it resets the count). :data:`SENSITIVITY` is the one table of these numbers; the
+barge-in controller reads it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+import numpy as np
+
+from voicegraph.frames import AudioFormat, AudioFrame, Frame, SpeechStarted, SpeechStopped
+from voicegraph.node import In, Out, Stage
+
+from .analysers import Analyser, EnergyAnalyser, require_rate
+from .pcm import AudioInputError, check_audio
+
+__all__ = ["SENSITIVITY", "Sensitivity", "VAD", "VADOptions", "VADProfile"]
+
+Sensitivity = Literal["low", "medium", "high"]
+
+
+class VADProfile(msgspec.Struct, frozen=True):
+    """Thresholds of one sensitivity: probabilities 0..1 and durations in seconds."""
+
+    start_threshold: float
+    stop_threshold: float
+    min_speech: float
+    min_silence: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.stop_threshold <= self.start_threshold <= 1.0:
+            raise ValueError("need 0 < stop_threshold <= start_threshold <= 1")
+        if self.min_speech < 0 or self.min_silence < 0:
+            raise ValueError("min_speech and min_silence must be >= 0 seconds")
+
+
+SENSITIVITY: dict[str, VADProfile] = {
+    # Higher sensitivity: less evidence and less time before speech counts as started (quicker
+    # barge-in, more false starts on coughs and noise). Documented in docs/audio.md.
+    "low": VADProfile(start_threshold=0.8, stop_threshold=0.5, min_speech=0.30, min_silence=0.6),
+    "medium": VADProfile(start_threshold=0.6, stop_threshold=0.4, min_speech=0.20, min_silence=0.5),
+    "high": VADProfile(start_threshold=0.5, stop_threshold=0.3, min_speech=0.10, min_silence=0.4),
+}
+"""Sensitivity → thresholds, minimum speech to start and minimum silence to stop."""
+
+
+class VADOptions(msgspec.Struct, frozen=True):
+    """Options of :class:`VAD`.
+
+    ``sensitivity`` picks a row of :data:`SENSITIVITY`; ``profile`` replaces it wholesale.
+    ``sample_rate`` (8000 or 16000) pins the input port's format so a wrong edge fails when the
+    graph is built; ``None`` accepts either, checked per frame."""
+
+    sensitivity: Sensitivity = "medium"
+    profile: VADProfile | None = None
+    sample_rate: int | None = None
+
+
+class VAD(Stage):
+    """Voice activity detector (see module docs).
+
+    Input ``"in"``: :class:`~voicegraph.frames.AudioFrame` PCM16 at 8 or 16 kHz; other frames
+    pass through. Output ``"out"``: the same frames, plus ``SpeechStarted`` / ``SpeechStopped``.
+    ``analyser`` defaults to :class:`EnergyAnalyser`; pass one analyser per VAD (they keep
+    stream state). At end of input an open speech segment is closed with ``SpeechStopped``.
+    Latency: the decision comes ``min_speech`` / ``min_silence`` after the change, plus the
+    analyser's window (20 ms; Silero 32 ms). Raises
+    :class:`~voicegraph.nodes.audio.pcm.AudioInputError` for other formats, empty or odd frames,
+    or a sample rate that changes mid-stream."""
+
+    def __init__(
+        self,
+        analyser: Analyser | None = None,
+        sensitivity: Sensitivity = "medium",
+        *,
+        profile: VADProfile | None = None,
+        sample_rate: int | None = None,
+        options: VADOptions | None = None,
+    ) -> None:
+        super().__init__()
+        opts = options or VADOptions(sensitivity, profile, sample_rate)
+        if opts.sensitivity not in SENSITIVITY:
+            raise ValueError(
+                f"sensitivity must be one of {', '.join(SENSITIVITY)}, got {opts.sensitivity!r}"
+            )
+        if opts.sample_rate is not None:
+            require_rate("VAD", opts.sample_rate)
+        self.options = opts
+        self.profile = opts.profile or SENSITIVITY[opts.sensitivity]
+        self.analyser: Analyser = analyser if analyser is not None else EnergyAnalyser()
+        fmt = AudioFormat("pcm16", opts.sample_rate) if opts.sample_rate else None
+        self.inputs = (In("in", format=fmt),)
+        self.outputs = (Out("out", format=fmt),)
+        self._rate: int | None = None
+        self.speaking = False
+        """True between an emitted SpeechStarted and the next SpeechStopped."""
+        self.probability = 0.0
+        """The analyser's latest speech probability."""
+        self._run = 0.0  # seconds of evidence towards the next state change
+        self._last: AudioFrame | None = None
+
+    def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
+        if type(frame) is not AudioFrame:
+            return frame
+        name = self.name or "VAD"
+        check_audio(name, frame)
+        if frame.encoding != "pcm16":
+            raise AudioInputError(
+                f"{name}: analyses pcm16 audio, got {frame.encoding}/{frame.sample_rate}; "
+                "decode it first (connect with convert=True)"
+            )
+        if self._rate != frame.sample_rate:
+            if self._rate is not None:
+                raise AudioInputError(
+                    f"{name}: sample rate changed mid-stream from {self._rate} to "
+                    f"{frame.sample_rate} Hz; resample to one rate before the VAD"
+                )
+            try:
+                require_rate(name, frame.sample_rate)
+            except ValueError as exc:
+                raise AudioInputError(str(exc)) from None
+            self.analyser.configure(frame.sample_rate, self.options.sensitivity)
+            self._rate = frame.sample_rate
+        self._last = frame
+        event: Frame | None = None
+        for p, seconds in self.analyser.analyse(np.frombuffer(frame.data, dtype="<i2")):
+            self.probability = p
+            changed = self._step(p, seconds)
+            if changed:
+                cls = SpeechStarted if self.speaking else SpeechStopped
+                # A window can flip the state back within one frame only if min durations are
+                # below a window; then the last change wins, as the frame's net effect.
+                event = (
+                    None
+                    if event is not None
+                    else cls(timestamp=frame.timestamp, capture_time=frame.capture_time)
+                )
+        return frame if event is None else (frame, event)
+
+    def _step(self, p: float, seconds: float) -> bool:
+        prof = self.profile
+        if not self.speaking:
+            if p >= prof.start_threshold:
+                self._run += seconds
+                if self._run >= prof.min_speech - 1e-9:
+                    self.speaking, self._run = True, 0.0
+                    return True
+            elif p < prof.stop_threshold:
+                self._run = 0.0
+            return False
+        if p < prof.stop_threshold:
+            self._run += seconds
+            if self._run >= prof.min_silence - 1e-9:
+                self.speaking, self._run = False, 0.0
+                return True
+        else:
+            self._run = 0.0
+        return False
+
+    def finish(self) -> Frame | Iterable[Frame] | None:
+        if not self.speaking or self._last is None:
+            return None
+        self.speaking = False
+        last = self._last
+        return SpeechStopped(
+            timestamp=last.timestamp + last.duration, capture_time=last.capture_time
+        )
