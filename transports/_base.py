@@ -4,7 +4,8 @@
 forwards from there, so a slow graph never holds up the socket: when the backlog is full the
 oldest caller audio is dropped (and counted in :attr:`CarrierIn.dropped_audio`); control and event
 frames are never dropped. A protocol error closes the socket and raises
-:class:`~voicegraph.transports.errors.ProtocolError` from ``run``, which ends this call only.
+:class:`~voicegraph.transports.errors.ProtocolError` from ``run``, which ends this call only;
+frames read before it but not yet forwarded are counted in :attr:`CarrierIn.discarded`.
 
 :class:`CarrierOut` turns frames into carrier messages. A ``Hangup`` closes the socket politely
 and ends the node; a socket the peer already closed ends it quietly.
@@ -46,6 +47,7 @@ class CarrierIn(Actor):
         self.socket = socket
         self.backlog = backlog
         self.dropped_audio = 0
+        self.discarded = 0
         self.messages = 0
         self._queue: deque[tuple[str, Frame]] = deque()
         self._audio_queued = 0
@@ -76,6 +78,9 @@ class CarrierIn(Actor):
         if self.dropped_audio:
             self.log.warning("dropped %d caller audio frames (graph too slow)", self.dropped_audio)
         if self._error is not None:
+            # the stream is over: what the reader had accepted but not forwarded is counted
+            self.discarded = len(self._queue)
+            self._queue.clear()
             raise self._error
 
     async def stop(self) -> None:

@@ -35,7 +35,9 @@ def decode(decoder: msgspec.json.Decoder[T], raw: str | bytes, max_size: int, ta
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         name = discriminator(raw, tag)
-        raise ProtocolError(f"invalid {name or 'message'}: {exc}") from None
+        if name is not None and str(exc).endswith(f"`$.{tag}`"):
+            raise ProtocolError(f"unknown {tag} {name[:40]!r}") from None
+        raise ProtocolError(f"invalid {name[:40] if name else 'message'}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from None
 
