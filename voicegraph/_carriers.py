@@ -1,0 +1,339 @@
+"""The stream side of :class:`~voicegraph.server.AgentRuntime`: authorise a carrier WebSocket,
+build the call's graph around the carrier edge nodes, and run the call.
+
+Raw ASGI (not Quart) so a peer's close reaches the carrier nodes as
+:class:`~voicegraph.wsio.SocketClosed` instead of cancelling the handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import anyio
+
+from .frames import AgentText, AudioFormat
+from .interface import CallInterface
+from .runtime import Call
+from .session import CallSession
+from .signatures import validate_plivo_v3_signature, validate_twilio_signature
+from .stream_token import StreamTokenError
+from .wsio import SocketClosed
+
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .server import AgentRuntime
+
+__all__ = ["AsgiSocket", "CallSetupError", "CarrierRoute", "route_for", "serve_stream"]
+
+logger = logging.getLogger("voicegraph.server")
+
+CLOSE_POLICY = 1008  # WebSocket close code: policy violation (refused authorisation)
+CLOSE_PROTOCOL = 1007
+CLOSE_ERROR = 1011
+
+
+class CallSetupError(Exception):
+    """A call's graph could not be built (the message says what to change)."""
+
+
+class AsgiSocket:
+    """:class:`~voicegraph.wsio.MessageSocket` over one ASGI WebSocket connection.
+
+    ``receive`` raises ``SocketClosed`` once the peer disconnects; ``send`` raises it once the
+    socket is closed; ``close`` is idempotent and never raises."""
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self._receive = receive
+        self._send = send
+        self.closed = False
+        self.close_code: int | None = None
+
+    async def accept(self) -> bool:
+        msg = await self._receive()
+        if msg["type"] != "websocket.connect":
+            self.closed = True
+            return False
+        await self._send({"type": "websocket.accept"})
+        return True
+
+    async def reject(self, status: int, body: str) -> None:
+        """Refuse the handshake with an HTTP status (before :meth:`accept`)."""
+        self.closed = True
+        msg = await self._receive()
+        if msg["type"] != "websocket.connect":
+            return
+        await self._send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await self._send({"type": "websocket.http.response.body", "body": body.encode()})
+
+    async def receive(self) -> str | bytes:
+        if self.closed:
+            raise SocketClosed(self.close_code, "closed")
+        msg = await self._receive()
+        if msg["type"] == "websocket.receive":
+            text = msg.get("text")
+            return text if text is not None else (msg.get("bytes") or b"")
+        self.closed = True
+        self.close_code = msg.get("code")
+        raise SocketClosed(self.close_code, msg.get("reason") or "")
+
+    async def send(self, message: str | bytes) -> None:
+        if self.closed:
+            raise SocketClosed(self.close_code, "closed")
+        key = "text" if isinstance(message, str) else "bytes"
+        try:
+            await self._send({"type": "websocket.send", key: message})
+        except Exception as exc:  # the server's view of a broken connection
+            self.closed = True
+            raise SocketClosed(None, f"send failed: {type(exc).__name__}") from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            except Exception:  # close never raises (MessageSocket contract)
+                pass
+
+
+class CarrierRoute(NamedTuple):
+    """How one kind of carrier stream is accepted and turned into carrier edge nodes."""
+
+    name: str
+    accept: Callable[[Any], Awaitable[Any]]
+    nodes: Callable[[Any, Any], tuple[Any, Any]]
+    params: Callable[[Any], dict[str, str]]
+    call_id: Callable[[Any], str]
+    stream_id: Callable[[Any], str]
+    audio_format: Callable[[Any], AudioFormat | None]
+    caller: Callable[[Any, dict[str, str]], str]
+
+
+def route_for(iface: CallInterface) -> str:
+    """The stream protocol an interface's stream speaks."""
+    if iface.telephony == "plivo":
+        return "plivo"
+    return "twilio-relay" if iface.pipeline == "managed" else "twilio-media"
+
+
+def _carrier(name: str) -> CarrierRoute:
+    if name == "twilio-media":
+        from .transports.twilio import accept_twilio_media, twilio_media_nodes
+
+        return CarrierRoute(
+            name,
+            accept_twilio_media,
+            twilio_media_nodes,
+            lambda s: dict(s.custom_parameters),
+            lambda s: s.call_sid,
+            lambda s: s.stream_sid,
+            lambda s: s.media_format,
+            lambda s, p: p.get("caller", ""),
+        )
+    if name == "twilio-relay":
+        from .transports.twilio import accept_conversation_relay, relay_nodes
+
+        return CarrierRoute(
+            name,
+            accept_conversation_relay,
+            relay_nodes,
+            lambda s: dict(s.custom_parameters),
+            lambda s: s.call_sid,
+            lambda s: s.session_id,
+            lambda s: None,
+            lambda s, p: p.get("caller", ""),
+        )
+    from .transports.plivo import accept_plivo_stream, plivo_stream_nodes
+
+    return CarrierRoute(
+        name,
+        accept_plivo_stream,
+        plivo_stream_nodes,
+        lambda s: dict(s.extra_headers),
+        lambda s: s.call_id,
+        lambda s: s.stream_id,
+        lambda s: s.media_format,
+        lambda s, p: p.get("caller", ""),
+    )
+
+
+def _handshake_ok(iface: CallInterface, url: str, headers: dict[str, str]) -> bool | None:
+    """True/False when the carrier signed the handshake; None when it sent no signature."""
+    if iface.telephony == "twilio":
+        sig = headers.get("x-twilio-signature")
+        return None if sig is None else validate_twilio_signature(url, None, sig, iface.auth_token)
+    sig, nonce = headers.get("x-plivo-signature-v3"), headers.get("x-plivo-signature-v3-nonce")
+    if sig is None:
+        return None
+    # Which scheme Plivo signs for the upgrade is undocumented: try the wss URL, then https.
+    https = "https" + url[3:] if url.startswith("wss") else "http" + url[2:]
+    return any(
+        validate_plivo_v3_signature("GET", u, None, nonce, sig, iface.auth_token)
+        for u in (url, https)
+    )
+
+
+async def serve_stream(
+    runtime: AgentRuntime, scope: dict[str, Any], receive: Any, send: Any
+) -> None:
+    """Serve one carrier WebSocket (an ASGI ``websocket`` scope) to its end. Never raises."""
+    sock = AsgiSocket(receive, send)
+    path = scope["path"]
+    group = runtime.streams.get(path)
+    if not group:
+        await sock.reject(404, "no stream endpoint here")
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    url = runtime.public_base(scope.get("scheme", "ws"), headers, True) + path
+    checks = {id(i): _handshake_ok(i, url, headers) for i in group}
+    # Twilio always signs the handshake; Plivo may not, and then the stream token alone decides.
+    allowed = [
+        i for i in group if checks[id(i)] or (checks[id(i)] is None and i.telephony == "plivo")
+    ]
+    if not allowed:
+        logger.warning("stream handshake on %s refused: missing or invalid signature", path)
+        await sock.reject(403, "invalid signature")
+        return
+    if len(runtime.calls) >= runtime.max_calls:
+        logger.warning("stream refused: %d calls active (max_calls)", len(runtime.calls))
+        await sock.reject(503, "at capacity")
+        return
+    if not await sock.accept():
+        return
+    try:
+        await _run_stream(runtime, sock, _carrier(route_for(group[0])), allowed)
+    except Exception as exc:  # one call's failure must never reach the server
+        logger.error("stream on %s failed: %s: %s", path, type(exc).__name__, exc, exc_info=exc)
+        await sock.close(CLOSE_ERROR, "internal error")
+    finally:
+        await sock.close()
+
+
+async def _run_stream(
+    runtime: AgentRuntime, sock: AsgiSocket, carrier: CarrierRoute, allowed: list[CallInterface]
+) -> None:
+    from .transports.errors import ProtocolError
+
+    try:
+        start = await carrier.accept(sock)
+    except ProtocolError as exc:
+        logger.warning("stream closed before its start: %s", exc.reason)
+        await sock.close(CLOSE_PROTOCOL, exc.reason[:120])
+        return
+    call_id = carrier.call_id(start)
+    params = carrier.params(start)
+    line = params.get("line", "")
+    iface = next((i for i in allowed if i.line == line), None)
+    try:
+        if iface is None:
+            raise StreamTokenError("stream names no line served here")
+        caller = carrier.caller(start, params)
+        runtime.tokens[id(iface)].check(params.get("token"), call_id, f"{line}:{caller}")
+    except StreamTokenError as exc:
+        logger.warning("[%s] stream refused: %s", call_id, exc)
+        await sock.close(CLOSE_POLICY, "unauthorised stream")
+        return
+    carrier_in, carrier_out = carrier.nodes(sock, start)
+    session = CallSession(
+        call_id=call_id,
+        carrier=iface.telephony,
+        mode=iface.pipeline,
+        stream_id=carrier.stream_id(start),
+        carrier_in=carrier_in,
+        carrier_out=carrier_out,
+        audio_format=carrier.audio_format(start),
+        from_number=getattr(start, "from_number", "") or caller,
+        to_number=iface.phone_number,
+        params={k: v for k, v in params.items() if k != "token"},
+        interface=iface,
+        hangup=lambda: _rest_hangup(iface, call_id),
+    )
+    graph = _build_graph(iface, session)
+    call = Call(
+        graph,
+        call_id,
+        max_duration=iface.max_call_duration_seconds,
+        on_max_duration=lambda c: _goodbye(c, session),
+        grace=15.0,
+    )
+    runtime.call_started(call_id, call)
+    try:
+        result = await call.run()
+    finally:
+        runtime.call_ended(call_id)
+    logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
+
+
+def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
+    if iface.graph_factory is not None:
+        return iface.graph_factory(session)
+    try:
+        from .presets import build_for_session  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise CallSetupError(
+            f"no preset for pipeline={iface.pipeline!r} is available "
+            "(voicegraph.presets.build_for_session is missing); pass graph= to CallInterface"
+        ) from exc
+    return build_for_session(session)  # type: ignore[no-any-return]
+
+
+async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
+    """End the call through the carrier's REST API (bounded retries; errors are logged)."""
+    from .transports._rest import HangupError
+
+    if iface.telephony == "twilio":
+        from .transports.twilio.rest import TwilioREST
+
+        rest: Any = TwilioREST(
+            iface.account_id,
+            iface.auth_token,
+            base_url=iface.api_base_url or "https://api.twilio.com",
+        )
+    else:
+        from .transports.plivo.rest import PlivoREST
+
+        rest = PlivoREST(
+            iface.account_id,
+            iface.auth_token,
+            base_url=iface.api_base_url or "https://api.plivo.com",
+        )
+    try:
+        ended = await rest.hangup(call_id)
+    except HangupError as exc:
+        logger.error("[%s] REST hang-up failed: %s", call_id, exc)
+        return
+    logger.info("[%s] hung up via REST%s", call_id, "" if ended else " (already ended)")
+
+
+async def _goodbye(call: Call, session: CallSession) -> None:
+    """At max duration: say the goodbye where the graph can speak text, give it time to be
+    heard, then hang up over REST.
+
+    The goodbye goes to the carrier in managed mode (Twilio speaks it) or to a node named
+    ``"tts"`` that takes AgentText. Playback is not confirmed: we wait an estimate of its
+    speaking time (about 2.5 words per second plus a second), bounded by the call's grace."""
+    iface: CallInterface = session.interface
+    text = iface.goodbye
+    target = None
+    if iface.pipeline == "managed":
+        target = ("carrier_out", "in")
+    elif "tts" in call.graph:
+        port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
+        target = ("tts", port) if port else None
+    if text and target is not None:
+        name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
+        node = name if target[0] == "carrier_out" else target[0]
+        await call.inject(node, target[1], AgentText(text=text, last=True))
+        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, call.grace - 3))
+    assert session.hangup is not None
+    await session.hangup()
