@@ -29,7 +29,15 @@ from .runtime import Call, CallResult, NodeFailure
 
 __version__ = "0.1.0"
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "AgentRuntime": ".server",
+    "AgentRuntimeError": ".server",
+    "CallInterface": ".interface",
+    "CallInterfaceError": ".interface",
+    "IncompatibleOptionsError": ".interface",
+    "InvalidOptionError": ".interface",
+    "MissingCredentialsError": ".interface",
+}
 
 __all__ = [
     *_frames_all,
