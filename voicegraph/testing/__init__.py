@@ -10,7 +10,13 @@ import importlib
 from typing import Any
 
 # name -> submodule that defines it; each submodule adds its own public names here.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "EchoNode": ".server",
+    "FakeCarrierREST": ".fake_rest",
+    "RecordedHangup": ".fake_rest",
+    "echo_graph": ".server",
+    "serve_runtime": ".server",
+}
 
 
 def __getattr__(name: str) -> Any:
