@@ -241,9 +241,9 @@ class CallInterface:
                     "remove realtime="
                 )
             if not custom and (self.stt is None or self.tts is None):
-                missing = " and ".join(n for n in ("stt", "tts") if getattr(self, n) is None)
+                missing = " and ".join(f"{n}=" for n in ("stt", "tts") if getattr(self, n) is None)
                 raise IncompatibleOptionsError(
-                    f"pipeline='cascading' needs {missing}=: pass a speech-to-text and a "
+                    f"pipeline='cascading' needs {missing}: pass a speech-to-text and a "
                     "text-to-speech node (or use pipeline='realtime' / 'managed')"
                 )
         else:
