@@ -16,6 +16,13 @@ _LAZY: dict[str, str] = {
     "RecordedHangup": ".fake_rest",
     "echo_graph": ".server",
     "serve_runtime": ".server",
+    "MemorySocket": ".memsocket",
+    "socket_pair": ".memsocket",
+    "CallRejected": "._simcall",
+    "TwilioCall": ".twilio_caller",
+    "TwilioCaller": ".twilio_caller",
+    "read_wav": ".wav",
+    "write_wav": ".wav",
 }
 
 
