@@ -8,7 +8,7 @@ carrier echoes a mark once the audio before it was played (Twilio ``mark``, Pliv
 
 Pacing model: the carrier plays what it has back to back, so everything sent so far finishes
 playing at ``play_end = max(play_end, t_send) + chunk`` (per chunk). A chunk is sent once
-``play_end - now < lead``; with audio queued, the carrier's buffer therefore never runs dry (no
+``play_end + chunk - now <= lead``; with audio queued, the carrier's buffer therefore never runs dry (no
 gaps) and never holds more than ``lead`` (a barge-in has at most ``lead`` of stale audio to
 clear). With nothing queued, nothing is sent.
 
@@ -213,9 +213,10 @@ class Playout(Actor):
     def _next_send_at(self) -> float:
         if not self._queue:
             return math.inf
-        if isinstance(self._queue[0], _Done):
+        head = self._queue[0]
+        if isinstance(head, _Done):
             return -math.inf
-        return self._play_end - self.options.lead
+        return self._play_end + head.seconds - self.options.lead
 
     async def handle(self, port: str, frame: Frame) -> None:
         cls = type(frame)
@@ -307,8 +308,8 @@ class Playout(Actor):
                     await self._maybe_complete(item.utt, u)
                 continue
             now = anyio.current_time()
-            if now + _EPS < self._play_end - lead:
-                return
+            if now + _EPS < self._play_end + item.seconds - lead:
+                return  # sending now would put more than `lead` in the carrier's buffer
             queue.popleft()
             self._queued_seconds -= item.seconds
             u = self._utts.setdefault(item.utt, _Utt())
