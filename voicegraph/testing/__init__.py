@@ -21,6 +21,10 @@ _LAZY: dict[str, str] = {
     "CallRejected": "._simcall",
     "TwilioCall": ".twilio_caller",
     "TwilioCaller": ".twilio_caller",
+    "PlivoCall": ".plivo_caller",
+    "PlivoCaller": ".plivo_caller",
+    "RelayCall": ".relay_caller",
+    "RelayCaller": ".relay_caller",
     "read_wav": ".wav",
     "write_wav": ".wav",
 }

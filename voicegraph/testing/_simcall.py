@@ -70,7 +70,12 @@ class SimulatedCall:
     with it. ``closed_by_server`` tells whether the server ended the stream."""
 
     def __init__(
-        self, socket: MessageSocket, fmt: AudioFormat | None, *, playback_rate: float = 1.0
+        self,
+        socket: MessageSocket,
+        fmt: AudioFormat | None,
+        *,
+        playback_rate: float = 1.0,
+        max_playback: float = 600.0,
     ) -> None:
         self.socket = socket
         self.format = fmt
@@ -85,7 +90,9 @@ class SimulatedCall:
         self._lock = anyio.Lock()
         self._encoder = msgspec.json.Encoder()
         self.playback = (
-            Playback(fmt, self._mark_reached, rate=playback_rate) if fmt is not None else None
+            Playback(fmt, self._mark_reached, rate=playback_rate, max_seconds=max_playback)
+            if fmt is not None
+            else None
         )
 
     # ------------------------------------------------------------------ subclass hooks
