@@ -30,6 +30,12 @@ from .runtime import Call, CallResult, NodeFailure
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "Agent": ".agent",
+    "CallControl": ".agent",
+    "Turn": ".agent",
+    "Tool": ".tools",
+    "ToolError": ".tools",
+    "tool": ".tools",
     "AgentRuntime": ".server",
     "AgentRuntimeError": ".server",
     "CallInterface": ".interface",

@@ -264,6 +264,7 @@ class EndOfTurn(Frame, frozen=True, kw_only=True):
     text: str = ""
     reason: str = ""
     capture_time: float = 0.0
+    stt_final_time: float = 0.0
 
 
 class Hangup(Frame, frozen=True, kw_only=True):
