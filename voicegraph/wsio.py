@@ -86,12 +86,15 @@ async def connect_websocket(
     *,
     connect_timeout: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE,
+    close_timeout: float = 1.0,
 ) -> AsyncIterator[WebSocketClient]:
     """Open a client WebSocket to ``url`` (``ws://`` or ``wss://``) with extra ``headers``.
 
     Raises ``TimeoutError`` after ``connect_timeout`` and :class:`SocketClosed` (with the HTTP
     status as ``code``) if the server refuses the handshake. The socket is closed on exit,
-    including on cancellation."""
+    including on cancellation; the close handshake waits at most ``close_timeout`` (when the
+    caller was cancelled the reader is gone and the handshake cannot complete, so this bound is
+    what a cancelled socket costs)."""
     from trio_websocket import (
         ConnectionRejected,
         ConnectionTimeout,
@@ -111,6 +114,7 @@ async def connect_websocket(
         extra_headers=extra,
         max_message_size=max_message_size,
         connect_timeout=connect_timeout,
+        disconnect_timeout=close_timeout,
     )
     try:
         conn = await cm.__aenter__()

@@ -458,6 +458,11 @@ class WebSocketProvider(Actor):
                 await self.end_of_input()
         if scope.cancelled_caught:
             self.log.warning("%s did not finish within the drain timeout", self.provider)
+        sock = self._sock
+        if sock is not None:
+            # Close while the socket's reader still runs, so the close handshake completes;
+            # closing after cancellation can only time out.
+            await sock.close()
         if len(self._buffer):
             n = self._buffer.clear_as_dropped()
             self.log.warning("%s: %d buffered messages dropped at end of input", self.provider, n)
