@@ -211,6 +211,15 @@ async def test_phrases_option_recognises_a_list_of_commands() -> None:
 
 
 @pytest.mark.anyio
+async def test_keyphrases_are_spotted_inside_free_speech() -> None:
+    audio = np.concatenate([silence(PAD), speech("Could you please call me back"), silence(PAD)])
+    opts = PocketsphinxSTTOptions(keyphrases=("please", "operator"))
+    _, got = await recognise(frames(audio), opts)
+    final = [t for t in got if t.is_final]
+    assert final and {w.text for t in final for w in t.words} == {"please"}
+
+
+@pytest.mark.anyio
 async def test_8k_input_is_accepted_on_a_port_declaring_8k() -> None:
     stt = PocketsphinxSTT(PocketsphinxSTTOptions(sample_rate=8000, grammar=BOOKING))
     assert stt.input("audio").format == AudioFormat("pcm16", 8000)

@@ -287,5 +287,6 @@ def _is_filler(word: str) -> bool:
 
 def _base_word(word: str) -> str:
     """``"read(2)"`` (an alternative pronunciation) -> ``"read"``."""
+    word = word.strip()  # keyphrase segments carry a trailing space
     cut = word.find("(")
     return word[:cut] if cut > 0 else word
