@@ -12,6 +12,7 @@ in a worker thread and sends its audio, waiting for room downstream.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -237,7 +238,7 @@ class EspeakTTS(Actor):
             stop.set()  # espeak-ng's callback sees this and aborts the synthesis
             scope.cancel()  # and a send waiting for room downstream gives up
             self.interrupted_phrases += 1
-        if self.log.isEnabledFor(10):
+        if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("interrupted utterances %s", sorted(targets))
 
     # -------------------------------------------------------------- speaking
