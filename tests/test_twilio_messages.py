@@ -127,7 +127,11 @@ def test_relay_end_carries_handoff_data_as_a_string() -> None:
 # ------------------------------------------------------------------------------ fuzzing
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
     ),
@@ -158,7 +162,7 @@ def _relay_in() -> RelayIn:
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=300))
-def test_arbitrary_bytes_end_in_a_protocol_error_or_a_message(raw: bytes | str) -> None:
+def test_arbitrary_input_is_accepted_or_rejected_with_a_reason(raw: bytes | str) -> None:
     for node in (_media_in(), _relay_in()):
         assert outcome(node, raw) in ("accepted", "rejected")
 
@@ -172,7 +176,7 @@ def test_arbitrary_bytes_end_in_a_protocol_error_or_a_message(raw: bytes | str) 
         max_size=4,
     ),
 )
-def test_media_stream_messages_with_any_fields_never_escape_as_other_errors(
+def test_media_stream_messages_with_any_fields_are_accepted_or_rejected(
     event: str, fields: dict
 ) -> None:
     raw = json.dumps({"event": event, **fields})
@@ -199,9 +203,7 @@ def test_media_stream_messages_with_any_fields_never_escape_as_other_errors(
         max_size=4,
     ),
 )
-def test_relay_messages_with_any_fields_never_escape_as_other_errors(
-    kind: str, fields: dict
-) -> None:
+def test_relay_messages_with_any_fields_are_accepted_or_rejected(kind: str, fields: dict) -> None:
     raw = json.dumps({"type": kind, **fields})
     result = outcome(_relay_in(), raw)
     if kind in ("setup", "speaker-events"):
