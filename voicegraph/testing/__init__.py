@@ -27,6 +27,11 @@ _LAZY: dict[str, str] = {
     "RelayCaller": ".relay_caller",
     "read_wav": ".wav",
     "write_wav": ".wav",
+    "ChatFault": ".fake_chat",
+    "ChatReply": ".fake_chat",
+    "FakeChatCompletions": ".fake_chat",
+    "ScriptedToolCall": ".fake_chat",
+    "FakeOpenAIRealtime": ".fake_openai_realtime",
 }
 
 
