@@ -172,6 +172,7 @@ class PlivoStreamIn(CarrierIn):
         )
         self.start_info = start
         self.options = opts
+        self.other_tracks = 0
         self.format = start.media_format
         self._width = 1 if start.media_format.encoding == "mulaw" else 2
         self._t0: float | None = None
@@ -226,6 +227,7 @@ class PlivoStreamIn(CarrierIn):
 
     def _media(self, body: m.MediaBody) -> Emit:
         if body.track not in ("inbound", ""):
+            self.other_tracks += 1  # audioTrack="both" streams; counted, not used
             return ()
         data = body.payload
         check_payload(data, self._width, self.options.max_chunk)

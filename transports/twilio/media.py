@@ -147,7 +147,7 @@ class TwilioMediaIn(CarrierIn):
         super().__init__(socket, backlog=opts.backlog)
         self.start_info = start
         self.options = opts
-        self._announced = False
+        self.other_tracks = 0
 
     async def run(self) -> None:
         s = self.start_info
@@ -169,7 +169,9 @@ class TwilioMediaIn(CarrierIn):
         if isinstance(msg, m.Media):
             body = msg.media
             if body.track != "inbound":
-                return ()  # only unidirectional both_tracks streams send outbound audio
+                # only unidirectional both_tracks streams send outbound audio; counted, not used
+                self.other_tracks += 1
+                return ()
             data = body.payload
             check_payload(data, 1, opts.max_chunk)
             ts = as_float(body.timestamp, "media timestamp") / 1000.0 if body.timestamp else 0.0

@@ -86,7 +86,7 @@ class Playback:
         self._changed = anyio.Event()
 
     async def wait_changed(self) -> None:
-        """Wait until audio is heard or something is queued or cleared."""
+        """Wait until audio is heard, a mark reached, or something queued or cleared."""
         await self._changed.wait()
 
     async def run(self) -> None:
@@ -102,6 +102,7 @@ class Playback:
             if isinstance(head, str):
                 queue.popleft()
                 await self._on_mark(head)
+                self._notify()
                 continue
             piece = head[: self._tick_bytes]
             if len(piece) == len(head):

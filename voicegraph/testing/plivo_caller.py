@@ -142,7 +142,7 @@ class PlivoCall(SimulatedCall):
 
         ``audio``: bytes already in that format, a numpy array of samples at ``sample_rate``
         (default: the stream's rate), or a 16-bit WAV path (converted as needed). ``speed``: 1
-        is real time, 0 as fast as possible."""
+        is real time, 0 as fast as possible. Raises ``SocketClosed`` once the stream has ended."""
         assert self.format is not None
         data = self._wire(audio, sample_rate)
         step = self.format.bytes_for(0.02)

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import secrets
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -151,7 +152,8 @@ class TwilioCall(SimulatedCall):
 
         ``audio``: µ-law 8 kHz bytes, a numpy array of samples at ``sample_rate`` (default
         8000), or a 16-bit WAV path (converted as needed). ``speed``: 1 is real time, 2 twice as
-        fast, 0 as fast as possible. Media timestamps advance 20 ms per chunk, like Twilio's."""
+        fast, 0 as fast as possible. Media timestamps advance 20 ms per chunk, like Twilio's. Raises
+        ``SocketClosed`` once the stream has ended."""
         data = self._wire(audio, sample_rate)
         chunks = [data[i : i + 160] for i in range(0, len(data), 160)]
         await self._pace(chunks, self._send_media, speed)
@@ -222,7 +224,9 @@ class TwilioCaller:
     def __repr__(self) -> str:
         return f"TwilioCaller({self.base_url!r}, to={self.to!r})"  # never the token
 
-    async def answer(self, path: str, call_sid: str, extra: Mapping[str, str] | None = None):
+    async def answer(
+        self, path: str, call_sid: str, extra: Mapping[str, str] | None = None
+    ) -> ET.Element:
         """POST the signed webhook and return the parsed TwiML (``CallRejected`` on failure)."""
         form = twilio_webhook_form(call_sid, self.account_sid, self.from_, self.to, extra)
         signed_url = (self.public_url or self.base_url) + path
@@ -267,7 +271,5 @@ class TwilioCaller:
                     tg.cancel_scope.cancel()
 
 
-def _text(el) -> str:
-    import xml.etree.ElementTree as ET
-
+def _text(el: ET.Element) -> str:
     return ET.tostring(el, encoding="unicode")[:2000]
