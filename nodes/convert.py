@@ -61,7 +61,14 @@ class AudioConverter(Stage):
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
             return frame
-        check_audio(self.name or "AudioConverter", frame, self.src)
+        src, data = self.src, frame.data
+        if (
+            frame.encoding != src.encoding
+            or frame.sample_rate != src.sample_rate
+            or not data
+            or (src.encoding == "pcm16" and len(data) & 1)
+        ):
+            check_audio(self.name or "AudioConverter", frame, src)  # raises
         if self._t0 is None:
             self._t0 = frame.timestamp
         self._last = frame

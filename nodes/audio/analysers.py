@@ -17,6 +17,7 @@ per-stream state), and calls :meth:`Analyser.configure` before the first samples
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,8 +57,9 @@ class EnergyAnalyser:
     ``snr_low_db`` to 1 at ``snr_high_db``, times a voicing factor that falls from 1 to 0 as the
     zero-crossing rate goes from ``zcr_voiced`` to ``zcr_noise`` (voiced speech crosses zero
     rarely, hiss about every other sample). Frames quieter than ``min_level_db`` are silence.
-    The floor follows drops at once and rises ``floor_rise_db_per_s`` while the level is above
-    it, so steady background noise is absorbed within seconds. Decisions cover whole frames.
+    The noise floor is the quietest frame of the last ``floor_window`` seconds (minimum
+    statistics): speech has pauses that short, so its floor stays low, while a steady hum or
+    fan becomes the floor ``floor_window`` after it starts. Decisions cover whole frames.
     """
 
     name = "energy"
@@ -70,7 +72,7 @@ class EnergyAnalyser:
         min_level_db: float = -50.0,
         zcr_voiced: float = 0.25,
         zcr_noise: float = 0.45,
-        floor_rise_db_per_s: float = 3.0,
+        floor_window: float = 2.0,
     ) -> None:
         if not snr_high_db > snr_low_db:
             raise ValueError("snr_high_db must be greater than snr_low_db")
@@ -81,14 +83,20 @@ class EnergyAnalyser:
         self.min_level_db = min_level_db
         self.zcr_voiced = zcr_voiced
         self.zcr_span = zcr_noise - zcr_voiced
-        self.floor_rise = floor_rise_db_per_s
+        if not floor_window > 0:
+            raise ValueError("floor_window must be positive seconds")
+        self.floor_window = floor_window
         self.sample_rate = 8000
-        self._floor: float | None = None
+        # Sliding-window minimum of frame levels: (level dBFS, time it leaves the window), levels
+        # increasing from the left, so the floor is always the first entry (O(1) per frame).
+        self._window: deque[tuple[float, float]] = deque()
+        self._clock = 0.0
 
     def configure(self, sample_rate: int, sensitivity: str) -> None:
         require_rate("EnergyAnalyser", sample_rate)
         self.sample_rate = sample_rate
-        self._floor = None
+        self._window.clear()
+        self._clock = 0.0
 
     def analyse(self, samples: np.ndarray[Any, Any]) -> list[tuple[float, float]]:
         n = samples.size
@@ -96,19 +104,22 @@ class EnergyAnalyser:
             return []
         seconds = n / self.sample_rate
         x = samples.astype(np.float32)
-        power = float(np.dot(x, x)) / n
-        level = 10.0 * math.log10(power / 1073741824.0 + 1e-12)  # dBFS, 1e-12 = -120 dB
-        floor = self._floor
-        if floor is None or level < floor:
-            floor = max(level, -90.0)
-        else:
-            floor += self.floor_rise * seconds
-        self._floor = floor
+        level = 10.0 * math.log10(float(x @ x) / (n * 1073741824.0) + 1e-12)  # dBFS
+        self._clock = now = self._clock + seconds
+        window = self._window
+        while window and window[-1][0] >= level:
+            window.pop()
+        window.append((level, now + self.floor_window))
+        while window[0][1] <= now:
+            window.popleft()
+        floor = max(window[0][0], -90.0)
         if level < self.min_level_db:
             return [(0.0, seconds)]
         loud = min(1.0, max(0.0, (level - floor - self.snr_low_db) / self.snr_span))
-        signs = np.signbit(samples)
-        zcr = np.count_nonzero(signs[1:] != signs[:-1]) / max(1, n - 1)
+        if loud == 0.0:
+            return [(0.0, seconds)]
+        # Sign changes between neighbours: the XOR of two int16 is negative iff signs differ.
+        zcr = np.count_nonzero((samples[1:] ^ samples[:-1]) < 0) / max(1, n - 1)
         voiced = min(1.0, max(0.0, 1.0 - (zcr - self.zcr_voiced) / self.zcr_span))
         return [(loud * voiced, seconds)]
 

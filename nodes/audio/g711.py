@@ -93,7 +93,9 @@ class MulawDecode(Stage):
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
             return frame
-        check_audio(self.name or "MulawDecode", frame, self.in_format)
+        fmt = self.in_format
+        if frame.encoding != "mulaw" or frame.sample_rate != fmt.sample_rate or not frame.data:
+            check_audio(self.name or "MulawDecode", frame, fmt)  # raises, naming the problem
         return AudioFrame(
             data=_DECODE.take(np.frombuffer(frame.data, dtype=np.uint8)).tobytes(),
             encoding="pcm16",
@@ -120,7 +122,14 @@ class MulawEncode(Stage):
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
             return frame
-        check_audio(self.name or "MulawEncode", frame, self.in_format)
+        fmt, data = self.in_format, frame.data
+        if (
+            frame.encoding != "pcm16"
+            or frame.sample_rate != fmt.sample_rate
+            or not data
+            or len(data) & 1
+        ):
+            check_audio(self.name or "MulawEncode", frame, fmt)  # raises, naming the problem
         return AudioFrame(
             data=_ENCODE.take(np.frombuffer(frame.data, dtype="<u2")).tobytes(),
             encoding="mulaw",

@@ -115,6 +115,30 @@ class VAD(Stage):
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
             return frame
+        data = frame.data
+        if (
+            frame.sample_rate != self._rate
+            or frame.encoding != "pcm16"
+            or not data
+            or len(data) & 1
+        ):
+            self._admit(frame)  # raises for bad audio; configures the analyser on the first frame
+        self._last = frame
+        event: Frame | None = None
+        for p, seconds in self.analyser.analyse(np.frombuffer(data, dtype="<i2")):
+            self.probability = p
+            if self._step(p, seconds):
+                cls = SpeechStarted if self.speaking else SpeechStopped
+                # Several flips within one frame (only when min durations are below a window)
+                # cancel out in pairs; the frame's net effect is what is reported.
+                event = (
+                    None
+                    if event is not None
+                    else cls(timestamp=frame.timestamp, capture_time=frame.capture_time)
+                )
+        return frame if event is None else (frame, event)
+
+    def _admit(self, frame: AudioFrame) -> None:
         name = self.name or "VAD"
         check_audio(name, frame)
         if frame.encoding != "pcm16":
@@ -134,21 +158,6 @@ class VAD(Stage):
                 raise AudioInputError(str(exc)) from None
             self.analyser.configure(frame.sample_rate, self.options.sensitivity)
             self._rate = frame.sample_rate
-        self._last = frame
-        event: Frame | None = None
-        for p, seconds in self.analyser.analyse(np.frombuffer(frame.data, dtype="<i2")):
-            self.probability = p
-            changed = self._step(p, seconds)
-            if changed:
-                cls = SpeechStarted if self.speaking else SpeechStopped
-                # A window can flip the state back within one frame only if min durations are
-                # below a window; then the last change wins, as the frame's net effect.
-                event = (
-                    None
-                    if event is not None
-                    else cls(timestamp=frame.timestamp, capture_time=frame.capture_time)
-                )
-        return frame if event is None else (frame, event)
 
     def _step(self, p: float, seconds: float) -> bool:
         prof = self.profile

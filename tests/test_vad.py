@@ -1,0 +1,337 @@
+"""VAD: hysteresis rules with a scripted analyser, then every analyser on synthesised speech
+(espeak-ng), silence and noise, per sensitivity."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from voicegraph.nodes.audio.analysers import EnergyAnalyser, WebRTCAnalyser
+from voicegraph.nodes.audio.g711 import MulawDecode
+from voicegraph.nodes.audio.pcm import AudioInputError
+from voicegraph.nodes.audio.resample import StreamResampler
+from voicegraph.nodes.audio.silero import SileroAnalyser, silero_model_path
+from voicegraph.nodes.audio.vad import SENSITIVITY, VAD, VADProfile
+from voicegraph.nodes.offline.espeak import EspeakSynth
+
+from voicegraph import (
+    DTMF,
+    AudioFormatMismatch,
+    AudioFrame,
+    Graph,
+    SpeechStarted,
+    SpeechStopped,
+)
+
+try:
+    silero_model_path()
+    HAVE_SILERO_MODEL = True
+except FileNotFoundError:  # the silero-vad wheel (which drags in torch) is not in `dev`
+    HAVE_SILERO_MODEL = False
+
+ANALYSERS = [EnergyAnalyser, WebRTCAnalyser] + ([SileroAnalyser] if HAVE_SILERO_MODEL else [])
+SENSITIVITIES = ["low", "medium", "high"]
+LEAD_IN = 1.0  # seconds of silence before the speech
+
+
+class Scripted:
+    """An analyser that returns the given probabilities, one 20 ms window per call."""
+
+    name = "scripted"
+
+    def __init__(self, probs: list[float]) -> None:
+        self.probs = list(probs)
+        self.configured: tuple[int, str] | None = None
+
+    def configure(self, sample_rate: int, sensitivity: str) -> None:
+        self.configured = (sample_rate, sensitivity)
+
+    def analyse(self, samples: np.ndarray) -> list[tuple[float, float]]:
+        return [(self.probs.pop(0), 0.02)] if self.probs else []
+
+
+def frame(i: int, rate: int = 8000, data: bytes | None = None) -> AudioFrame:
+    n = rate // 50
+    return AudioFrame(
+        data=data if data is not None else bytes(2 * n),
+        sample_rate=rate,
+        timestamp=i * 0.02,
+        capture_time=500.0 + i * 0.02,
+    )
+
+
+def events(vad: VAD, frames: list[AudioFrame], *, finish: bool = False) -> list:
+    out = []
+    for f in frames:
+        res = vad.process("in", f)
+        out.extend(x for x in (res if isinstance(res, tuple) else (res,)) if x is not f)
+    tail = vad.finish() if finish else None
+    if tail is not None:
+        out.append(tail)
+    return out
+
+
+PROFILE = VADProfile(start_threshold=0.6, stop_threshold=0.4, min_speech=0.06, min_silence=0.1)
+
+
+def scripted_events(probs: list[float], *, finish: bool = False) -> list:
+    vad = VAD(Scripted(probs), profile=PROFILE)
+    return events(vad, [frame(i) for i in range(len(probs))], finish=finish)
+
+
+# ---------------------------------------------------------------- hysteresis rules
+
+
+def test_speech_starts_after_min_speech_above_the_start_threshold() -> None:
+    got = scripted_events([0.0, 0.9, 0.9, 0.9, 0.9])
+    assert got == [SpeechStarted(timestamp=0.06, capture_time=500.06)]  # third window
+
+
+def test_speech_shorter_than_min_speech_does_not_start() -> None:
+    assert scripted_events([0.9, 0.9, 0.1, 0.9, 0.9, 0.1]) == []
+
+
+def test_window_between_thresholds_holds_the_count_towards_start() -> None:
+    got = scripted_events([0.9, 0.5, 0.9, 0.9, 0.0])
+    assert [type(e) for e in got] == [SpeechStarted]
+    assert got[0].timestamp == pytest.approx(0.06)
+
+
+def test_speech_stops_after_min_silence_below_the_stop_threshold() -> None:
+    got = scripted_events([0.9] * 3 + [0.1] * 6)
+    assert got[1] == SpeechStopped(
+        timestamp=pytest.approx(0.14), capture_time=pytest.approx(500.14)
+    )
+
+
+def test_window_at_or_above_the_stop_threshold_keeps_speech_going() -> None:
+    got = scripted_events([0.9] * 3 + [0.1] * 4 + [0.45] + [0.1] * 4)
+    assert [type(e) for e in got] == [SpeechStarted]
+
+
+def test_open_speech_is_closed_at_end_of_input() -> None:
+    got = scripted_events([0.9] * 5, finish=True)
+    assert [type(e) for e in got] == [SpeechStarted, SpeechStopped]
+    assert got[1].timestamp == pytest.approx(0.1)
+
+
+def test_audio_passes_through_unchanged_before_the_event() -> None:
+    vad = VAD(Scripted([0.9] * 3), profile=PROFILE)
+    frames = [frame(i, data=bytes([i]) * 320) for i in range(3)]
+    outs = [vad.process("in", f) for f in frames]
+    assert outs[0] is frames[0] and outs[1] is frames[1]
+    assert outs[2][0] is frames[2] and isinstance(outs[2][1], SpeechStarted)
+
+
+def test_dtmf_passes_through_as_a_control_frame() -> None:
+    digit = DTMF(digit="7", timestamp=1.0)
+    assert VAD(Scripted([])).process("in", digit) is digit
+
+
+def test_analyser_is_configured_with_the_stream_rate_and_sensitivity() -> None:
+    analyser = Scripted([0.0])
+    VAD(analyser, "high").process("in", frame(0, rate=16000))
+    assert analyser.configured == (16000, "high")
+
+
+def test_sensitivity_picks_its_row_of_the_table() -> None:
+    assert VAD(Scripted([]), "low").profile == SENSITIVITY["low"]
+
+
+def test_higher_sensitivity_needs_less_evidence_and_less_time() -> None:
+    low, med, high = (SENSITIVITY[s] for s in SENSITIVITIES)
+    assert low.start_threshold > med.start_threshold > high.start_threshold
+    assert low.min_speech > med.min_speech > high.min_speech
+
+
+def test_sensitivity_table_in_docs_matches_the_code() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "audio.md").read_text()
+    for name, prof in SENSITIVITY.items():
+        row = re.search(rf"^\| {name} \|(.+)\|$", doc, re.M)
+        assert row is not None, f"docs/audio.md has no sensitivity row for {name}"
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert cells[:4] == [
+            f"{prof.start_threshold:g}",
+            f"{prof.stop_threshold:g}",
+            f"{round(prof.min_speech * 1000)} ms",
+            f"{round(prof.min_silence * 1000)} ms",
+        ]
+
+
+# ------------------------------------------------------------------- bad input
+
+
+def test_unknown_sensitivity_is_a_construction_error() -> None:
+    with pytest.raises(ValueError, match="sensitivity must be one of low, medium, high"):
+        VAD(Scripted([]), "extreme")  # type: ignore[arg-type]
+
+
+def test_mulaw_audio_is_rejected_with_a_hint_to_decode() -> None:
+    with pytest.raises(AudioInputError, match="decode it first"):
+        VAD(Scripted([])).process(
+            "in", AudioFrame(data=b"\xff" * 160, encoding="mulaw", sample_rate=8000)
+        )
+
+
+def test_unsupported_rate_is_rejected_with_a_hint_to_resample() -> None:
+    with pytest.raises(AudioInputError, match="8000 or 16000 Hz audio, got 24000"):
+        VAD(Scripted([])).process("in", AudioFrame(data=bytes(960), sample_rate=24000))
+
+
+def test_rate_change_mid_stream_is_rejected() -> None:
+    vad = VAD(Scripted([0.0, 0.0]))
+    vad.process("in", frame(0, 8000))
+    with pytest.raises(AudioInputError, match="changed mid-stream from 8000 to 16000"):
+        vad.process("in", frame(1, 16000))
+
+
+def test_empty_frame_is_rejected() -> None:
+    with pytest.raises(AudioInputError, match="empty AudioFrame"):
+        VAD(Scripted([])).process("in", AudioFrame(data=b"", sample_rate=8000))
+
+
+def test_odd_length_pcm_is_rejected() -> None:
+    with pytest.raises(AudioInputError, match="even length"):
+        VAD(Scripted([])).process("in", AudioFrame(data=bytes(319), sample_rate=8000))
+
+
+def test_pinned_rate_makes_a_wrong_edge_a_build_error_naming_both_nodes() -> None:
+    g = Graph()
+    g.add("decode", MulawDecode())
+    g.add("vad", VAD(Scripted([]), sample_rate=16000))
+    with pytest.raises(AudioFormatMismatch, match=r"decode\.out.*vad\.in.*pcm16/8000.*16000"):
+        g.connect("decode", "vad")
+
+
+def test_bad_webrtc_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="mode must be 0, 1, 2 or 3"):
+        WebRTCAnalyser(mode=5)
+
+
+# -------------------------------------------------------- analysers on real signals
+
+
+@pytest.fixture(scope="module")
+def spoken() -> np.ndarray:
+    synth = EspeakSynth("en-us")
+    return synth.synthesize(
+        "Hello, I would like to book a table for two people tomorrow evening, please."
+    )
+
+
+def at_rate(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
+    rs = StreamResampler(src, dst)
+    return np.concatenate([rs.push(samples), rs.flush()])
+
+
+def clip(spoken: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+    speech = at_rate(spoken, 22050, rate)
+    silence = np.zeros(int(rate * LEAD_IN), dtype=np.int16)
+    tail = np.zeros(int(rate * 1.5), dtype=np.int16)
+    return np.concatenate([silence, speech, tail]), speech.size / rate
+
+
+def noise(kind: str, rate: int, seconds: float = 4.0, dbfs: float = -40.0) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(int(rate * seconds))
+    if kind == "brown":
+        x = np.cumsum(x)
+        x -= np.convolve(x, np.ones(200) / 200, "same")  # keep it centred
+    x *= 10 ** (dbfs / 20) * 32768 / np.sqrt(np.mean(x**2))
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+def run_vad(analyser_cls, sensitivity: str, signal: np.ndarray, rate: int) -> list:
+    vad = VAD(analyser_cls(), sensitivity)
+    n = rate // 50
+    frames = [
+        AudioFrame(data=signal[i : i + n].tobytes(), sample_rate=rate, timestamp=i / rate)
+        for i in range(0, signal.size - n + 1, n)
+    ]
+    return events(vad, frames)
+
+
+@pytest.mark.parametrize("sensitivity", SENSITIVITIES)
+@pytest.mark.parametrize("analyser", ANALYSERS, ids=lambda a: a.name)
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_speech_gives_one_start_near_its_onset_and_one_stop_after_it(
+    spoken: np.ndarray, analyser, sensitivity: str, rate: int
+) -> None:
+    signal, speech_s = clip(spoken, rate)
+    got = run_vad(analyser, sensitivity, signal, rate)
+    assert [type(e) for e in got] == [SpeechStarted, SpeechStopped]
+    prof = SENSITIVITY[sensitivity]
+    assert LEAD_IN + prof.min_speech - 0.02 <= got[0].timestamp <= LEAD_IN + prof.min_speech + 0.4
+    end = LEAD_IN + speech_s
+    assert end - 0.3 <= got[1].timestamp <= end + prof.min_silence + 0.1
+
+
+@pytest.mark.parametrize("sensitivity", SENSITIVITIES)
+@pytest.mark.parametrize("analyser", ANALYSERS, ids=lambda a: a.name)
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_silence_gives_no_events(analyser, sensitivity: str, rate: int) -> None:
+    assert run_vad(analyser, sensitivity, np.zeros(rate * 3, dtype=np.int16), rate) == []
+
+
+@pytest.mark.parametrize("sensitivity", SENSITIVITIES)
+@pytest.mark.parametrize("analyser", ANALYSERS, ids=lambda a: a.name)
+@pytest.mark.parametrize("kind", ["white", "brown"])
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_line_noise_gives_no_events(analyser, sensitivity: str, kind: str, rate: int) -> None:
+    assert run_vad(analyser, sensitivity, noise(kind, rate), rate) == []
+
+
+@pytest.mark.parametrize("analyser", ANALYSERS, ids=lambda a: a.name)
+def test_higher_sensitivity_detects_speech_no_later(spoken: np.ndarray, analyser) -> None:
+    signal, _ = clip(spoken, 8000)
+    starts = [run_vad(analyser, s, signal, 8000)[0].timestamp for s in SENSITIVITIES]
+    assert starts[0] >= starts[1] >= starts[2]
+
+
+def test_energy_analyser_floor_absorbs_a_steady_hum_within_its_window() -> None:
+    analyser = EnergyAnalyser(floor_window=2.0)
+    analyser.configure(8000, "medium")
+    t = np.arange(8000 * 4) / 8000
+    hum = (0.03 * 32768 * np.sin(2 * np.pi * 200 * t)).astype(np.int16)  # -33 dBFS, voiced-like
+    signal = np.concatenate([np.zeros(8000, dtype=np.int16), hum])
+    probs = [
+        p for i in range(0, signal.size, 160) for p, _ in analyser.analyse(signal[i : i + 160])
+    ]
+    assert min(probs[50:60]) == 1.0  # a new sound stands out over the old floor at first
+    assert max(probs[155:]) == 0.0  # 2 s later it is the floor
+
+
+def test_webrtc_mode_follows_sensitivity_unless_given() -> None:
+    derived, fixed = WebRTCAnalyser(), WebRTCAnalyser(mode=0)
+    derived.configure(8000, "high")
+    fixed.configure(8000, "high")
+    assert (derived.mode, fixed.mode) == (None, 0)
+    assert derived._vad is not fixed._vad
+
+
+def test_webrtc_rechunks_odd_sized_frames_into_20_ms_windows() -> None:
+    analyser = WebRTCAnalyser()
+    analyser.configure(8000, "medium")
+    windows = [w for _ in range(5) for w in analyser.analyse(np.zeros(100, dtype=np.int16))]
+    assert windows == [(0.0, 0.02)] * 3  # 500 samples = three 160-sample windows + 20 held
+
+
+def test_silero_model_path_does_not_import_the_torch_based_package() -> None:
+    try:
+        silero_model_path()
+    except FileNotFoundError as exc:
+        assert "pip install 'voicegraph[silero]'" in str(exc)
+    assert "silero_vad" not in sys.modules
+    assert "torch" not in sys.modules
+
+
+if HAVE_SILERO_MODEL:
+
+    def test_silero_rechunks_20_ms_frames_into_32_ms_windows() -> None:
+        analyser = SileroAnalyser()
+        analyser.configure(16000, "medium")
+        got = [w for _ in range(8) for w in analyser.analyse(np.zeros(320, dtype=np.int16))]
+        assert [s for _, s in got] == [0.032] * 5  # 160 ms = five 32 ms windows
