@@ -35,6 +35,11 @@ CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL = 1007
 
 
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a WebSocket close frame (at most 123 bytes of UTF-8)."""
+    return text.encode()[:120].decode("utf-8", "ignore")
+
+
 class CarrierIn(Actor):
     """Base of carrier readers. Subclasses implement :meth:`translate`.
 
@@ -119,7 +124,7 @@ class CarrierIn(Actor):
         except ProtocolError as exc:
             self._error = exc
             self.log.warning("closing stream: protocol error: %s", exc.reason)
-            await self.socket.close(CLOSE_PROTOCOL, exc.reason[:120])
+            await self.socket.close(CLOSE_PROTOCOL, close_reason(exc.reason))
         finally:
             self._done = True
             if self._wake is not None:
@@ -161,7 +166,7 @@ class CarrierOut(Actor):
 
     async def hangup(self, frame: Hangup) -> None:
         """End the stream politely. Default: close the socket."""
-        await self.socket.close(CLOSE_NORMAL, frame.reason[:120])
+        await self.socket.close(CLOSE_NORMAL, close_reason(frame.reason))
 
     async def run(self) -> None:
         inbox = self.inbox

@@ -34,7 +34,7 @@ from voicegraph.frames import (
 from voicegraph.node import In, Out
 from voicegraph.wsio import MessageSocket, SocketClosed
 
-from .._base import CLOSE_NORMAL, CarrierIn, CarrierOut, Emit
+from .._base import CLOSE_NORMAL, CarrierIn, CarrierOut, Emit, close_reason
 from .._wire import DEFAULT_MAX_MESSAGE, decode, discriminator
 from ..errors import ProtocolError
 from . import messages as m
@@ -312,7 +312,7 @@ class RelayOut(CarrierOut):
             await self._end(None)
         except SocketClosed:
             return
-        await self.socket.close(CLOSE_NORMAL, frame.reason[:120])
+        await self.socket.close(CLOSE_NORMAL, close_reason(frame.reason))
 
 
 def relay_nodes(
