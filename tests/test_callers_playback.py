@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import anyio
-import anyio.lowlevel
+import numpy as np
 import pytest
 
 from voicegraph.frames import AudioFormat
 from voicegraph.testing._playback import Playback
 from voicegraph.testing._simcall import local_target
+from voicegraph.testing.wav import read_wav, to_wire, wire_to_pcm16, write_wav
 
 ULAW = AudioFormat("mulaw", 8000)
 
@@ -89,3 +90,32 @@ def test_stream_urls_on_the_public_host_are_reached_through_the_local_server() -
     assert local_target("wss://elsewhere.example/s", "http://127.0.0.1:1", None) == (
         "wss://elsewhere.example/s"
     )
+
+
+# ----------------------------------------------------------------------- caller audio
+
+
+def test_wav_files_round_trip(tmp_path) -> None:
+    pcm = np.arange(-500, 500, dtype="<i2").tobytes()
+    write_wav(tmp_path / "a.wav", pcm, 16000)
+    assert read_wav(tmp_path / "a.wav") == (pcm, 16000)
+
+
+def test_a_16k_wav_becomes_8k_mulaw_for_a_twilio_stream(tmp_path) -> None:
+    tone = (np.sin(np.arange(16000) * 2 * np.pi * 300 / 16000) * 10000).astype("<i2")
+    write_wav(tmp_path / "tone.wav", tone.tobytes(), 16000)
+    wire = to_wire(tmp_path / "tone.wav", ULAW)
+    assert len(wire) == 8000
+    back = np.frombuffer(wire_to_pcm16(wire, ULAW), "<i2")
+    expected = (np.sin(np.arange(8000) * 2 * np.pi * 300 / 8000) * 10000).astype(int)
+    assert np.max(np.abs(back[100:-100] - expected[100:-100])) < 800
+
+
+def test_float_arrays_are_scaled_to_pcm16() -> None:
+    wire = to_wire(np.array([0.0, 0.5, -1.0]), AudioFormat("pcm16", 16000))
+    assert np.frombuffer(wire, "<i2").tolist() == [0, 16384, -32767]
+
+
+def test_odd_length_pcm_bytes_are_refused_with_a_fix() -> None:
+    with pytest.raises(ValueError, match="pass even-length audio"):
+        to_wire(b"\x00\x01\x02", AudioFormat("pcm16", 16000))
