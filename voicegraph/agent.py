@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import Any, Protocol, runtime_checkable
 
 from .llm import LLM, TextDelta, ToolCall
@@ -163,12 +164,16 @@ class Agent:
             last_round = step == self.max_tool_steps
             calls: list[ToolCall] = []
             said: list[str] = []
-            async for ev in self.llm.stream(messages, None if last_round else schemas):
-                if isinstance(ev, TextDelta):
-                    said.append(ev.text)
-                    yield ev.text
-                elif isinstance(ev, ToolCall):
-                    calls.append(ev)
+            # aclosing: a cancelled turn closes the model's HTTP stream at once, not at GC time
+            async with aclosing(
+                self.llm.stream(messages, None if last_round else schemas)
+            ) as events:
+                async for ev in events:
+                    if isinstance(ev, TextDelta):
+                        said.append(ev.text)
+                        yield ev.text
+                    elif isinstance(ev, ToolCall):
+                        calls.append(ev)
             if not calls:
                 break
             call_msg = {

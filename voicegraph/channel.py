@@ -10,7 +10,8 @@ Overflow policies:
 * ``"block"`` (default): the sender waits for room (back-pressure). Nothing is lost.
 * ``"drop_oldest"``: the oldest queued media frame of that port is discarded and counted in
   :attr:`PortStats.dropped`; the sender never waits. For live caller audio, whose reader must
-  never stall. Control frames are never dropped; the priority lane always blocks when full.
+  never stall. Control and event frames are never dropped: the priority lane always blocks when
+  full, and a full lane holding only events makes the sender wait.
 
 Fast path: when a lane has room (send) or holds a frame (receive) the operation completes without
 a scheduler round trip. To stay fair, every ``YIELD_EVERY``-th fast operation of an inbox yields
@@ -37,6 +38,7 @@ __all__ = ["EndOfInput", "Inbox", "Policy", "PortStats", "YIELD_EVERY"]
 Policy = Literal["block", "drop_oldest"]
 YIELD_EVERY = 64
 CONTROL = Kind.CONTROL
+MEDIA = Kind.MEDIA
 
 
 class EndOfInput(Exception):
@@ -148,10 +150,8 @@ class Inbox:
             lane = self._lanes[port]
             items = lane.items
             if len(items) >= lane.capacity:
-                if lane.policy == "drop_oldest":
-                    items.popleft()
-                    lane.stats.dropped += 1
-                    self._queued -= 1
+                if lane.policy == "drop_oldest" and self._drop_oldest_media(lane):
+                    pass
                 else:
                     while len(items) >= lane.capacity:
                         if lane.space is None:
@@ -172,6 +172,23 @@ class Inbox:
         if self._ops >= YIELD_EVERY:
             self._ops = 0
             await anyio.lowlevel.checkpoint()
+
+    def _drop_oldest_media(self, lane: _Lane) -> bool:
+        """Drop the lane's oldest media frame (events are never dropped); False if it holds
+        only events, in which case the sender waits like on a blocking lane."""
+        items = lane.items
+        if items[0].kind is MEDIA:
+            items.popleft()
+        else:
+            for i, f in enumerate(items):
+                if f.kind is MEDIA:
+                    del items[i]
+                    break
+            else:
+                return False
+        lane.stats.dropped += 1
+        self._queued -= 1
+        return True
 
     def _wake(self) -> None:
         if self._ready is not None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -42,6 +43,8 @@ __all__ = [
     "BARGE_IN_MIN_WORDS",
     "AgentNode",
     "BargeIn",
+    "CallEnd",
+    "RealtimeSupervisor",
     "FalseInterrupt",
     "TurnDetector",
     "heard_prefix",
@@ -493,14 +496,15 @@ class AgentNode(Actor):
                     before = before[:-1] if before and before[-1] == turn.user_message else before
                 turn.history = before
                 try:
-                    async for chunk in self.agent.respond(turn):
-                        if not chunk:
-                            continue
-                        if first:
-                            first = False
-                            self.publish(TimelineMark(turn=u.uid, stage="agent_first_token"))
-                        u.parts.append(chunk)
-                        await self.send("text", AgentText(text=chunk, utterance_id=u.uid))
+                    async with aclosing(self.agent.respond(turn)) as chunks:  # type: ignore[type-var]
+                        async for chunk in chunks:
+                            if not chunk:
+                                continue
+                            if first:
+                                first = False
+                                self.publish(TimelineMark(turn=u.uid, stage="agent_first_token"))
+                            u.parts.append(chunk)
+                            await self.send("text", AgentText(text=chunk, utterance_id=u.uid))
                 except Exception as exc:
                     # An agent failure is this turn's problem, not the call's: apologise.
                     self.log.error(
@@ -576,3 +580,97 @@ def timeline_of(events: list[Frame]) -> dict[int, dict[str, float]]:
         if isinstance(ev, TimelineMark):
             out.setdefault(ev.turn, {}).setdefault(ev.stage, ev.time)
     return out
+
+
+class CallEnd(Actor):
+    """Ends the call on a ``Hangup``: from the caller's side (``caller``: the carrier says the
+    caller left) it just stops the call; from the agent's side (``agent``: the goodbye was
+    heard) it first ends the call through ``hangup`` (the carrier's REST API), if given."""
+
+    inputs = (In("caller", Hangup, required=False), In("agent", Hangup, required=False))
+
+    def __init__(self, hangup: Any = None) -> None:
+        super().__init__()
+        self.hangup = hangup
+
+    async def handle(self, port: str, frame: Frame) -> None:
+        reason = getattr(frame, "reason", "") or port
+        if port == "agent" and self.hangup is not None:
+            try:
+                await self.hangup()
+            except Exception as exc:
+                self.log.error("REST hang-up failed: %s", exc)
+        if self.call is not None:
+            self.call.stop(f"hangup: {reason}")
+
+
+class RealtimeSupervisor(Actor):
+    """Realtime mode's conversation keeper: records the transcript (the model's own speech cut
+    to what playout acknowledged), and hangs up once the goodbye after an ``end_call`` tool call
+    was played (or ``goodbye_timeout`` after the call, if the model says nothing)."""
+
+    inputs = (
+        In("events", Transcript, AgentText),
+        In("playback", PlayedPosition, required=False),
+    )
+    outputs = (Out("hangup", Hangup, required=False),)
+
+    def __init__(self, control: CallControl | None, goodbye_timeout: float = 8.0) -> None:
+        super().__init__()
+        self.control = control
+        self.goodbye_timeout = goodbye_timeout
+        self.transcript: list[dict[str, Any]] = []
+        self._agent: dict[int, dict[str, Any]] = {}
+        self._max_uid = 0
+        self._ending_after: int | None = None
+        self._deadline: float | None = None
+
+    async def run(self) -> None:
+        while True:
+            self._check_ending()
+            try:
+                if self._deadline is None:
+                    item: tuple[str, Frame] | None = await self.inbox.receive()
+                else:
+                    item = await self.inbox.receive_until(self._deadline)
+            except EndOfInput:
+                return
+            if item is None:
+                await self.send("hangup", Hangup(reason="agent ended the call"))
+                self._deadline = None
+                continue
+            frame = item[1]
+            if isinstance(frame, Transcript) and frame.is_final and frame.text.strip():
+                self.transcript.append({"role": "user", "content": frame.text.strip()})
+            elif isinstance(frame, AgentText):
+                entry = self._agent.get(frame.utterance_id)
+                if entry is None:
+                    entry = {"role": "assistant", "content": "", "full": ""}
+                    self._agent[frame.utterance_id] = entry
+                    self.transcript.append(entry)
+                    self._max_uid = max(self._max_uid, frame.utterance_id)
+                entry["full"] += frame.text
+                entry["content"] = entry["full"]
+            elif isinstance(frame, PlayedPosition):
+                entry = self._agent.get(frame.utterance_id)
+                if entry is not None and not frame.complete:
+                    entry["content"] = heard_prefix(entry["full"], [], frame.played, frame.sent)
+                    entry["interrupted"] = True
+                self._check_ending()
+                if (
+                    frame.complete
+                    and self._ending_after is not None
+                    and frame.utterance_id > self._ending_after
+                ):
+                    self._deadline = None
+                    self._ending_after = None
+                    await self.send("hangup", Hangup(reason="agent ended the call"))
+
+    def _check_ending(self) -> None:
+        if (
+            self.control is not None
+            and self.control.ending is not None
+            and self._ending_after is None
+        ):
+            self._ending_after = self._max_uid
+            self._deadline = anyio.current_time() + self.goodbye_timeout

@@ -183,9 +183,10 @@ class AgentText(Frame, frozen=True, kw_only=True):
 
 class WordTimestamps(Frame, frozen=True, kw_only=True):
     """Word timings of agent speech for ``utterance_id``, in seconds from the start of that
-    utterance's audio (from the TTS), so heard text can be derived from played audio."""
+    utterance's audio (from the TTS), so heard text can be derived from played audio. An event:
+    ordered with the audio on its edge, never dropped, and allowed on feedback edges."""
 
-    kind: ClassVar[Kind] = Kind.MEDIA
+    kind: ClassVar[Kind] = Kind.EVENT
     utterance_id: int
     words: tuple[Word, ...]
 

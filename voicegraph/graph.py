@@ -182,7 +182,7 @@ class Graph:
                 name = f"{s}_to_{d}_convert"
                 self.add(name, make_converter(sfmt, dfmt))
                 self.connect(src, name, policy=policy, capacity=capacity, types=types)
-                return self.connect(name, dst, feedback=feedback)
+                return self.connect(name, dst, policy=policy, capacity=capacity, feedback=feedback)
         self._check_edge(edge)
         self.edges.append(edge)
         return edge

@@ -492,6 +492,8 @@ class Call:
     # ------------------------------------------------------------------- run
 
     def _fail(self, node: str, exc: BaseException, phase: str) -> None:
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a node's own task group wrapped a single error
         failure = NodeFailure(node, self.call_id, exc, phase)
         if self._failure is None:
             self._failure = failure

@@ -1,0 +1,319 @@
+"""The three pipeline modes as graph-building functions.
+
+``managed(...)``, ``cascading(...)`` and ``realtime(...)`` each return a :class:`Graph`: a value
+to inspect (``to_mermaid()``), modify (``insert``, ``replace``) and run. ``CallInterface``
+uses exactly these through :func:`build_for_session`. Node names are stable, so code and docs
+can refer to them: ``carrier_in``, ``decode``, ``vad``, ``stt``, ``turns``, ``barge_in``,
+``agent``, ``tts``, ``playout``, ``carrier_out``, ``call_end`` (cascading); ``carrier_in``,
+``model``, ``barge_in``, ``supervisor``, ``playout``, ``carrier_out``, ``call_end`` (realtime);
+``carrier_in``, ``agent``, ``carrier_out``, ``call_end`` (managed).
+
+Formats avoid needless conversion: Twilio µ-law 8 kHz goes to an STT that takes µ-law as is and
+is decoded once for the VAD; Plivo's 16 kHz PCM goes to the VAD and STT untouched. Where a
+provider's port pins another format, a converter is inserted on that edge only (visible in the
+graph as ``<src>_to_<dst>_convert``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from .conversation import AgentNode, BargeIn, CallEnd, RealtimeSupervisor, TurnDetector
+from .frames import (
+    DTMF,
+    AgentText,
+    AudioDone,
+    AudioFormat,
+    AudioFrame,
+    Cleared,
+    Hangup,
+    Interrupt,
+    MarkAck,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+    WordTimestamps,
+)
+from .graph import Graph, GraphError
+from .node import Actor, Node
+from .session import CallSession
+
+__all__ = ["build_for_session", "cascading", "managed", "realtime"]
+
+Interruptible = Literal["none", "dtmf", "speech", "any"]
+Sensitivity = Literal["low", "medium", "high"]
+
+
+def _only(node: Node, port: str, *types: type) -> tuple[type, ...]:
+    """The subset of ``types`` the node's output ``port`` can emit (carriers differ: Twilio
+    has no clear confirmation, Plivo sends ``clearedAudio``)."""
+    declared = node.output(port).types
+    return tuple(t for t in types if any(issubclass(t, d) or issubclass(d, t) for d in declared))
+
+
+def _fmt(node: Node, port: str, direction: str) -> AudioFormat | None:
+    p = node.input(port) if direction == "in" else node.output(port)
+    return p.format
+
+
+def cascading(
+    *,
+    carrier_in: Actor,
+    carrier_out: Actor,
+    carrier_format: AudioFormat,
+    stt: Actor,
+    tts: Actor,
+    agent: Any,
+    greeting: str | None = None,
+    interruptible: Interruptible = "any",
+    sensitivity: Sensitivity = "medium",
+    vad: Node | None = None,
+    hangup: Any = None,
+    transfer: Any = None,
+    on_false_interrupt: Literal["resume", "reprompt", "ignore"] = "resume",
+    playout_lead: float = 0.1,
+) -> Graph:
+    """Caller audio -> VAD -> STT -> turn detector -> agent -> TTS -> playout -> caller, with a
+    barge-in controller fed by the VAD, the STT and DTMF.
+
+    ``agent`` is an :class:`~voicegraph.agent.Agent` or any object with ``respond(turn)``.
+    ``vad`` defaults to ``VAD(WebRTCAnalyser(), sensitivity)``. ``hangup`` (async, optional)
+    ends the call through the carrier's REST API after the agent's goodbye was played."""
+    from voicegraph.nodes.audio import VAD, MulawDecode, Playout, WebRTCAnalyser
+
+    g = Graph("cascading")
+    g.add("carrier_in", carrier_in)
+    g.add("stt", stt)
+    stt_fmt = _fmt(stt, "audio", "in")
+    g.connect(
+        "carrier_in.audio",
+        "stt.audio",
+        policy="drop_oldest",
+        capacity=100,
+        convert=stt_fmt is not None and stt_fmt != carrier_format,
+    )
+    vad = vad if vad is not None else VAD(WebRTCAnalyser(), sensitivity=sensitivity)
+    g.add("vad", vad)
+    if carrier_format.encoding == "mulaw":
+        g.add("decode", MulawDecode())
+        g.connect("carrier_in.audio", "decode", policy="drop_oldest", capacity=100)
+        g.connect("decode", "vad")
+    else:
+        g.connect("carrier_in.audio", "vad", policy="drop_oldest", capacity=100)
+    g.add("turns", TurnDetector())
+    g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
+    g.add(
+        "agent",
+        AgentNode(agent, greeting, transfer=transfer, on_false_interrupt=on_false_interrupt),
+    )
+    g.add("tts", tts)
+    playout = Playout(carrier_format, lead=playout_lead)
+    g.add("playout", playout)
+    g.add("carrier_out", carrier_out)
+    g.add("call_end", CallEnd(hangup))
+
+    speech = (SpeechStarted, SpeechStopped)
+    g.connect("vad", "stt.audio", types=speech, policy="drop_oldest", capacity=100)
+    g.connect("vad", "turns.vad", types=speech)
+    g.connect("vad", "barge_in.vad", types=speech)
+    g.connect("stt", "turns.stt")
+    g.connect("stt", "barge_in.stt", types=(Transcript,))
+    g.connect("carrier_in.control", "barge_in.dtmf", types=(DTMF,))
+    g.connect("carrier_in.control", "agent.turns", types=(DTMF,))
+    g.connect("carrier_in.control", "call_end.caller", types=(Hangup,))
+    g.connect("turns", "agent.turns")
+    # Edge order is the order an interrupt is delivered: clear the carrier first, then cancel
+    # the TTS context, then the LLM.
+    g.connect("barge_in", "playout.control", types=(Interrupt,))
+    g.connect("barge_in", "tts.text", types=(Interrupt,))
+    g.connect("barge_in", "agent.control")
+    g.connect("agent.text", "tts.text")
+    g.connect("tts.audio", "playout.audio", types=(AudioFrame, AudioDone))
+    g.connect("tts.audio", "agent.playback", types=(WordTimestamps,), feedback=True)
+    g.connect("playout.out", "carrier_out")
+    g.connect(
+        "carrier_in.events", "playout.acks", types=_only(carrier_in, "events", MarkAck, Cleared)
+    )
+    g.connect("playout.events", "agent.playback", feedback=True)
+    g.connect("agent.hangup", "carrier_out")
+    g.connect("agent.hangup", "call_end.agent")
+    return g
+
+
+def realtime(
+    *,
+    carrier_in: Actor,
+    carrier_out: Actor,
+    carrier_format: AudioFormat,
+    model: Actor,
+    agent: Any = None,
+    interruptible: Interruptible = "any",
+    sensitivity: Sensitivity = "medium",
+    hangup: Any = None,
+    playout_lead: float = 0.1,
+) -> Graph:
+    """Caller audio -> realtime speech-to-speech model -> playout -> caller. The model's server
+    VAD drives barge-in: clear the carrier, cancel the response, and truncate the model's item
+    at the audio the caller heard (playout's acknowledged position).
+
+    ``model`` must already carry the agent's instructions and tools (see
+    :func:`realtime_model_for`). The supervisor keeps the transcript and hangs up after an
+    ``end_call`` goodbye was played."""
+    from voicegraph.nodes.audio import Playout
+
+    g = Graph("realtime")
+    g.add("carrier_in", carrier_in)
+    g.add("model", model)
+    model_fmt = _fmt(model, "audio", "in")
+    g.connect(
+        "carrier_in.audio",
+        "model.audio",
+        policy="drop_oldest",
+        capacity=100,
+        convert=model_fmt is not None and model_fmt != carrier_format,
+    )
+    playout = Playout(carrier_format, lead=playout_lead)
+    g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
+    supervisor = RealtimeSupervisor(getattr(model, "call_control", None))
+    g.add("supervisor", supervisor)
+    g.add("playout", playout)
+    g.add("carrier_out", carrier_out)
+    g.add("call_end", CallEnd(hangup))
+    g.connect("model.audio", "playout.audio")
+    g.connect("model.events", "barge_in.vad", types=(SpeechStarted, SpeechStopped))
+    g.connect("model.events", "barge_in.stt", types=(Transcript,))
+    g.connect("model.events", "supervisor.events", types=(Transcript, AgentText))
+    g.connect("carrier_in.control", "barge_in.dtmf", types=(DTMF,))
+    g.connect("carrier_in.control", "call_end.caller", types=(Hangup,))
+    g.connect("barge_in", "playout.control", types=(Interrupt,))
+    g.connect("barge_in", "model.control", types=(Interrupt,))
+    g.connect("playout.out", "carrier_out")
+    g.connect(
+        "carrier_in.events", "playout.acks", types=_only(carrier_in, "events", MarkAck, Cleared)
+    )
+    g.connect("playout.events", "model.events", feedback=True)
+    g.connect("playout.events", "supervisor.playback", feedback=True)
+    g.connect("supervisor.hangup", "carrier_out")
+    g.connect("supervisor.hangup", "call_end.agent")
+    return g
+
+
+def managed(*, carrier_in: Actor, carrier_out: Actor, agent: Any) -> Graph:
+    """ConversationRelay in, agent, ConversationRelay out: Twilio does speech-to-text and
+    text-to-speech (and speaks the greeting); the agent sees text. Relay interrupts carry what
+    the caller heard, which is what the history keeps."""
+    g = Graph("managed")
+    g.add("carrier_in", carrier_in)
+    g.add("agent", AgentNode(agent, None, acknowledged=False))
+    g.add("carrier_out", carrier_out)
+    g.add("call_end", CallEnd(None))
+    g.connect("carrier_in.text", "agent.turns")
+    g.connect("carrier_in.control", "agent.turns", types=(DTMF,))
+    g.connect("carrier_in.control", "agent.control", types=(Interrupt,))
+    g.connect("carrier_in.control", "call_end.caller", types=(Hangup,))
+    # The relay ends the session itself after a reply with end_call (its ``end`` message); the
+    # agent's Hangup is not sent to it, since a control frame would overtake the last tokens.
+    g.connect("agent.text", "carrier_out", types=(AgentText,))
+    return g
+
+
+def realtime_model_for(
+    template: Any,
+    agent: Any,
+    *,
+    greeting: str | None,
+    sensitivity: Sensitivity,
+    audio_format: AudioFormat,
+    voice: str | None = None,
+) -> Actor:
+    """A per-call OpenAI Realtime node configured from a template node and an agent: the
+    agent's instructions and tools go into the model's session, and the node runs the tools
+    itself (``end_call`` included)."""
+    from voicegraph.nodes.realtime import OpenAIRealtime
+
+    from .agent import CallControl
+
+    if not isinstance(template, OpenAIRealtime):
+        raise GraphError(f"realtime needs an OpenAIRealtime node, got {type(template).__name__}")
+    o = template.options
+    control = CallControl(can_transfer=False)
+    tools = agent.tools_for(control) if hasattr(agent, "tools_for") else []
+    by_name = {t.name: t for t in tools}
+
+    async def handler(name: str, arguments: str) -> str:
+        t = by_name.get(name)
+        if t is None:
+            return f'{{"error": "no tool named {name}"}}'
+        return await t.invoke(arguments)
+
+    fmt = (
+        audio_format
+        if audio_format in (AudioFormat("mulaw", 8000), AudioFormat("pcm16", 24000))
+        else AudioFormat("pcm16", 24000)
+    )
+    node = OpenAIRealtime(
+        model=o.model,
+        api_key=template._key,
+        base_url=o.base_url,
+        dialect=o.dialect,
+        voice=voice or o.voice,
+        instructions=getattr(agent, "instructions", None) or o.instructions,
+        tools=[t.realtime_schema() for t in tools],
+        audio_format=fmt,
+        sensitivity=sensitivity,
+        greeting=greeting or o.greeting,
+        transcription_model=o.transcription_model,
+        tool_handler=handler if tools else None,
+        tool_timeout=o.tool_timeout,
+        reconnect=getattr(template, "reconnect", None),
+    )
+    node.call_control = control  # type: ignore[attr-defined]
+    return node
+
+
+def build_for_session(session: CallSession) -> Graph:
+    """The graph ``CallInterface(pipeline=...)`` runs for one accepted carrier call."""
+    iface = session.interface
+    if iface is None:
+        raise GraphError("session has no CallInterface; build the graph with a preset function")
+    agent = iface.new_agent()
+    if agent is None:
+        raise GraphError("CallInterface(agent=...) is required to build a preset graph")
+    mode = session.mode
+    if mode == "managed":
+        return managed(carrier_in=session.carrier_in, carrier_out=session.carrier_out, agent=agent)
+    if session.audio_format is None:
+        raise GraphError(f"{mode} mode needs a media stream with an audio format")
+    if mode == "cascading":
+        return cascading(
+            carrier_in=session.carrier_in,
+            carrier_out=session.carrier_out,
+            carrier_format=session.audio_format,
+            stt=iface.new_stt(),
+            tts=iface.new_tts(),
+            agent=agent,
+            greeting=iface.greeting,
+            interruptible=iface.interruptible,
+            sensitivity=iface.interrupt_sensitivity,
+            hangup=session.hangup,
+        )
+    if mode == "realtime":
+        model = realtime_model_for(
+            iface.new_realtime(),
+            agent,
+            greeting=iface.greeting,
+            sensitivity=iface.interrupt_sensitivity,
+            audio_format=session.audio_format,
+            voice=iface.voice,
+        )
+        return realtime(
+            carrier_in=session.carrier_in,
+            carrier_out=session.carrier_out,
+            carrier_format=session.audio_format,
+            model=model,
+            agent=agent,
+            interruptible=iface.interruptible,
+            sensitivity=iface.interrupt_sensitivity,
+            hangup=session.hangup,
+        )
+    raise GraphError(f"unknown pipeline mode {mode!r}")
