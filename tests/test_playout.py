@@ -475,6 +475,7 @@ def test_playout_output_port_pins_the_carrier_format() -> None:
     [
         ({"chunk": 0.0}, "chunk must be"),
         ({"lead": -1.0}, "lead must be"),
+        ({"lead": 0.01, "chunk": 0.02}, "lead must be from chunk"),
         ({"mark_prefix": "a.b"}, "mark_prefix"),
     ],
 )

@@ -12,16 +12,22 @@ import pytest
 from voicegraph.nodes.audio.analysers import EnergyAnalyser, WebRTCAnalyser
 from voicegraph.nodes.audio.g711 import MulawDecode
 from voicegraph.nodes.audio.pcm import AudioInputError
-from voicegraph.nodes.audio.resample import StreamResampler
+from voicegraph.nodes.audio.resample import Resampler, StreamResampler
 from voicegraph.nodes.audio.silero import SileroAnalyser, silero_model_path
 from voicegraph.nodes.audio.vad import SENSITIVITY, VAD, VADProfile
 from voicegraph.nodes.offline.espeak import EspeakSynth
 
 from voicegraph import (
     DTMF,
+    Actor,
+    AudioFormat,
     AudioFormatMismatch,
     AudioFrame,
+    Call,
     Graph,
+    In,
+    Kind,
+    Out,
     SpeechStarted,
     SpeechStopped,
 )
@@ -72,6 +78,29 @@ def events(vad: VAD, frames: list[AudioFrame], *, finish: bool = False) -> list:
     if tail is not None:
         out.append(tail)
     return out
+
+
+class Source(Actor):
+    outputs = (Out("out", AudioFrame, DTMF, format=AudioFormat("mulaw", 8000)),)
+
+    def __init__(self, frames: list) -> None:
+        super().__init__()
+        self.frames = frames
+
+    async def run(self) -> None:
+        for f in self.frames:
+            await self.send("out", f)
+
+
+class Sink(Actor):
+    inputs = (In("in"),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list = []
+
+    async def handle(self, port: str, frame) -> None:
+        self.got.append(frame)
 
 
 PROFILE = VADProfile(start_threshold=0.6, stop_threshold=0.4, min_speech=0.06, min_silence=0.1)
@@ -129,6 +158,27 @@ def test_audio_passes_through_unchanged_before_the_event() -> None:
 def test_dtmf_passes_through_as_a_control_frame() -> None:
     digit = DTMF(digit="7", timestamp=1.0)
     assert VAD(Scripted([])).process("in", digit) is digit
+
+
+@pytest.mark.anyio
+async def test_carrier_dtmf_crosses_the_inbound_audio_chain_as_a_control_frame() -> None:
+    mulaw = [
+        AudioFrame(data=b"\xff" * 160, encoding="mulaw", sample_rate=8000, timestamp=i * 0.02)
+        for i in range(10)
+    ]
+    digit = DTMF(digit="#", timestamp=0.1)
+    g = Graph()
+    g.add("carrier_in", Source([*mulaw[:5], digit, *mulaw[5:]]))
+    g.add("decode", MulawDecode())
+    g.add("resample", Resampler(8000, 16000))
+    g.add("vad", VAD(EnergyAnalyser(), sample_rate=16000))
+    sink = g.add("sink", Sink())
+    g.chain("carrier_in", "decode", "resample", "vad", "sink")
+    result = await Call(g).run()
+    assert result.reason == "completed"
+    assert digit in sink.got
+    assert digit.kind is Kind.CONTROL
+    assert sum(f.duration for f in sink.got if isinstance(f, AudioFrame)) == pytest.approx(0.2)
 
 
 def test_analyser_is_configured_with_the_stream_rate_and_sensitivity() -> None:

@@ -71,8 +71,9 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         if not 0.005 <= self.chunk <= 0.2:
             raise ValueError(f"chunk must be 0.005..0.2 s, got {self.chunk}")
-        if not 0.0 <= self.lead <= 2.0:
-            raise ValueError(f"lead must be 0..2 s, got {self.lead}")
+        if not self.chunk <= self.lead <= 2.0:
+            # with less than one chunk ahead the carrier would run dry between chunks
+            raise ValueError(f"lead must be from chunk ({self.chunk}) to 2 s, got {self.lead}")
         if not self.max_queued > 0:
             raise ValueError("max_queued must be positive")
         if self.max_unacked < 1:
