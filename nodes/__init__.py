@@ -33,6 +33,12 @@ _LAZY: dict[str, str] = {
     "PocketsphinxSTTOptions": ".offline.pocketsphinx_stt",
     "OpenAIChatLLM": ".llm",
     "OpenAIRealtime": ".realtime",
+    "DeepgramSTT": ".stt.deepgram",
+    "DeepgramOptions": ".stt.deepgram",
+    "CartesiaTTS": ".tts.cartesia",
+    "CartesiaOptions": ".tts.cartesia",
+    "ProviderUnavailable": ".providers.base",
+    "ReconnectPolicy": ".providers.base",
 }
 
 

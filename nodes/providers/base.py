@@ -278,6 +278,10 @@ class SendBuffer:
         if n > self.metrics.buffered_high_water:
             self.metrics.buffered_high_water = n
 
+    def binary_bytes(self) -> int:
+        """Bytes held in binary messages (e.g. audio), for mapping stream times on reconnect."""
+        return sum(len(m) for m in self._items if isinstance(m, bytes))
+
     def popleft(self) -> str | bytes:
         return self._pop()
 
@@ -342,6 +346,7 @@ class WebSocketProvider(Actor):
         self._closing = False
         self._handover = False
         self._closed = anyio.Event()
+        self._up = anyio.Event()
         self._last_sent = 0.0
         self._fatal: BaseException | None = None
 
@@ -452,10 +457,13 @@ class WebSocketProvider(Actor):
             except EndOfInput:
                 break
             await self.handle(port, frame)
-        self._closing = True
         with anyio.move_on_after(self.reconnect_policy.drain_timeout) as scope:
-            if self._sock is not None:
-                await self.end_of_input()
+            if self._sock is None:
+                # Still (re)connecting: let what is buffered reach the provider first.
+                await self._up.wait()
+            self._closing = True
+            await self.end_of_input()
+        self._closing = True
         if scope.cancelled_caught:
             self.log.warning("%s did not finish within the drain timeout", self.provider)
         sock = self._sock
@@ -553,6 +561,7 @@ class WebSocketProvider(Actor):
             # Published synchronously after the buffer ran empty: nothing can slip in between.
             self._handover = False
             self._sock = sock
+            self._up.set()
             self._last_sent = anyio.current_time()
             if reconnect:
                 self.log.info("%s reconnected", self.provider)
@@ -561,3 +570,5 @@ class WebSocketProvider(Actor):
         finally:
             self._handover = False
             self._sock = None
+            if self._up.is_set():
+                self._up = anyio.Event()

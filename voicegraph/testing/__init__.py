@@ -32,6 +32,11 @@ _LAZY: dict[str, str] = {
     "FakeChatCompletions": ".fake_chat",
     "ScriptedToolCall": ".fake_chat",
     "FakeOpenAIRealtime": ".fake_openai_realtime",
+    "FakeServer": ".fakeserver",
+    "FakeDeepgram": ".fake_deepgram",
+    "DeepgramFaults": ".fake_deepgram",
+    "FakeCartesia": ".fake_cartesia",
+    "CartesiaFaults": ".fake_cartesia",
 }
 
 

@@ -1,0 +1,321 @@
+"""Deepgram live speech-to-text (``/v1/listen`` over a WebSocket).
+
+Audio goes out as binary frames in the pinned format; ``Finalize`` when the local VAD says the
+caller stopped; ``KeepAlive`` while no audio flows; ``CloseStream`` at end of input. Results come
+back as :class:`~voicegraph.frames.Transcript` (interim and final, with word timings) and
+``UtteranceEnd`` as :class:`~voicegraph.frames.EndOfTurn`. Reconnects, buffering and metrics
+are the base's (:mod:`voicegraph.nodes.providers.base`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlencode
+
+import msgspec
+
+from voicegraph.channel import EndOfInput
+from voicegraph.frames import (
+    AudioFormat,
+    AudioFrame,
+    EndOfTurn,
+    Frame,
+    SpeechStarted,
+    SpeechStopped,
+    TimelineMark,
+    Transcript,
+    Word,
+)
+from voicegraph.node import In, Out
+from voicegraph.wsio import SocketClosed
+
+from ..providers.base import (
+    ProviderProtocolError,
+    ReconnectPolicy,
+    Secret,
+    WebSocketProvider,
+)
+
+__all__ = ["DeepgramOptions", "DeepgramSTT"]
+
+API_KEY_ENV = "DEEPGRAM_API_KEY"
+
+
+class DeepgramOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Options of :class:`DeepgramSTT` (query parameters of ``/v1/listen`` and node knobs)."""
+
+    base_url: str = "wss://api.deepgram.com"
+    """Where the service is; point it at a :class:`~voicegraph.testing.FakeDeepgram` in tests."""
+    model: str = "nova-3"
+    language: str = "en-US"
+    encoding: Literal["mulaw", "pcm16"] = "mulaw"
+    """Audio on the ``audio`` port: µ-law (Twilio/Plivo pass-through) or PCM16 LE."""
+    sample_rate: int = 8000
+    interim_results: bool = True
+    endpointing: int | None = 300
+    """Milliseconds of silence that end an utterance (``speech_final``); ``None`` disables."""
+    utterance_end_ms: int | None = 1000
+    """Word-gap that sends ``UtteranceEnd`` (needs ``interim_results``); ``None`` disables."""
+    vad_events: bool = True
+    smart_format: bool = True
+    punctuate: bool = True
+    keepalive_interval: float = 4.0
+    """Seconds without audio after which ``KeepAlive`` is sent (Deepgram closes after 10 s)."""
+    extra: tuple[tuple[str, str], ...] = ()
+    """Further query parameters, e.g. ``(("keyterm", "voicegraph"),)``."""
+
+    def __post_init__(self) -> None:
+        if self.encoding == "mulaw" and self.sample_rate != 8000:
+            raise ValueError(
+                f"DeepgramOptions: µ-law audio is 8000 Hz, got sample_rate={self.sample_rate}; "
+                "use sample_rate=8000 or encoding='pcm16'"
+            )
+        if self.encoding == "pcm16" and self.sample_rate not in (8000, 16000, 24000, 48000):
+            raise ValueError(
+                f"DeepgramOptions: sample_rate={self.sample_rate} is not a supported PCM rate; "
+                "use 8000 or 16000 for phone audio"
+            )
+        if self.utterance_end_ms is not None and not self.interim_results:
+            raise ValueError(
+                "DeepgramOptions: utterance_end_ms needs interim_results=True "
+                "(or set utterance_end_ms=None)"
+            )
+        if not 0 < self.keepalive_interval < 10:
+            raise ValueError(
+                "DeepgramOptions: keepalive_interval must be between 0 and 10 s "
+                "(Deepgram closes an idle stream after 10 s)"
+            )
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.encoding, self.sample_rate)
+
+    def query(self) -> str:
+        """The ``/v1/listen`` query string for these options."""
+
+        def b(v: bool) -> str:
+            return "true" if v else "false"
+
+        params = [
+            ("model", self.model),
+            ("language", self.language),
+            ("encoding", "mulaw" if self.encoding == "mulaw" else "linear16"),
+            ("sample_rate", str(self.sample_rate)),
+            ("channels", "1"),
+            ("interim_results", b(self.interim_results)),
+            ("endpointing", "false" if self.endpointing is None else str(self.endpointing)),
+            ("vad_events", b(self.vad_events)),
+            ("smart_format", b(self.smart_format)),
+            ("punctuate", b(self.punctuate)),
+        ]
+        if self.utterance_end_ms is not None:
+            params.append(("utterance_end_ms", str(self.utterance_end_ms)))
+        params.extend(self.extra)
+        return urlencode(params)
+
+
+# ------------------------------------------------------------ wire messages
+
+
+class _Word(msgspec.Struct):
+    word: str
+    start: float
+    end: float
+    confidence: float | None = None
+    punctuated_word: str | None = None
+
+
+class _Alternative(msgspec.Struct):
+    transcript: str = ""
+    confidence: float | None = None
+    words: list[_Word] = []
+
+
+class _Channel(msgspec.Struct):
+    alternatives: list[_Alternative] = []
+
+
+class Results(msgspec.Struct, tag="Results", tag_field="type"):
+    channel: _Channel
+    start: float = 0.0
+    duration: float = 0.0
+    is_final: bool = False
+    speech_final: bool = False
+    from_finalize: bool = False
+
+
+class Metadata(msgspec.Struct, tag="Metadata", tag_field="type"):
+    request_id: str = ""
+
+
+class UtteranceEnd(msgspec.Struct, tag="UtteranceEnd", tag_field="type"):
+    last_word_end: float = 0.0
+
+
+class SpeechStartedMsg(msgspec.Struct, tag="SpeechStarted", tag_field="type"):
+    timestamp: float = 0.0
+
+
+_decoder = msgspec.json.Decoder(Results | Metadata | UtteranceEnd | SpeechStartedMsg)
+
+KEEPALIVE = '{"type":"KeepAlive"}'
+FINALIZE = '{"type":"Finalize"}'
+CLOSE_STREAM = '{"type":"CloseStream"}'
+
+
+# --------------------------------------------------------------------- node
+
+
+class DeepgramSTT(WebSocketProvider):
+    """Streaming speech-to-text with Deepgram.
+
+    Input ``audio``: :class:`AudioFrame` in ``options.audio_format`` (drop-oldest: a stalled
+    socket must not stall the carrier; drops are counted by the inbox), plus
+    :class:`SpeechStarted` / :class:`SpeechStopped` from a local VAD (stopped -> ``Finalize``).
+    Output ``out``: :class:`Transcript` (interim and final; ``speech_final`` from Deepgram's
+    endpointing) and ``EndOfTurn(reason="utterance_end")`` once per turn on ``UtteranceEnd``.
+
+    ``metrics.ttfb`` holds, per ``Finalize``, the time until the next final result. Times in
+    transcripts are seconds of caller audio since the node started, across reconnects.
+    """
+
+    provider = "deepgram"
+
+    def __init__(
+        self,
+        options: DeepgramOptions | None = None,
+        *,
+        api_key: str | Secret | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        **overrides: object,
+    ) -> None:
+        super().__init__(reconnect=reconnect)
+        opts = options or DeepgramOptions()
+        self.options = msgspec.structs.replace(opts, **overrides) if overrides else opts
+        self._key = Secret.load(api_key, API_KEY_ENV, "deepgram")
+        fmt = self.options.audio_format
+        self._format = fmt
+        self.inputs = (
+            In("audio", AudioFrame, SpeechStarted, SpeechStopped, format=fmt, policy="drop_oldest"),
+        )
+        self.outputs = (Out("out", Transcript, EndOfTurn),)
+        self.keepalive_interval = self.options.keepalive_interval
+        self._url = f"{self.options.base_url.rstrip('/')}/v1/listen?{self.options.query()}"
+        self._audio_bytes = 0  # handed to transmit, whole life of the node
+        self._audio_on_conn = False
+        self._offset = 0.0  # caller-audio seconds at the start of the current connection
+        self._turn_text: list[str] = []
+        self._finalizes = 0
+        self.malformed = 0
+        """Provider messages that could not be decoded (logged and skipped)."""
+
+    def url(self) -> str:
+        return self._url
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self._key.reveal()}"}
+
+    async def on_connected(self, reconnect: bool) -> None:
+        self._audio_on_conn = False
+        bps = 2 if self._format.encoding == "pcm16" else 1
+        # The new stream's time 0 is the oldest audio still buffered (older was dropped or
+        # already transcribed), so map its times onto caller time from there.
+        pending = self._audio_bytes - self._buffer.binary_bytes()
+        self._offset = pending / (bps * self._format.sample_rate)
+
+    def keepalive_message(self) -> str | bytes | None:
+        if not self._audio_on_conn:
+            # Deepgram ignores KeepAlive until some audio arrived; 20 ms of silence counts.
+            silence = b"\xff" if self._format.encoding == "mulaw" else b"\x00\x00"
+            self._note_audio(len(silence) * self._format.sample_rate // 50)
+            return silence * (self._format.sample_rate // 50)
+        return KEEPALIVE
+
+    def _note_audio(self, nbytes: int) -> None:
+        self._audio_bytes += nbytes
+        self._audio_on_conn = True
+
+    def close_error(self, closed: SocketClosed) -> ProviderProtocolError | None:
+        if closed.code == 1008:
+            return ProviderProtocolError(
+                "deepgram",
+                f"audio rejected ({closed.reason or 'DATA-0000'}); check that options.encoding "
+                f"and sample_rate ({self._format}) match the audio sent",
+            )
+        return None  # NET-0000/NET-0001 and plain closes: reconnect
+
+    async def handle(self, port: str, frame: Frame) -> None:
+        if type(frame) is AudioFrame:
+            if (
+                frame.encoding != self._format.encoding
+                or frame.sample_rate != self._format.sample_rate
+            ):
+                raise ValueError(
+                    f"{self.name}: got {frame.format} audio but Deepgram was opened for "
+                    f"{self._format}; set DeepgramOptions(encoding=..., sample_rate=...) to match "
+                    "or connect through a converter"
+                )
+            if frame.data:  # an empty binary frame would close the stream
+                self._note_audio(len(frame.data))
+                await self.transmit(frame.data)
+        elif isinstance(frame, SpeechStopped):
+            # Control frames overtake queued media, so audio the VAD judged before this
+            # SpeechStopped may still be queued: send it first, or Finalize would cut it off.
+            try:
+                while (item := self.inbox.receive_nowait()) is not None:
+                    await self.handle(*item)
+            except EndOfInput:
+                pass
+            self._finalizes += 1
+            self.metrics.request_started(self._finalizes)
+            await self.transmit(FINALIZE)
+
+    async def end_of_input(self) -> None:
+        if await self.transmit(CLOSE_STREAM, buffer=False):
+            await self.wait_closed()
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = _decoder.decode(message)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # Unknown message types are expected as the API grows: skip, count, say so.
+            self.malformed += 1
+            self.log.warning("deepgram: skipping undecodable message: %s", exc)
+            return
+        if type(msg) is Results:
+            await self._on_results(msg)
+        elif type(msg) is UtteranceEnd:
+            if self._turn_text:
+                text = " ".join(self._turn_text)
+                self._turn_text = []
+                await self.send("out", EndOfTurn(text=text, reason="utterance_end"))
+
+    async def _on_results(self, r: Results) -> None:
+        alts = r.channel.alternatives
+        if not alts or not alts[0].transcript:
+            return  # silence results are normal
+        alt = alts[0]
+        off = self._offset
+        words = tuple(
+            Word(w.punctuated_word or w.word, w.start + off, w.end + off, w.confidence)
+            for w in alt.words
+        )
+        # speech_final implies is_final; one doc example contradicts that, so accept either.
+        is_final = r.is_final or r.speech_final
+        await self.send(
+            "out",
+            Transcript(
+                text=alt.transcript,
+                is_final=is_final,
+                speech_final=r.speech_final,
+                words=words,
+                start=r.start + off,
+                end=r.start + r.duration + off,
+                confidence=alt.confidence,
+            ),
+        )
+        if is_final:
+            self._turn_text.append(alt.transcript)
+            self.metrics.first_byte(self._finalizes)
+            if r.speech_final or r.from_finalize:
+                self.publish(TimelineMark(turn=0, stage="stt_final"))

@@ -1,0 +1,368 @@
+"""DeepgramSTT against FakeDeepgram: normal flow, finalize, keep-alive, close, reconnect, auth."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+import numpy as np
+import pytest
+from voicegraph.nodes.audio.g711 import pcm16_to_ulaw
+from voicegraph.nodes.providers import (
+    MissingSecret,
+    ProviderAuthError,
+    ProviderUnavailable,
+    ReconnectPolicy,
+    Secret,
+)
+from voicegraph.nodes.stt.deepgram import DeepgramOptions, DeepgramSTT
+
+from voicegraph import (
+    Actor,
+    AudioFrame,
+    Call,
+    EndOfTurn,
+    Frame,
+    Graph,
+    In,
+    Out,
+    SpeechStarted,
+    SpeechStopped,
+    TimelineMark,
+    Transcript,
+)
+from voicegraph.testing.fake_deepgram import DeepgramFaults, FakeDeepgram
+from voicegraph.wsio import SocketClosed, connect_websocket
+
+KEY = "test-deepgram-key"
+FAST = ReconnectPolicy(
+    connect_timeout=2.0, max_attempts=3, initial_backoff=0.05, max_backoff=0.1, drain_timeout=2.0
+)
+
+
+def tone(seconds: float) -> list[bytes]:
+    """20 ms µ-law frames of a 440 Hz tone (loud enough to count as speech)."""
+    n = int(8000 * seconds)
+    t = np.arange(n) / 8000
+    pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    mu = pcm16_to_ulaw(pcm)
+    return [mu[i : i + 160] for i in range(0, len(mu), 160)]
+
+
+def silence(seconds: float) -> list[bytes]:
+    return [b"\xff" * 160] * int(seconds * 50)
+
+
+class Caller(Actor):
+    """Sends scripted audio/VAD frames into the STT node."""
+
+    outputs = (Out("audio", AudioFrame, SpeechStarted, SpeechStopped),)
+
+    def __init__(self, script: Callable[[Caller], Awaitable[None]]) -> None:
+        super().__init__()
+        self.script = script
+
+    async def run(self) -> None:
+        await self.script(self)
+
+    async def play(self, frames: list[bytes]) -> None:
+        for f in frames:
+            await self.send("audio", AudioFrame(data=f, encoding="mulaw", sample_rate=8000))
+
+    async def vad(self, frame: Frame) -> None:
+        await self.send("audio", frame)
+
+
+class Collect(Actor):
+    inputs = (In("in", Transcript, EndOfTurn),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[Frame] = []
+
+    async def handle(self, port: str, frame: Frame) -> None:
+        self.frames.append(frame)
+
+    def finals(self) -> list[Transcript]:
+        return [f for f in self.frames if isinstance(f, Transcript) and f.is_final]
+
+
+async def run_stt(
+    dg: FakeDeepgram,
+    script: Callable[[Caller], Awaitable[None]],
+    **opts: object,
+) -> tuple[DeepgramSTT, Collect, object]:
+    stt = DeepgramSTT(api_key=KEY, base_url=dg.url, reconnect=FAST, **opts)
+    out = Collect()
+    g = Graph("stt")
+    g.add("caller", Caller(script))
+    g.add("stt", stt)
+    g.add("sink", out)
+    # Tests push audio faster than real time; a deep lane keeps drop-oldest from kicking in.
+    g.connect("caller", "stt", capacity=10_000)
+    g.connect("stt", "sink")
+    call = Call(g, "dg-test")
+    events: list[Frame] = []
+    call.subscribe(events.append)
+    result = await call.run()
+    out.events = events  # type: ignore[attr-defined]
+    return stt, out, result
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        # Polling: the conditions are plain attributes of fakes and nodes, not events.
+        while not cond():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+# ------------------------------------------------------------ options
+
+
+def test_missing_key_error_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    with pytest.raises(MissingSecret, match="DEEPGRAM_API_KEY"):
+        DeepgramSTT()
+
+
+def test_key_is_not_in_the_node_repr_or_options() -> None:
+    stt = DeepgramSTT(api_key="dg-secret-123")
+    assert "dg-secret-123" not in repr(stt) + repr(stt.options) + repr(vars(stt))
+
+
+def test_mulaw_at_16k_is_refused_with_a_fix() -> None:
+    with pytest.raises(ValueError, match="sample_rate=8000 or encoding='pcm16'"):
+        DeepgramOptions(encoding="mulaw", sample_rate=16000)
+
+
+def test_utterance_end_without_interim_results_is_refused() -> None:
+    with pytest.raises(ValueError, match="interim_results"):
+        DeepgramOptions(interim_results=False)
+
+
+def test_audio_port_pins_the_configured_format() -> None:
+    stt = DeepgramSTT(api_key=KEY, encoding="pcm16", sample_rate=16000)
+    fmt = stt.input("audio").format
+    assert fmt is not None and (fmt.encoding, fmt.sample_rate) == ("pcm16", 16000)
+
+
+# ---------------------------------------------------------- normal flow
+
+
+@pytest.mark.anyio
+async def test_handshake_sends_token_and_options_as_query() -> None:
+    async with FakeDeepgram(["hello"]) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.1))
+
+        _, _, result = await run_stt(dg, script)
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    q = dg.queries[0]
+    assert q["encoding"] == ["mulaw"] and q["sample_rate"] == ["8000"]
+    assert q["interim_results"] == ["true"] and q["utterance_end_ms"] == ["1000"]
+    assert q["endpointing"] == ["300"] and q["vad_events"] == ["true"]
+
+
+@pytest.mark.anyio
+async def test_speech_gives_interim_then_speech_final_transcript_with_word_timings() -> None:
+    async with FakeDeepgram(["Hello there, how are you?"]) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.2) + tone(1.2) + silence(0.5))
+            await wait_for(lambda: any(m.get("speech_final") for m in dg.sent))
+
+        _, out, _ = await run_stt(dg, script)
+    ts = [f for f in out.frames if isinstance(f, Transcript)]
+    assert ts[0].is_final is False
+    final = ts[-1]
+    assert final.is_final and final.speech_final
+    assert final.text == "Hello there, how are you?"
+    assert [w.text for w in final.words] == ["Hello", "there,", "how", "are", "you?"]
+    assert 0.15 <= final.words[0].start < final.words[-1].end <= 1.45
+
+
+@pytest.mark.anyio
+async def test_utterance_end_emits_one_end_of_turn_with_the_turn_text() -> None:
+    async with FakeDeepgram(["book a table"]) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(tone(0.6) + silence(1.5))
+            await wait_for(lambda: any(m["type"] == "UtteranceEnd" for m in dg.sent))
+
+        _, out, _ = await run_stt(dg, script)
+    eot = [f for f in out.frames if isinstance(f, EndOfTurn)]
+    assert eot == [EndOfTurn(text="book a table", reason="utterance_end")]
+
+
+@pytest.mark.anyio
+async def test_speech_stopped_sends_finalize_and_records_ttfb() -> None:
+    async with FakeDeepgram(["yes please"]) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.vad(SpeechStarted())
+            await c.play(tone(0.6))
+            await c.vad(SpeechStopped())
+            await wait_for(lambda: any(m.get("from_finalize") for m in dg.sent))
+
+        stt, out, _ = await run_stt(dg, script, endpointing=None)
+    assert "Finalize" in dg.kinds()
+    assert out.finals()[-1].text == "yes please"
+    assert len(stt.metrics.ttfb) == 1
+    marks = [e for e in out.events if isinstance(e, TimelineMark)]  # type: ignore[attr-defined]
+    assert [m.stage for m in marks] == ["stt_final"]
+
+
+@pytest.mark.anyio
+async def test_keepalive_is_sent_while_the_caller_is_silent() -> None:
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.1))
+            await wait_for(lambda: dg.kinds().count("KeepAlive") >= 2)
+
+        _, _, result = await run_stt(dg, script, keepalive_interval=0.05)
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    kinds = dg.kinds()
+    assert kinds.index("KeepAlive") > kinds.index("audio")
+
+
+@pytest.mark.anyio
+async def test_first_keepalive_before_any_audio_is_a_silence_frame() -> None:
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await wait_for(lambda: dg.kinds().count("KeepAlive") >= 1)
+
+        await run_stt(dg, script, keepalive_interval=0.05)
+    kinds = dg.kinds()
+    assert kinds[0] == "audio" and dg.received[0].size == 160
+
+
+@pytest.mark.anyio
+async def test_end_of_input_sends_close_stream_and_gets_remaining_results() -> None:
+    async with FakeDeepgram(["last words"]) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(tone(0.5))
+
+        _, out, result = await run_stt(dg, script, endpointing=None)
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    assert dg.kinds()[-1] == "CloseStream"
+    assert dg.close_codes == [(1000, "")]
+    assert out.finals()[-1].text == "last words"
+
+
+# --------------------------------------------------------------- faults
+
+
+@pytest.mark.anyio
+async def test_mid_stream_close_reconnects_and_keeps_transcribing_in_caller_time() -> None:
+    faults = DeepgramFaults(close_after_audio=0.5)
+    async with FakeDeepgram(["first", "second"], faults=faults) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.6))
+            await wait_for(lambda: dg.connections == 2)
+            await c.play(tone(0.6) + silence(0.4))
+            await wait_for(lambda: any(m.get("speech_final") for m in dg.sent))
+
+        stt, out, result = await run_stt(dg, script)
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    assert stt.metrics.reconnects == 1
+    final = out.finals()[-1]
+    assert final.text == "first"  # the fake's first segment is on the second connection
+    assert final.start >= 0.5  # offset by the audio of the first connection
+
+
+@pytest.mark.anyio
+async def test_wrong_key_ends_the_call_with_an_auth_error() -> None:
+    async with FakeDeepgram(api_key="the-right-one") as dg:
+
+        async def script(c: Caller) -> None:
+            await anyio.sleep(5)
+
+        _, _, result = await run_stt(dg, script)
+    err = result.error  # type: ignore[attr-defined]
+    assert err is not None and isinstance(err.exc, ProviderAuthError)
+    assert KEY not in str(err)
+    assert dg.handshakes == 1
+
+
+@pytest.mark.anyio
+async def test_service_that_stays_down_raises_provider_unavailable() -> None:
+    async with FakeDeepgram(faults=DeepgramFaults(fail_connects=100)) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.1))
+            await anyio.sleep(5)
+
+        stt, _, result = await run_stt(dg, script)
+    err = result.error  # type: ignore[attr-defined]
+    assert err is not None and isinstance(err.exc, ProviderUnavailable)
+    assert dg.handshakes == 1 + FAST.max_attempts
+
+
+@pytest.mark.anyio
+async def test_malformed_provider_message_is_skipped_and_counted() -> None:
+    async with FakeDeepgram(["still fine"], faults=DeepgramFaults(malformed_first=True)) as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(tone(0.5) + silence(0.4))
+            await wait_for(lambda: any(m.get("speech_final") for m in dg.sent))
+
+        stt, out, _ = await run_stt(dg, script)
+    assert stt.malformed == 1
+    assert out.finals()[-1].text == "still fine"
+
+
+# ------------------------------------------------- the fake's own checks
+
+
+async def raw(dg: FakeDeepgram, query: str = "encoding=mulaw&sample_rate=8000"):  # type: ignore[no-untyped-def]
+    return connect_websocket(f"{dg.url}/v1/listen?{query}", {"Authorization": f"token {KEY}"})
+
+
+@pytest.mark.anyio
+async def test_fake_closes_with_data_0000_on_unknown_control_message() -> None:
+    async with FakeDeepgram() as dg:
+        async with await raw(dg) as ws:
+            await ws.send('{"type":"Flush"}')
+            with pytest.raises(SocketClosed) as info:
+                await ws.receive()
+    assert (info.value.code, info.value.reason) == (1008, "DATA-0000")
+
+
+@pytest.mark.anyio
+async def test_fake_closes_with_data_0000_on_empty_binary_frame() -> None:
+    async with FakeDeepgram() as dg:
+        async with await raw(dg) as ws:
+            await ws.send(b"")
+            with pytest.raises(SocketClosed) as info:
+                await ws.receive()
+    assert info.value.code == 1008
+
+
+@pytest.mark.anyio
+async def test_fake_closes_idle_stream_with_net_0001_despite_keepalive_before_audio() -> None:
+    async with FakeDeepgram(idle_timeout=0.2) as dg:
+        async with await raw(dg) as ws:
+            await ws.send('{"type":"KeepAlive"}')
+            await anyio.sleep(0.1)
+            await ws.send('{"type":"KeepAlive"}')
+            with pytest.raises(SocketClosed) as info:
+                await ws.receive()
+    assert info.value.code == 1011 and info.value.reason.startswith("NET-0001")
+
+
+@pytest.mark.anyio
+async def test_fake_refuses_raw_audio_without_sample_rate() -> None:
+    async with FakeDeepgram() as dg:
+        with pytest.raises(SocketClosed) as info:
+            async with await raw(dg, "encoding=mulaw"):
+                pass
+    assert info.value.code == 400
+
+
+def test_secret_type_is_shared_with_the_base() -> None:
+    assert isinstance(DeepgramSTT(api_key=Secret("k"))._key, Secret)

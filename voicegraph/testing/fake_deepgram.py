@@ -1,0 +1,411 @@
+"""A protocol-faithful fake of Deepgram's live ``/v1/listen`` WebSocket, on 127.0.0.1.
+
+It checks the handshake (``Authorization: Token``/``Bearer``, query parameters) and every client
+message the way the real service does (wrong handshake -> HTTP 400/401 with ``dg-error``;
+undecodable data or an empty binary frame -> close ``1008 DATA-0000``; nothing for 10 s ->
+close ``1011 NET-0001``), segments the audio it hears by energy, and answers each speech
+segment with the next scripted transcript: interim results while speech lasts, a
+``speech_final`` result after ``endpointing`` ms of silence, ``UtteranceEnd`` after
+``utterance_end_ms``, ``SpeechStarted`` when ``vad_events=true``; ``Finalize`` flushes with
+``from_finalize: true``; ``CloseStream`` flushes, sends ``Metadata`` and closes with 1000.
+
+Times are audio time (seconds of audio received), so tests are deterministic. Every client
+message is recorded in :attr:`FakeDeepgram.received`.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+
+from voicegraph.wsio import SocketClosed
+
+from .fakeserver import FakeServer, WebSocketPeer
+
+__all__ = ["DeepgramFaults", "FakeDeepgram", "ReceivedMessage"]
+
+ENCODINGS = {"linear16", "mulaw", "alaw", "flac", "opus", "ogg-opus", "speex", "amr-nb"}
+ENCODINGS |= {"amr-wb", "g729", "linear32"}
+BOOL_PARAMS = ("interim_results", "vad_events", "smart_format", "punctuate")
+NET0001 = (
+    "Deepgram did not receive audio data or a text message within the timeout window. "
+    "See https://dpgr.am/net0001"
+)
+
+
+class DeepgramFaults(msgspec.Struct, kw_only=True):
+    """Fault injection. Each knob applies to the ``connection`` -th connection onwards
+    (1-based) unless said otherwise; mutate between connections to script scenarios."""
+
+    refuse_auth: bool = False
+    """Refuse every handshake with 401 (as for a wrong key)."""
+    fail_connects: int = 0
+    """Refuse the next this-many handshakes with 503 (decremented per refusal)."""
+    close_after_audio: float | None = None
+    """Close ``1011 NET-0000`` once this many seconds of audio arrived on a connection
+    (first connection only, so a reconnect succeeds)."""
+    stall: bool = False
+    """Accept and read, but never answer."""
+    malformed_first: bool = False
+    """Send one non-JSON text message before the first result."""
+
+
+class ReceivedMessage(msgspec.Struct, frozen=True):
+    """One client message as the fake saw it: ``kind`` is ``"audio"`` or the JSON ``type``."""
+
+    connection: int
+    kind: str
+    size: int = 0
+
+
+class _KeepAlive(msgspec.Struct, tag="KeepAlive", tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+class _Finalize(msgspec.Struct, tag="Finalize", tag_field="type", forbid_unknown_fields=True):
+    channel: int = 0
+
+
+class _CloseStream(msgspec.Struct, tag="CloseStream", tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+_control = msgspec.json.Decoder(_KeepAlive | _Finalize | _CloseStream)
+_encode = msgspec.json.encode
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        self.status = status
+        self.error = error
+
+
+class _Config:
+    def __init__(self, ws: WebSocketPeer) -> None:
+        enc = ws.param("encoding")
+        if enc is not None and enc not in ENCODINGS:
+            raise _Reject(400, f"unknown encoding {enc!r}")
+        if enc is not None and not (ws.param("sample_rate") or "").isdigit():
+            raise _Reject(400, "sample_rate is required (an integer) when encoding is given")
+        for name in BOOL_PARAMS:
+            v = ws.param(name)
+            if v is not None and v not in ("true", "false"):
+                raise _Reject(400, f"{name} must be true or false, got {v!r}")
+        ep = ws.param("endpointing") or "10"
+        if ep != "false" and not ep.isdigit():
+            raise _Reject(400, f"endpointing must be an integer or false, got {ep!r}")
+        ue = ws.param("utterance_end_ms")
+        if ue is not None and not ue.isdigit():
+            raise _Reject(400, f"utterance_end_ms must be an integer, got {ue!r}")
+        self.interim = ws.param("interim_results") == "true"
+        if ue is not None and not self.interim:
+            raise _Reject(400, "utterance_end_ms requires interim_results=true")
+        if enc not in ("mulaw", "linear16"):
+            raise _Reject(400, "this fake understands raw encoding=mulaw or linear16 only")
+        self.encoding = enc
+        self.rate = int(ws.param("sample_rate") or 0)
+        self.endpointing = None if ep == "false" else int(ep) / 1000
+        self.utterance_end = None if ue is None else int(ue) / 1000
+        self.vad_events = ws.param("vad_events") == "true"
+
+
+class _Segment:
+    def __init__(self, start: float, text: str) -> None:
+        self.start = start
+        self.end = start
+        self.words = text.split()
+        self.interims = 0
+        self.silence = 0.0
+
+
+class FakeDeepgram(FakeServer):
+    """Fake Deepgram live STT. Use as ``async with FakeDeepgram(...) as dg``; point the client
+    at :attr:`url`.
+
+    ``transcripts``: texts returned in order, one per detected speech segment (exhausted ->
+    empty results). ``first_interim_delay``: seconds of speech before the first interim.
+    ``endpointing_delay``: seconds of silence before ``speech_final`` (default: the client's
+    ``endpointing`` parameter). ``latency``: wall-clock seconds added before each result.
+    ``threshold``: RMS level (PCM16 units) above which a 20 ms block counts as speech.
+    """
+
+    def __init__(
+        self,
+        transcripts: Sequence[str] = (),
+        *,
+        api_key: str = "test-deepgram-key",
+        first_interim_delay: float = 0.3,
+        interim_interval: float = 0.4,
+        endpointing_delay: float | None = None,
+        latency: float = 0.0,
+        idle_timeout: float = 10.0,
+        threshold: float = 500.0,
+        faults: DeepgramFaults | None = None,
+    ) -> None:
+        super().__init__()
+        self.transcripts = list(transcripts)
+        self.api_key = api_key
+        self.first_interim_delay = first_interim_delay
+        self.interim_interval = interim_interval
+        self.endpointing_delay = endpointing_delay
+        self.latency = latency
+        self.idle_timeout = idle_timeout
+        self.threshold = threshold
+        self.faults = faults or DeepgramFaults()
+        self.received: list[ReceivedMessage] = []
+        self.sent: list[dict[str, Any]] = []
+        self.handshakes = 0
+        self.connections = 0
+        self.close_codes: list[tuple[int, str]] = []
+        self.queries: list[dict[str, list[str]]] = []
+        self._next = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL for ``DeepgramOptions(base_url=...)``."""
+        return self.ws_url
+
+    def kinds(self, connection: int | None = None) -> list[str]:
+        """Kinds of the received messages (optionally of one connection)."""
+        return [m.kind for m in self.received if connection in (None, m.connection)]
+
+    # ------------------------------------------------------------ handshake
+
+    async def websocket(self, ws: WebSocketPeer) -> None:
+        self.handshakes += 1
+        rid = str(uuid.uuid4())
+        if ws.path != "/v1/listen":
+            await ws.reject(404, {"dg-request-id": rid}, b"not found")
+            return
+        scheme, _, key = ws.headers.get("authorization", "").partition(" ")
+        if (
+            self.faults.refuse_auth
+            or scheme.lower() not in ("token", "bearer")
+            or key != self.api_key
+        ):
+            err = "Invalid credentials."
+            await ws.reject(401, {"dg-request-id": rid, "dg-error": err}, err.encode())
+            return
+        if self.faults.fail_connects > 0:
+            self.faults.fail_connects -= 1
+            await ws.reject(503, {"dg-request-id": rid, "dg-error": "unavailable"}, b"unavailable")
+            return
+        try:
+            cfg = _Config(ws)
+        except _Reject as exc:
+            await ws.reject(
+                exc.status, {"dg-request-id": rid, "dg-error": exc.error}, exc.error.encode()
+            )
+            return
+        self.queries.append(ws.query)
+        await ws.accept({"dg-request-id": rid})
+        self.connections += 1
+        await _Stream(self, ws, cfg, self.connections, rid).run()
+
+    def _next_text(self) -> str:
+        if self._next < len(self.transcripts):
+            self._next += 1
+            return self.transcripts[self._next - 1]
+        return ""
+
+
+class _Stream:
+    """One accepted connection."""
+
+    def __init__(self, fake: FakeDeepgram, ws: WebSocketPeer, cfg: _Config, n: int, rid: str):
+        self.fake, self.ws, self.cfg, self.n, self.rid = fake, ws, cfg, n, rid
+        self.time = 0.0  # seconds of audio received
+        self.seen_audio = False
+        self.seg: _Segment | None = None
+        self.last_word_end: float | None = None  # pending UtteranceEnd
+        self.gap = 0.0
+        self.bps = 2 if cfg.encoding == "linear16" else 1
+        self.carry = b""
+        self.malformed_sent = False
+
+    async def close(self, code: int, reason: str) -> None:
+        self.fake.close_codes.append((code, reason))
+        await self.ws.close(code, reason)
+
+    async def run(self) -> None:
+        fake = self.fake
+        last = anyio.current_time()
+        while not self.ws.closed:
+            with anyio.move_on_after(last + fake.idle_timeout - anyio.current_time()) as idle:
+                msg = await self.ws.receive()
+            if idle.cancelled_caught:
+                await self.close(1011, "NET-0001 " + NET0001)
+                return
+            # Only audio starts the clock's protection: text alone before any audio does not.
+            if isinstance(msg, bytes) or self.seen_audio:
+                last = anyio.current_time()
+            if isinstance(msg, bytes):
+                fake.received.append(ReceivedMessage(self.n, "audio", len(msg)))
+                if not msg or len(msg) % self.bps:
+                    await self.close(1008, "DATA-0000")
+                    return
+                self.seen_audio = True
+                await self.on_audio(msg)
+                limit = fake.faults.close_after_audio
+                if limit is not None and self.n == 1 and self.time >= limit:
+                    await self.close(1011, "NET-0000")
+                    return
+                continue
+            try:
+                ctl = _control.decode(msg)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                fake.received.append(ReceivedMessage(self.n, "invalid", len(msg)))
+                await self.close(1008, "DATA-0000")
+                return
+            kind = type(ctl).__name__.lstrip("_")
+            fake.received.append(ReceivedMessage(self.n, kind, len(msg)))
+            if isinstance(ctl, _Finalize):
+                await self.end_segment(speech_final=False, from_finalize=True)
+            elif isinstance(ctl, _CloseStream):
+                await self.end_segment(speech_final=False, from_finalize=False)
+                await self.send(
+                    {
+                        "type": "Metadata",
+                        "transaction_key": "deprecated",
+                        "request_id": self.rid,
+                        "sha256": "0" * 64,
+                        "created": "2026-01-01T00:00:00.000Z",
+                        "duration": round(self.time, 3),
+                        "channels": 1,
+                    }
+                )
+                await self.close(1000, "")
+                return
+
+    # ---------------------------------------------------------------- audio
+
+    def levels(self, data: bytes) -> np.ndarray[Any, Any]:
+        if self.cfg.encoding == "mulaw":
+            from voicegraph.nodes.audio.g711 import ulaw_to_pcm16
+
+            data = ulaw_to_pcm16(data)
+        return np.frombuffer(data, dtype="<i2").astype(np.float64)
+
+    async def on_audio(self, data: bytes) -> None:
+        block = self.cfg.rate // 50 * self.bps  # 20 ms
+        buf = self.carry + data
+        n = len(buf) // block * block
+        self.carry = buf[n:]
+        for i in range(0, n, block):
+            x = self.levels(buf[i : i + block])
+            speech = math.sqrt(float(np.mean(x * x))) >= self.fake.threshold
+            await self.on_block(speech, 0.02)
+
+    async def on_block(self, speech: bool, dt: float) -> None:
+        t0 = self.time
+        self.time += dt
+        seg = self.seg
+        if speech:
+            self.gap = 0.0
+            if seg is None:
+                seg = self.seg = _Segment(t0, self.fake._next_text())
+                self.last_word_end = None
+                if self.cfg.vad_events:
+                    await self.send(
+                        {"type": "SpeechStarted", "channel": [0, 1], "timestamp": round(t0, 3)}
+                    )
+            seg.end = self.time
+            seg.silence = 0.0
+            spoken = seg.end - seg.start
+            due = self.fake.first_interim_delay + seg.interims * self.fake.interim_interval
+            if self.cfg.interim and spoken >= due and seg.interims < max(0, len(seg.words) - 1):
+                seg.interims += 1
+                await self.result(seg, seg.words[: seg.interims], False, False, False)
+            return
+        self.gap += dt
+        if seg is not None:
+            seg.silence += dt
+            limit = self.fake.endpointing_delay
+            if limit is None:
+                limit = self.cfg.endpointing
+            if limit is not None and seg.silence >= limit:
+                await self.end_segment(speech_final=True, from_finalize=False)
+        elif (
+            self.last_word_end is not None
+            and self.cfg.utterance_end is not None
+            and self.gap >= self.cfg.utterance_end
+        ):
+            await self.send(
+                {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.last_word_end}
+            )
+            self.last_word_end = None
+
+    async def end_segment(self, *, speech_final: bool, from_finalize: bool) -> None:
+        seg, self.seg = self.seg, None
+        if seg is None:
+            if from_finalize:  # nothing buffered: an empty flush result, as the service may send
+                await self.result(_Segment(self.time, ""), [], True, False, True)
+            return
+        await self.result(seg, seg.words, True, speech_final, from_finalize)
+        if seg.words:
+            self.last_word_end = round(seg.end, 3)
+        self.gap = seg.silence
+
+    async def result(
+        self,
+        seg: _Segment,
+        words: list[str],
+        is_final: bool,
+        speech_final: bool,
+        from_finalize: bool,
+    ) -> None:
+        n = max(1, len(seg.words))
+        span = max(seg.end - seg.start, 0.02)
+        step = span / n
+        wl = [
+            {
+                "word": w.strip(".,!?").lower(),
+                "start": round(seg.start + i * step, 3),
+                "end": round(seg.start + (i + 0.9) * step, 3),
+                "confidence": 0.98,
+                "punctuated_word": w,
+            }
+            for i, w in enumerate(words)
+        ]
+        await self.send(
+            {
+                "type": "Results",
+                "channel_index": [0, 1],
+                "duration": round(span, 3),
+                "start": round(seg.start, 3),
+                "is_final": is_final,
+                "speech_final": speech_final,
+                "from_finalize": from_finalize,
+                "channel": {
+                    "alternatives": [
+                        {"transcript": " ".join(words), "confidence": 0.98, "words": wl}
+                    ]
+                },
+                "metadata": {
+                    "request_id": self.rid,
+                    "model_info": {"name": "fake-nova-3", "version": "fake", "arch": "nova-3"},
+                    "model_uuid": "00000000-0000-0000-0000-000000000000",
+                },
+            }
+        )
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        fake = self.fake
+        if fake.faults.stall:
+            return
+        if fake.latency:
+            await anyio.sleep(fake.latency)
+        if fake.faults.malformed_first and not self.malformed_sent:
+            self.malformed_sent = True
+            await self.ws.send("{not json")
+        fake.sent.append(msg)
+        try:
+            await self.ws.send(_encode(msg).decode())
+        except SocketClosed:
+            pass
