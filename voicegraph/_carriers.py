@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsgiSocket", "CallSetupError", "CarrierRoute", "route_for", "serve_stream"]
 
+from .timeline import TurnTimeline
+
 logger = logging.getLogger("voicegraph.server")
 
 CLOSE_POLICY = 1008  # WebSocket close code: policy violation (refused authorisation)
@@ -266,10 +268,17 @@ async def _run_stream(
         on_max_duration=lambda c: _goodbye(c, session),
         grace=15.0,
     )
+    timeline = TurnTimeline.attach(call)  # one JSON log line per turn
+    if runtime.on_call is not None:
+        try:
+            runtime.on_call(call, session, timeline)
+        except Exception as exc:
+            logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
     runtime.call_started(call_id, call)
     try:
         result = await call.run()
     finally:
+        timeline.flush()
         runtime.call_ended(call_id)
     logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
 

@@ -25,7 +25,7 @@ Quart-Trio. Shutdown (SIGTERM/SIGINT, or :meth:`AgentRuntime.shutdown`) refuses 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +69,7 @@ class AgentRuntime:
         trust_forwarded_headers: bool = False,
         drain_timeout: float = 30.0,
         max_calls: int = 500,
+        on_call: Callable[[Any, Any, Any], None] | None = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -100,6 +101,10 @@ class AgentRuntime:
             id(i): StreamTokens(derive_secret(i.auth_token), ttl=i.stream_token_ttl)
             for i in self.interfaces
         }
+        self.on_call = on_call
+        """``on_call(call, session, timeline)``, called for each accepted call right after its
+        :class:`~voicegraph.runtime.Call` is built (before it runs): observe events, collect the
+        :class:`~voicegraph.timeline.TurnTimeline`. Must not block or raise."""
         self.calls: dict[str, Any] = {}
         """Active calls of this process: call id -> :class:`~voicegraph.runtime.Call`."""
         self.draining = False
