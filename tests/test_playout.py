@@ -11,7 +11,10 @@ from dataclasses import dataclass
 import anyio
 import numpy as np
 import pytest
+import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from voicegraph.nodes.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from voicegraph.nodes.audio.playout import Playout, PlayoutOptions
 
@@ -482,3 +485,79 @@ def test_playout_output_port_pins_the_carrier_format() -> None:
 def test_bad_options_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PlayoutOptions(**kwargs)
+
+
+def run_on_mock_clock(items: list[tuple[float, str, Frame]], duration: float) -> Run:
+    """Run one call to its end on a fresh mock clock, from a synchronous (hypothesis) test."""
+
+    async def main() -> Run:
+        return await run_call(items, duration=duration)
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+agent_format = st.sampled_from([MULAW8, AudioFormat("pcm16", 8000), PCM24K])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    fmt=agent_format,
+    sizes=st.lists(st.floats(0.005, 0.3), min_size=1, max_size=25),
+    speed=st.floats(0.05, 0.6),
+)
+def test_any_faster_than_real_time_delivery_reaches_the_carrier_without_gaps(
+    fmt: AudioFormat, sizes: list[float], speed: float
+) -> None:
+    """Frames of any size, produced at any speed above real time (the first 150 ms at once),
+    reach the carrier back to back, in whole chunks, with nothing lost."""
+    total = 0.15 + sum(sizes)
+    pcm = speech(fmt, total, 1, frame_s=total)[0].data
+    width = 2 if fmt.encoding == "pcm16" else 1
+    cuts = [0.15, *sizes]
+    items: list[tuple[float, str, Frame]] = []
+    start = 0.0
+    for seconds in cuts:
+        a = int(start * fmt.sample_rate) * width
+        b = int((start + seconds) * fmt.sample_rate) * width
+        if b > a:
+            items.append(
+                (
+                    start * speed,
+                    "audio",
+                    AudioFrame(
+                        data=pcm[a:b],
+                        encoding=fmt.encoding,
+                        sample_rate=fmt.sample_rate,
+                        utterance_id=1,
+                    ),
+                )
+            )
+        start += seconds
+    items.append((start * speed, "audio", AudioDone(utterance_id=1)))
+    run = run_on_mock_clock(items, duration=total + 1.0)
+    arrivals = run.carrier.arrivals
+    for prev, cur in zip(arrivals, arrivals[1:], strict=False):
+        assert cur.starts == pytest.approx(prev.starts + prev.frame.duration, abs=1e-9)
+    assert {len(a.frame.data) for a in arrivals[:-1]} == {160}
+    given_samples = sum(len(f.data) // width for _, _, f in items if isinstance(f, AudioFrame))
+    sent = sum(len(a.frame.data) for a in arrivals)  # µ-law: one byte per sample
+    assert abs(sent - given_samples * 8000 / fmt.sample_rate) <= 1
+    assert run.playout.underruns == 0
+    assert run.events[-1].complete
+
+
+@settings(max_examples=25, deadline=None)
+@given(at=st.floats(0.001, 1.4), echo_delay=st.floats(0.0, 0.2))
+def test_played_position_after_a_clear_at_any_moment_is_the_acknowledged_audio(
+    at: float, echo_delay: float
+) -> None:
+    items = burst(0.0, speech(MULAW8, 1.5, 3), 3) + [(at, "control", Interrupt())]
+
+    async def main() -> Run:
+        return await run_call(items, duration=2.5, carrier=FakeCarrier(echo_delay=echo_delay))
+
+    run = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    acked = [name for t, name, played in run.carrier.echoes if t < at and played]
+    [pos] = [e for e in run.events if e.utterance_id == 3]
+    assert pos.played == pytest.approx(0.02 * len(acked))
+    assert pos.complete is (len(acked) == 75)
