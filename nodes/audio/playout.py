@@ -146,8 +146,7 @@ class Playout(Actor):
         self._queued_seconds = 0.0
         self._utts: dict[int, _Utt] = {}
         self._outstanding: deque[tuple[int, int, float]] = deque()  # (seq, utt, seconds)
-        self._interrupted: set[int] = set()
-        self._interrupted_order: deque[int] = deque()
+        self._interrupted: dict[int, None] = {}  # insertion-ordered set, bounded
         self._converters: dict[int, AudioConverter] = {}
         self._partial: dict[int, bytearray] = {}
         self._play_end = -math.inf
@@ -220,18 +219,17 @@ class Playout(Actor):
         return self._play_end + head.seconds - self.options.lead
 
     async def handle(self, port: str, frame: Frame) -> None:
-        cls = type(frame)
-        if cls is AudioFrame:
-            self._accept_audio(frame)  # type: ignore[arg-type]
-        elif cls is MarkAck:
-            await self._ack(frame.name)  # type: ignore[attr-defined]
-        elif cls is AudioDone:
-            self._accept_done(frame.utterance_id)  # type: ignore[attr-defined]
-        elif cls is Interrupt:
-            await self._clear(frame.utterance_id)  # type: ignore[attr-defined]
-        elif cls is Clear:
+        if isinstance(frame, AudioFrame):
+            self._accept_audio(frame)
+        elif isinstance(frame, MarkAck):
+            await self._ack(frame.name)
+        elif isinstance(frame, AudioDone):
+            self._accept_done(frame.utterance_id)
+        elif isinstance(frame, Interrupt):
+            await self._clear(frame.utterance_id)
+        elif isinstance(frame, Clear):
             await self._clear(0)
-        elif cls is Cleared:
+        elif isinstance(frame, Cleared):
             self.clears_confirmed += 1
 
     # ------------------------------------------------------------------ input
@@ -390,10 +388,9 @@ class Playout(Actor):
         target = utterance_id or self.current_utterance
         for utt in (target, *self._utts):
             if utt and utt not in self._interrupted:
-                self._interrupted.add(utt)
-                self._interrupted_order.append(utt)
-                if len(self._interrupted_order) > 1024:
-                    self._interrupted.discard(self._interrupted_order.popleft())
+                self._interrupted[utt] = None
+                if len(self._interrupted) > 1024:
+                    del self._interrupted[next(iter(self._interrupted))]
         utts = self._utts
         self._utts = {}
         self._queue.clear()
