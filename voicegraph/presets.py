@@ -186,7 +186,7 @@ def realtime(
     g.connect("carrier_in.control", "barge_in.dtmf", types=(DTMF,))
     g.connect("carrier_in.control", "call_end.caller", types=(Hangup,))
     g.connect("barge_in", "playout.control", types=(Interrupt,))
-    g.connect("barge_in", "model.control", types=(Interrupt,))
+    g.connect("barge_in", "model.control", types=(Interrupt,), feedback=True)
     g.connect("playout.out", "carrier_out")
     g.connect(
         "carrier_in.events", "playout.acks", types=_only(carrier_in, "events", MarkAck, Cleared)

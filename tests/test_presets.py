@@ -1,0 +1,249 @@
+"""The three presets: topology, and whole calls over loopback (server, simulated caller, fakes).
+
+Each end-to-end call: a greeting, two turns with a tool call, and a barge-in in the middle of a
+long agent sentence; checks what the caller heard, what was sent to cancel, the heard-only
+history and the timeline's order.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from e2ekit import TOKEN, interface, served, speech
+from voicegraph.nodes.llm import OpenAIChatLLM
+from voicegraph.nodes.realtime import OpenAIRealtime
+
+from voicegraph import Agent, AudioFormat, Graph, tool
+from voicegraph.presets import cascading, realtime
+from voicegraph.testing.fake_chat import ChatReply, FakeChatCompletions, ScriptedToolCall
+from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, RealtimeReply
+from voicegraph.testing.memsocket import socket_pair
+from voicegraph.testing.plivo_caller import PlivoCaller
+from voicegraph.testing.relay_caller import RelayCaller
+from voicegraph.testing.twilio_caller import TwilioCaller
+
+BOOKINGS: list[tuple[int, str]] = []
+
+
+@tool
+def book_table(party: int, time: str) -> dict[str, object]:
+    """Book a table.
+
+    Args:
+        party: Number of guests.
+        time: Time like 19:00.
+    """
+    BOOKINGS.append((party, time))
+    return {"booked": True, "party": party, "time": time}
+
+
+LONG = (
+    "We have a lovely terrace, a quiet room at the back, and a long table by the window that "
+    "seats up to twelve people, and tonight the chef is cooking a seven course tasting menu."
+)
+
+
+# ------------------------------------------------------------------ topology
+
+
+def _carrier_nodes(carrier: str):  # type: ignore[no-untyped-def]
+    from voicegraph.transports.plivo.stream import PlivoStart, plivo_stream_nodes
+    from voicegraph.transports.twilio.media import TwilioStart, twilio_media_nodes
+
+    sock, _ = socket_pair()
+    if carrier == "twilio":
+        start = TwilioStart(
+            stream_sid="MZ1",
+            call_sid="CA1",
+            account_sid="AC1",
+            custom_parameters={},
+            media_format=AudioFormat("mulaw", 8000),
+        )
+        return twilio_media_nodes(sock, start), AudioFormat("mulaw", 8000)
+    start = PlivoStart(
+        call_id="c1",
+        stream_id="s1",
+        account_id="MA1",
+        extra_headers={},
+        media_format=AudioFormat("pcm16", 16000),
+    )
+    return plivo_stream_nodes(sock, start), AudioFormat("pcm16", 16000)
+
+
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+def test_cascading_topology_avoids_needless_conversion(carrier: str) -> None:
+    from voicegraph.nodes import (
+        EspeakTTS,
+        EspeakTTSOptions,
+        PocketsphinxSTT,
+        PocketsphinxSTTOptions,
+    )
+
+    (cin, cout), fmt = _carrier_nodes(carrier)
+    g = cascading(
+        carrier_in=cin,
+        carrier_out=cout,
+        carrier_format=fmt,
+        stt=PocketsphinxSTT(PocketsphinxSTTOptions(sample_rate=16000)),
+        tts=EspeakTTS(EspeakTTSOptions(encoding=fmt.encoding, sample_rate=fmt.sample_rate)),
+        agent=Agent("x"),
+    )
+    g.validate()
+    names = set(g.nodes)
+    assert {
+        "carrier_in",
+        "vad",
+        "stt",
+        "turns",
+        "barge_in",
+        "agent",
+        "tts",
+        "playout",
+        "carrier_out",
+    } <= names
+    # Twilio's µ-law is decoded once for the VAD and converted only on the edge to a 16 kHz STT;
+    # Plivo's 16 kHz PCM needs no conversion at all.
+    assert ("decode" in names) is (carrier == "twilio")
+    assert ("carrier_in_to_stt_convert" in names) is (carrier == "twilio")
+    order = [e.dst for e in g.edges if e.src == "barge_in"]
+    assert order == ["playout", "tts", "agent"]  # clear first, then TTS, then the LLM
+    assert g.to_mermaid().count("-.->") == 2  # feedback: playout -> agent, tts word times -> agent
+
+
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+def test_realtime_topology_passes_twilio_audio_through(carrier: str) -> None:
+    (cin, cout), fmt = _carrier_nodes(carrier)
+    model_fmt = fmt if carrier == "twilio" else AudioFormat("pcm16", 24000)
+    model = OpenAIRealtime(api_key="k", audio_format=model_fmt)
+    g = realtime(carrier_in=cin, carrier_out=cout, carrier_format=fmt, model=model)
+    g.validate()
+    assert any(n.endswith("_convert") for n in g.nodes) is (carrier == "plivo")
+
+
+def test_a_preset_can_be_taken_apart() -> None:
+    from voicegraph.nodes import EspeakTTS, PocketsphinxSTT, PocketsphinxSTTOptions
+    from voicegraph.nodes.audio import VAD, EnergyAnalyser
+
+    (cin, cout), fmt = _carrier_nodes("plivo")
+    g: Graph = cascading(
+        carrier_in=cin,
+        carrier_out=cout,
+        carrier_format=fmt,
+        stt=PocketsphinxSTT(),
+        tts=EspeakTTS(),
+        agent=Agent("x"),
+    )
+    g.replace("vad", VAD(EnergyAnalyser(), sensitivity="low"))
+    g.replace("stt", PocketsphinxSTT(PocketsphinxSTTOptions(phrases=("yes", "no"))))
+    g.validate()
+    assert isinstance(g["vad"], VAD) and g["vad"].profile.min_speech == 0.30
+
+
+# ------------------------------------------------------------------ managed
+
+
+@pytest.mark.anyio
+async def test_managed_call_with_tool_and_interruption() -> None:
+    BOOKINGS.clear()
+    replies = [
+        ChatReply(
+            tool_calls=(ScriptedToolCall("book_table", '{"party": 2, "time": "19:00"}', "c1"),)
+        ),
+        "Booked a table for two at seven.",
+        LONG,
+        "Of course, four people then.",
+    ]
+    async with FakeChatCompletions(replies) as chat:
+        agent = Agent(
+            "You take bookings.",
+            llm=OpenAIChatLLM(api_key=chat.api_key, base_url=chat.base_url),
+            tools=[book_table],
+        )
+        iface = interface(
+            "twilio",
+            pipeline="managed",
+            agent=agent,
+            greeting="Hello, Luigi's.",
+            interruptible="any",
+        )
+        async with served(iface) as (url, seen):
+            async with RelayCaller(
+                url, TOKEN, to=iface.phone_number, public_url="http://127.0.0.1"
+            ).dial() as call:
+                assert call.attributes["welcomeGreeting"] == "Hello, Luigi's."
+                await call.say("a table for two at seven please")
+                assert await call.wait_for_reply() == "Booked a table for two at seven."
+                await call.say("tell me about the rooms")
+                await call.wait_for_reply()
+                await call.interrupt("We have a lovely terrace,", 1800)
+                await call.say("make it four people")
+                assert await call.wait_for_reply() == "Of course, four people then."
+            node = seen[0][0].graph["agent"]
+    assert BOOKINGS == [(2, "19:00")]
+    history = node.llm_history()
+    assert {"role": "assistant", "content": "We have a lovely terrace,"} in history
+    assert not any(m.get("content") == LONG for m in history)
+    tool_msgs = [m for m in history if m["role"] == "tool"]
+    assert json.loads(tool_msgs[0]["content"])["booked"] is True
+
+
+# ------------------------------------------------------------------ realtime
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_realtime_call_with_tool_and_barge_in_truncates_to_what_was_heard(
+    carrier: str,
+) -> None:
+    BOOKINGS.clear()
+    fake = FakeOpenAIRealtime(
+        transcripts=["a table for two at seven", "tell me about the rooms", "wait"],
+        replies=[
+            RealtimeReply(tool="book_table", arguments='{"party": 2, "time": "19:00"}'),
+            "Booked for two at seven.",
+            LONG,
+            "Yes?",
+        ],
+        speed=4.0,
+    )
+    async with fake:
+        template = OpenAIRealtime(api_key="test-key", base_url=fake.url)
+        agent = Agent("You take bookings.", tools=[book_table])
+        iface = interface(
+            carrier, pipeline="realtime", realtime=template, agent=agent, greeting="Hello, Luigi's."
+        )
+        async with served(iface) as (url, seen):
+            caller_cls = TwilioCaller if carrier == "twilio" else PlivoCaller
+            caller = caller_cls(
+                url,
+                TOKEN,
+                public_url="http://127.0.0.1",
+                **({"to": "14155550199"} if carrier == "plivo" else {}),
+            )
+            rate = 8000 if carrier == "twilio" else 16000
+            async with caller.dial() as call:
+                await call.wait_for_audio(0.5, timeout=10)  # the greeting
+                await call.send_silence(0.6)
+                await call.send_audio(speech("a table for two at seven", rate), sample_rate=rate)
+                await call.send_silence(1.5)
+                await fake.wait_for(lambda: bool(BOOKINGS), timeout=10)
+                await call.send_audio(speech("tell me about the rooms", rate), sample_rate=rate)
+                await call.send_silence(2.5)  # the long answer starts playing
+                heard_before = call.heard_seconds
+                await call.send_audio(speech("wait", rate), sample_rate=rate)  # barge in
+                await call.send_silence(1.0)
+                conn = fake.connections[-1]
+                await fake.wait_for(lambda: bool(conn.truncations), timeout=10)
+            graph = seen[0][0].graph
+    assert BOOKINGS == [(2, "19:00")]
+    assert call.clears >= 1
+    item, audio_end_ms = conn.truncations[-1]
+    long_ms = len(LONG) * 60
+    assert 0 < audio_end_ms < long_ms
+    # the model was told the caller heard no more than what the caller's side played
+    assert audio_end_ms / 1000 <= call.heard_seconds - heard_before + 0.5
+    transcript = graph["supervisor"].transcript
+    long_entry = next(e for e in transcript if e.get("full") == LONG)
+    assert long_entry.get("interrupted") is True
+    assert LONG.startswith(long_entry["content"]) and len(long_entry["content"]) < len(LONG)
