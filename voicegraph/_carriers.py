@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .server import AgentRuntime
 
-__all__ = ["AsgiSocket", "CallSetupError", "CarrierRoute", "route_for", "serve_stream"]
+__all__ = [
+    "AsgiSocket",
+    "CallSetupError",
+    "CarrierRoute",
+    "route_for",
+    "run_call",
+    "serve_stream",
+]
 
 from .timeline import TurnTimeline
 
@@ -260,7 +267,15 @@ async def _run_stream(
         interface=iface,
         hangup=lambda: _rest_hangup(iface, call_id),
     )
-    graph = _build_graph(iface, session)
+    await run_call(runtime, session, _build_graph(iface, session))
+
+
+async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) -> None:
+    """Run one accepted call's graph under ``runtime``: max duration and goodbye, the turn
+    timeline, the ``on_call`` hook and the active-call bookkeeping (for other edges, such as
+    the browser softphone, that accept calls without a carrier webhook)."""
+    iface: CallInterface = session.interface
+    call_id = session.call_id
     call = Call(
         graph,
         call_id,
