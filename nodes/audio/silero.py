@@ -1,4 +1,4 @@
-"""Silero VAD (v5 ONNX model) on onnxruntime, without torch.
+"""Silero VAD (the ONNX model of the ``silero-vad`` wheel) on onnxruntime, without torch.
 
 The ``silero-vad`` wheel ships the model file but its package imports torch, so the file is
 located with ``importlib.util.find_spec`` (which does not execute the package) and run with
