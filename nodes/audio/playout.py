@@ -18,6 +18,9 @@ carry it, so marks of audio sent before the clear are ignored when they echo lat
 ``Clear(generation)`` goes to the carrier, and each unfinished utterance is reported with a
 :class:`~voicegraph.frames.PlayedPosition` whose ``played`` is exactly the audio acknowledged by
 marks. Later audio of an interrupted utterance is dropped (utterance id 0 is never tracked).
+
+Timeline: publishes ``TimelineMark`` ``first_audio_sent`` and ``first_mark_ack`` per utterance
+(keyed by utterance id) and ``clear_sent`` (turn -1) on every clear.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from voicegraph.frames import (
     MarkAck,
     PlaybackMark,
     PlayedPosition,
+    TimelineMark,
     bytes_per_sample,
 )
 from voicegraph.node import Actor, In, Out
@@ -331,6 +335,8 @@ class Playout(Actor):
             await self.send(
                 "out", PlaybackMark(name=f"{self.options.mark_prefix}{self.generation}.{self._seq}")
             )
+            if not u.chunks_sent and item.utt:
+                self.publish(TimelineMark(turn=item.utt, stage="first_audio_sent"))
             u.sent += item.seconds
             u.chunks_sent += 1
             self._outstanding.append((self._seq, item.utt, item.seconds))
@@ -352,6 +358,8 @@ class Playout(Actor):
             _, utt, seconds = out.popleft()
             u = self._utts.get(utt)
             if u is not None:
+                if not u.chunks_played and utt:
+                    self.publish(TimelineMark(turn=utt, stage="first_mark_ack"))
                 u.played += seconds
                 u.chunks_played += 1
                 touched[utt] = u
@@ -404,5 +412,6 @@ class Playout(Actor):
         if self.log.isEnabledFor(10):
             self.log.debug("clear: generation %d -> %d", old, self.generation)
         await self.send("out", Clear(generation=self.generation))
+        self.publish(TimelineMark(turn=-1, stage="clear_sent"))
         for utt, u in utts.items():
             await self._report(utt, u, old, complete=False)
