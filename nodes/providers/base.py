@@ -390,6 +390,12 @@ class WebSocketProvider(Actor):
         """Whether a socket is up and accepting sends from the input loop."""
         return self._sock is not None
 
+    @property
+    def in_handover(self) -> bool:
+        """True while :meth:`on_connected` runs: :meth:`transmit` then queues for the new
+        socket, ahead of anything the input loop sends later."""
+        return self._handover
+
     async def transmit(self, message: str | bytes, *, buffer: bool = True) -> bool:
         """Send ``message`` to the provider. Returns whether it was sent now.
 

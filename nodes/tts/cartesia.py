@@ -1,0 +1,426 @@
+"""Cartesia Sonic text-to-speech over one multiplexed WebSocket.
+
+One Cartesia *context* per agent utterance: text deltas are cut at sentence ends and sent with
+``continue: true``; ``AgentText(last=True)`` sends the rest with ``continue: false``. Audio comes
+back as raw PCM16 or µ-law at the rate the carrier wants (no resampling), word timestamps are
+passed on for heard-text tracking, and an :class:`~voicegraph.frames.Interrupt` cancels the
+context and drops whatever audio of it still arrives (Cartesia finishes requests already
+generating). Reconnects, metrics and close are the base's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal
+from urllib.parse import urlencode
+
+import anyio
+import msgspec
+
+from voicegraph.frames import (
+    AgentText,
+    AudioDone,
+    AudioFormat,
+    AudioFrame,
+    Frame,
+    Interrupt,
+    TimelineMark,
+    Word,
+    WordTimestamps,
+)
+from voicegraph.node import In, Out
+
+from ..providers.base import ProviderProtocolError, ReconnectPolicy, Secret, WebSocketProvider
+
+__all__ = ["CartesiaOptions", "CartesiaTTS"]
+
+API_KEY_ENV = "CARTESIA_API_KEY"
+_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+
+
+class CartesiaOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Options of :class:`CartesiaTTS`."""
+
+    base_url: str = "wss://api.cartesia.ai"
+    """Where the service is; point it at a :class:`~voicegraph.testing.FakeCartesia` in tests."""
+    version: str = "2025-04-16"
+    """``Cartesia-Version``; error and response shapes differ by version, so it is pinned."""
+    model_id: str = "sonic-3"
+    voice_id: str = "a0e99841-438c-4a64-b679-ae501e7d6091"
+    language: str = "en"
+    encoding: Literal["mulaw", "pcm16"] = "mulaw"
+    """Output audio: µ-law (Twilio/Plivo pass-through) or PCM16 LE."""
+    sample_rate: int = 8000
+    add_timestamps: bool = True
+    max_buffer_delay_ms: int = 0
+    """Server-side text buffering; 0 because this node already sends whole sentences."""
+    auth: Literal["x-api-key", "bearer"] = "x-api-key"
+    """Key header style: ``X-API-Key`` (current spec) or ``Authorization: Bearer`` (SDK 4.x)."""
+    max_chunk_chars: int = 250
+    """Send buffered text at a word boundary past this many characters even without a full stop."""
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in _RATES:
+            raise ValueError(
+                f"CartesiaOptions: sample_rate={self.sample_rate} is not offered; use one of {_RATES}"
+            )
+        if self.encoding == "mulaw" and self.sample_rate != 8000:
+            raise ValueError(
+                "CartesiaOptions: use µ-law at 8000 Hz (the carriers' rate) or encoding='pcm16'"
+            )
+        if not 0 <= self.max_buffer_delay_ms <= 5000:
+            raise ValueError("CartesiaOptions: max_buffer_delay_ms must be between 0 and 5000")
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.encoding, self.sample_rate)
+
+
+# ------------------------------------------------------------ wire messages
+
+
+class _Voice(msgspec.Struct):
+    mode: str
+    id: str
+
+
+class _OutputFormat(msgspec.Struct):
+    container: str
+    encoding: str
+    sample_rate: int
+
+
+class _Generate(msgspec.Struct, omit_defaults=True, rename={"continue_": "continue"}):
+    model_id: str
+    transcript: str
+    voice: _Voice
+    output_format: _OutputFormat
+    context_id: str
+    language: str
+    continue_: bool
+    add_timestamps: bool
+    max_buffer_delay_ms: int
+
+
+class _Cancel(msgspec.Struct):
+    context_id: str
+    cancel: bool = True
+
+
+class Chunk(msgspec.Struct, tag="chunk", tag_field="type"):
+    context_id: str
+    data: bytes = b""  # msgspec decodes the base64 here, in C
+
+
+class _WordTs(msgspec.Struct):
+    words: list[str] = []
+    start: list[float] = []
+    end: list[float] = []
+
+
+class Timestamps(msgspec.Struct, tag="timestamps", tag_field="type"):
+    context_id: str
+    word_timestamps: _WordTs | None = None
+
+
+class Done(msgspec.Struct, tag="done", tag_field="type"):
+    context_id: str
+
+
+class FlushDone(msgspec.Struct, tag="flush_done", tag_field="type"):
+    context_id: str = ""
+
+
+class PhonemeTimestamps(msgspec.Struct, tag="phoneme_timestamps", tag_field="type"):
+    context_id: str = ""
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type"):
+    context_id: str | None = None
+    status_code: int | None = None
+    error_code: str | None = None
+    title: str | None = None
+    message: str | None = None
+    error: str | None = None  # older API versions put the text here
+
+
+_decoder = msgspec.json.Decoder(Chunk | Timestamps | Done | FlushDone | PhonemeTimestamps | Error)
+_encode = msgspec.json.Encoder().encode
+_SENTENCE_END = re.compile(r"[.!?;:]+[\"')\]]*\s+")
+
+
+class _Utterance:
+    __slots__ = ("audio", "carry", "closed", "context_id", "pending", "sent", "uid")
+
+    def __init__(self, uid: int, context_id: str) -> None:
+        self.uid = uid
+        self.context_id = context_id
+        self.pending = ""  # text not yet sent (incomplete sentence)
+        self.sent: list[str] = []  # text sent on this context, for a replay after reconnect
+        self.closed = False  # continue:false sent
+        self.audio = 0  # bytes of audio emitted
+        self.carry = b""
+
+
+# --------------------------------------------------------------------- node
+
+
+class CartesiaTTS(WebSocketProvider):
+    """Streaming text-to-speech with Cartesia.
+
+    Input ``text``: :class:`AgentText` deltas (``utterance_id`` names the utterance, ``last``
+    ends it) and :class:`Interrupt` (cancel the current utterance, or ``utterance_id``).
+    Output ``audio``: :class:`AudioFrame` in ``options.audio_format`` tagged with the
+    utterance id, :class:`WordTimestamps` (seconds from the utterance's audio start) and
+    :class:`AudioDone` after an utterance's last audio.
+
+    ``metrics.ttfb`` holds, per utterance, the time from its first text sent to its first audio;
+    ``TimelineMark(turn=utterance_id, stage="tts_first_audio")`` is published then.
+    ``dropped_late_chunks`` counts audio chunks of cancelled utterances that were discarded.
+    Text that arrives before the socket is up is sent once it is. After a reconnect, an
+    utterance that had not produced audio yet is re-sent whole on a new context; one that had
+    is ended early with ``AudioDone`` (its remaining audio is lost, and logged).
+    """
+
+    provider = "cartesia"
+
+    def __init__(
+        self,
+        options: CartesiaOptions | None = None,
+        *,
+        api_key: str | Secret | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        **overrides: object,
+    ) -> None:
+        super().__init__(reconnect=reconnect)
+        opts = options or CartesiaOptions()
+        self.options = msgspec.structs.replace(opts, **overrides) if overrides else opts
+        o = self.options
+        self._key = Secret.load(api_key, API_KEY_ENV, "cartesia")
+        self._format = o.audio_format
+        self.inputs = (In("text", AgentText, Interrupt),)
+        self.outputs = (Out("audio", AudioFrame, WordTimestamps, AudioDone, format=self._format),)
+        query = urlencode({"cartesia_version": o.version})
+        self._url = f"{o.base_url.rstrip('/')}/tts/websocket?{query}"
+        self._voice = _Voice("id", o.voice_id)
+        self._output = _OutputFormat(
+            "raw", "pcm_mulaw" if o.encoding == "mulaw" else "pcm_s16le", o.sample_rate
+        )
+        self._active: dict[str, _Utterance] = {}  # context id -> utterance
+        self._by_uid: dict[int, _Utterance] = {}
+        self._cancelled: set[int] = set()
+        self._seq = 0
+        self._newest = 0
+        self._interrupted_upto = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.dropped_late_chunks = 0
+        self.malformed = 0
+
+    def url(self) -> str:
+        return self._url
+
+    def headers(self) -> dict[str, str]:
+        key = self._key.reveal()
+        auth = (
+            {"X-API-Key": key}
+            if self.options.auth == "x-api-key"
+            else {"Authorization": f"Bearer {key}"}
+        )
+        return {**auth, "Cartesia-Version": self.options.version}
+
+    # ----------------------------------------------------------------- input
+
+    async def handle(self, port: str, frame: Frame) -> None:
+        if isinstance(frame, AgentText):
+            await self._on_text(frame)
+        elif isinstance(frame, Interrupt):
+            await self._interrupt(frame.utterance_id)
+
+    def _new_context(self, uid: int) -> _Utterance:
+        self._seq += 1
+        utt = _Utterance(uid, f"{self.call_id or 'vg'}-u{uid}-{self._seq}")
+        self._active[utt.context_id] = utt
+        self._by_uid[uid] = utt
+        self._idle = anyio.Event()
+        return utt
+
+    async def _on_text(self, frame: AgentText) -> None:
+        uid = frame.utterance_id
+        if uid in self._cancelled or uid <= self._interrupted_upto:
+            return  # the agent may still stream text of an interrupted utterance
+        utt = self._by_uid.get(uid)
+        if utt is None or utt.closed:
+            if uid > self._newest:
+                self._newest = uid
+                # A newer utterance means older unfinished ones were abandoned (e.g. their
+                # Interrupt overtook their text): cancel them so they cannot hang the node.
+                for old in list(self._active.values()):
+                    if not old.closed and old.uid < uid:
+                        await self._interrupt(old.uid)
+            utt = self._new_context(uid)
+        utt.pending += frame.text
+        if frame.last:
+            text, utt.pending = utt.pending, ""
+            await self._send_text(utt, text, more=False)
+            return
+        cut = _cut(utt.pending, self.options.max_chunk_chars)
+        if cut:
+            text, utt.pending = utt.pending[:cut], utt.pending[cut:]
+            await self._send_text(utt, text, more=True)
+
+    async def _send_text(self, utt: _Utterance, text: str, *, more: bool) -> None:
+        if not utt.sent:
+            self.metrics.request_started(utt.context_id)
+        utt.sent.append(text)
+        utt.closed = not more
+        if self.connected or self.in_handover:
+            # Not buffered by the base: after a reconnect the whole utterance is replayed on
+            # a new context (see on_connected), which a buffered tail could not join.
+            await self.transmit(self._request(utt.context_id, text, more), buffer=False)
+
+    def _request(self, context_id: str, text: str, more: bool) -> str:
+        o = self.options
+        msg = _Generate(
+            model_id=o.model_id,
+            transcript=text,
+            voice=self._voice,
+            output_format=self._output,
+            context_id=context_id,
+            language=o.language,
+            continue_=more,
+            add_timestamps=o.add_timestamps,
+            max_buffer_delay_ms=o.max_buffer_delay_ms,
+        )
+        return _encode(msg).decode()  # Cartesia wants JSON in text frames
+
+    async def _interrupt(self, uid: int) -> None:
+        if uid == 0:
+            # Text of the interrupted utterance may still be queued behind this Interrupt
+            # (control frames overtake media): drop anything up to the newest id seen so far.
+            self._interrupted_upto = max(self._interrupted_upto, self._newest)
+        else:
+            self._cancelled.add(uid)
+        targets = list(self._active.values()) if uid == 0 else [self._by_uid.get(uid)]
+        for utt in targets:
+            if utt is None or utt.context_id not in self._active:
+                continue
+            self._finish(utt)
+            self._cancelled.add(utt.uid)
+            self.metrics.request_abandoned(utt.context_id)
+            if self.connected or self.in_handover:
+                await self.transmit(_encode(_Cancel(utt.context_id)).decode(), buffer=False)
+        if len(self._cancelled) > 1024:  # ids only grow; keep the recent ones
+            self._cancelled = set(sorted(self._cancelled)[-512:])
+
+    def _finish(self, utt: _Utterance) -> None:
+        self._active.pop(utt.context_id, None)
+        if self._by_uid.get(utt.uid) is utt:
+            del self._by_uid[utt.uid]
+        if not self._active:
+            self._idle.set()
+
+    async def end_of_input(self) -> None:
+        await self._idle.wait()
+
+    # -------------------------------------------------------------- reconnect
+
+    async def on_connected(self, reconnect: bool) -> None:
+        # Text that arrived while (re)connecting was kept, not sent: send it now, on a fresh
+        # context (after a drop the service has forgotten the old one).
+        for utt in list(self._active.values()):
+            self._finish(utt)
+            if utt.audio:
+                self.log.warning(
+                    "cartesia: connection lost mid-utterance %d; its remaining audio is lost",
+                    utt.uid,
+                )
+                await self.send("audio", AudioDone(utterance_id=utt.uid))
+                continue
+            fresh = self._new_context(utt.uid)
+            fresh.pending = utt.pending
+            self.metrics.request_abandoned(utt.context_id)
+            if utt.sent:
+                await self._send_text(fresh, "".join(utt.sent), more=not utt.closed)
+
+    # ----------------------------------------------------------------- output
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = _decoder.decode(message)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.malformed += 1
+            self.log.warning("cartesia: skipping undecodable message: %s", exc)
+            return
+        kind = type(msg)
+        if kind is Error:
+            raise self._error(msg)  # type: ignore[arg-type]
+        utt = self._active.get(msg.context_id)  # type: ignore[union-attr]
+        if utt is None:
+            if kind is Chunk:
+                self.dropped_late_chunks += 1
+            return
+        if kind is Chunk:
+            await self._on_chunk(utt, msg)  # type: ignore[arg-type]
+        elif kind is Timestamps:
+            wt = msg.word_timestamps  # type: ignore[union-attr]
+            if wt is not None and wt.words:
+                words = tuple(
+                    Word(w, s, e) for w, s, e in zip(wt.words, wt.start, wt.end, strict=False)
+                )
+                await self.send("audio", WordTimestamps(utterance_id=utt.uid, words=words))
+        elif kind is Done:
+            self._finish(utt)
+            await self.send("audio", AudioDone(utterance_id=utt.uid))
+
+    async def _on_chunk(self, utt: _Utterance, msg: Chunk) -> None:
+        data = msg.data
+        if self._format.encoding == "pcm16":
+            # Keep samples whole even if a chunk ever ends mid-sample.
+            data = utt.carry + data
+            if len(data) % 2:
+                data, utt.carry = data[:-1], data[-1:]
+            else:
+                utt.carry = b""
+        if not data:
+            return
+        if utt.audio == 0 and self.metrics.first_byte(utt.context_id) is not None:
+            self.publish(TimelineMark(turn=utt.uid, stage="tts_first_audio"))
+        fmt = self._format
+        start = fmt.duration_of(utt.audio)
+        utt.audio += len(data)
+        await self.send(
+            "audio",
+            AudioFrame(
+                data=data,
+                encoding=fmt.encoding,
+                sample_rate=fmt.sample_rate,
+                timestamp=start,
+                capture_time=time.monotonic(),
+                utterance_id=utt.uid,
+            ),
+        )
+
+    def _error(self, e: Error) -> ProviderProtocolError:
+        text = e.message or e.error or "unknown error"
+        title = f"{e.title}: " if e.title else ""
+        code = f" [{e.error_code}]" if e.error_code else ""
+        return ProviderProtocolError(
+            "cartesia",
+            f"{title}{text}{code} (status {e.status_code}, context {e.context_id}); "
+            "check CartesiaOptions (model_id, voice_id, output format)",
+        )
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to cut ``text`` so the head is whole sentences (0: keep waiting)."""
+    end = 0
+    for m in _SENTENCE_END.finditer(text):
+        end = m.end()
+    if end:
+        return end
+    if len(text) > limit:
+        space = text.rfind(" ", 0, limit)
+        return space + 1 if space > 0 else 0
+    return 0

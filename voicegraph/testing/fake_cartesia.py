@@ -1,0 +1,447 @@
+"""A protocol-faithful fake of Cartesia's TTS WebSocket (``/tts/websocket``), on 127.0.0.1.
+
+It checks the handshake (``X-API-Key`` or ``Authorization: Bearer``, or the legacy ``api_key``
+query; ``cartesia_version`` query or ``Cartesia-Version`` header) and every client message:
+generation requests need ``model_id``, ``transcript``, ``voice``, a raw ``output_format`` with a
+supported encoding and rate, and a ``context_id``; inputs on one context must keep every field
+but ``transcript``/``continue``/``flush``. A bad message gets an ``error`` message (current
+shape with ``title``/``message``/``error_code``, or the legacy ``error`` string) and the socket
+stays open, as the service does.
+
+Contexts behave as documented: inputs are generated in order, ``timestamps`` follow each
+input's audio, ``done`` comes after the ``continue: false`` input, ``flush`` is acknowledged with
+``flush_done``, and ``cancel`` stops inputs *not yet started* while the one generating keeps
+streaming (so clients must drop late audio themselves). Audio is real: a tone per word, or
+espeak-ng speech with ``audio="speech"`` (extra ``offline``), in the requested encoding/rate.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from collections.abc import Collection
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+import msgspec
+import numpy as np
+
+from voicegraph.wsio import SocketClosed
+
+from .fakeserver import FakeServer, WebSocketPeer
+
+__all__ = ["CartesiaFaults", "CartesiaRequest", "FakeCartesia"]
+
+ENCODINGS = {"pcm_f32le", "pcm_s16le", "pcm_mulaw", "pcm_alaw"}
+RATES = {8000, 16000, 22050, 24000, 44100, 48000}
+SECONDS_PER_CHAR = 0.06
+
+
+class CartesiaFaults(msgspec.Struct, kw_only=True):
+    """Fault injection (mutable: change knobs between connections to script scenarios)."""
+
+    refuse_auth: bool = False
+    """Refuse every handshake with 401."""
+    fail_connects: int = 0
+    """Refuse the next this-many handshakes with 503 (decremented per refusal)."""
+    close_after_chunks: int | None = None
+    """Close the first connection with 1011 after sending this many chunks."""
+    stall: bool = False
+    """Accept requests but never answer."""
+    malformed_first: bool = False
+    """Send one non-JSON text message before the first chunk."""
+
+
+class CartesiaRequest(msgspec.Struct, frozen=True):
+    """A client message as the fake saw it. ``kind``: ``generate``, ``cancel`` or ``invalid``."""
+
+    connection: int
+    kind: str
+    context_id: str | None = None
+    transcript: str = ""
+    continue_: bool = False
+    flush: bool = False
+    error: str = ""
+
+
+class _Voice(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    mode: Literal["id"] = "id"
+
+
+class _Format(msgspec.Struct, forbid_unknown_fields=True):
+    container: str
+    encoding: str
+    sample_rate: int
+
+
+class _Request(msgspec.Struct, rename={"continue_": "continue"}):
+    """Any client message: a cancel has ``cancel``; a generation request the rest."""
+
+    context_id: str | None = None
+    cancel: bool = False
+    model_id: str | None = None
+    transcript: str | None = None
+    voice: _Voice | None = None
+    output_format: _Format | None = None
+    language: str | None = None
+    continue_: bool = False
+    flush: bool = False
+    add_timestamps: bool = False
+    add_phoneme_timestamps: bool = False
+    use_normalized_timestamps: bool | None = None
+    max_buffer_delay_ms: int | None = None
+    pronunciation_dict_id: str | None = None
+    generation_config: dict[str, Any] | None = None
+    duration: float | None = None
+    speed: str | float | None = None
+
+
+_decode = msgspec.json.Decoder(_Request).decode
+_SAME = ("model_id", "voice", "output_format", "language", "add_timestamps", "max_buffer_delay_ms")
+
+
+class _Bad(Exception):
+    def __init__(self, code: str, title: str, message: str, context_id: str | None) -> None:
+        super().__init__(message)
+        self.code, self.title, self.message, self.context_id = code, title, message, context_id
+
+
+class FakeCartesia(FakeServer):
+    """Fake Cartesia TTS. Use as ``async with FakeCartesia(...) as c``; point the client at
+    :attr:`url`.
+
+    ``ttfb``: seconds before a context's first chunk. ``chunk_ms``: audio per chunk.
+    ``realtime``: pace chunks at this multiple of real time (``None``: as fast as possible).
+    ``audio``: ``"tone"`` or ``"speech"`` (espeak-ng). ``error_shape``: ``"current"`` or
+    ``"legacy"`` error messages. ``accept_query_key``: accept the legacy ``?api_key=``.
+    ``known_voices``: voice ids that exist (``None``: any).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-cartesia-key",
+        ttfb: float = 0.06,
+        chunk_ms: int = 100,
+        realtime: float | None = None,
+        audio: Literal["tone", "speech"] = "tone",
+        error_shape: Literal["current", "legacy"] = "current",
+        accept_query_key: bool = True,
+        known_voices: Collection[str] | None = None,
+        faults: CartesiaFaults | None = None,
+    ) -> None:
+        super().__init__()
+        if audio == "speech":
+            from voicegraph.nodes.offline.espeak import EspeakSynth
+
+            self._synth: Any = EspeakSynth()  # raises EspeakNotInstalled with the fix
+        self.api_key = api_key
+        self.ttfb = ttfb
+        self.chunk_ms = chunk_ms
+        self.realtime = realtime
+        self.audio = audio
+        self.error_shape = error_shape
+        self.accept_query_key = accept_query_key
+        self.known_voices = None if known_voices is None else set(known_voices)
+        self.faults = faults or CartesiaFaults()
+        self.received: list[CartesiaRequest] = []
+        self.sent: list[dict[str, Any]] = []
+        self.handshakes = 0
+        self.connections = 0
+        self.chunks_sent = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL for ``CartesiaOptions(base_url=...)``."""
+        return self.ws_url
+
+    def requests(self, kind: str = "generate") -> list[CartesiaRequest]:
+        return [r for r in self.received if r.kind == kind]
+
+    async def websocket(self, ws: WebSocketPeer) -> None:
+        self.handshakes += 1
+        if ws.path != "/tts/websocket":
+            await ws.reject(404, body=b"not found")
+            return
+        key = ws.headers.get("x-api-key")
+        scheme, _, bearer = ws.headers.get("authorization", "").partition(" ")
+        if key is None and scheme.lower() == "bearer":
+            key = bearer
+        if key is None and self.accept_query_key:
+            key = ws.param("api_key")
+        if self.faults.refuse_auth or key != self.api_key:
+            await ws.reject(401, body=b'{"error":"Invalid API key"}')
+            return
+        if not (ws.param("cartesia_version") or ws.headers.get("cartesia-version")):
+            await ws.reject(400, body=b'{"error":"Cartesia-Version is required"}')
+            return
+        if self.faults.fail_connects > 0:
+            self.faults.fail_connects -= 1
+            await ws.reject(503, body=b'{"error":"unavailable"}')
+            return
+        await ws.accept()
+        self.connections += 1
+        await _Conn(self, ws, self.connections).run()
+
+    # ------------------------------------------------------------- audio
+
+    async def render(
+        self, text: str, encoding: str, rate: int
+    ) -> tuple[bytes, list[tuple[str, float, float]]]:
+        """Audio for ``text`` in ``encoding``/``rate`` and its word timings (seconds)."""
+        if self.audio == "speech" and text.strip():
+            import soxr
+
+            syn = await anyio.to_thread.run_sync(self._synth.synthesize_words, text)
+            x = soxr.resample(syn.audio, syn.sample_rate, rate).astype(np.int16)
+            words = [(w.text, w.start, w.end) for w in syn.words]
+        else:
+            x, words = _tone(text, rate)
+        return _encode_audio(x, encoding), words
+
+
+def _tone(text: str, rate: int) -> tuple[np.ndarray[Any, Any], list[tuple[str, float, float]]]:
+    parts: list[np.ndarray[Any, Any]] = []
+    words: list[tuple[str, float, float]] = []
+    t = 0.0
+    for i, w in enumerate(text.split()):
+        dur = SECONDS_PER_CHAR * (len(w) + 1)
+        n = int(rate * dur)
+        k = np.arange(n) / rate
+        freq = 300.0 + 40.0 * (i % 5)
+        env = np.minimum(1.0, np.minimum(k, dur - k) / 0.01)
+        parts.append(6000.0 * env * np.sin(2 * math.pi * freq * k))
+        words.append((w, round(t, 3), round(t + dur * 0.9, 3)))
+        t += n / rate
+    x = np.concatenate(parts) if parts else np.zeros(0)
+    return x.astype(np.int16), words
+
+
+def _encode_audio(x: np.ndarray[Any, Any], encoding: str) -> bytes:
+    if encoding == "pcm_mulaw":
+        from voicegraph.nodes.audio.g711 import pcm16_to_ulaw
+
+        return pcm16_to_ulaw(x.astype("<i2").tobytes())
+    if encoding == "pcm_f32le":
+        return (x.astype("<f4") / 32768.0).tobytes()
+    if encoding == "pcm_alaw":
+        raise _Bad("unsupported", "Unsupported", "the fake does not produce pcm_alaw", None)
+    return x.astype("<i2").tobytes()
+
+
+class _Context:
+    def __init__(self, first: _Request) -> None:
+        self.first = first
+        self.send, self.recv = anyio.create_memory_object_stream[_Request | None](1000)
+        self.cancelled = False
+        self.closed = False
+        self.flush_id = 0
+        self.audio_time = 0.0
+        self.chunks = 0
+
+
+class _Conn:
+    def __init__(self, fake: FakeCartesia, ws: WebSocketPeer, n: int) -> None:
+        self.fake, self.ws, self.n = fake, ws, n
+        self.contexts: dict[str, _Context] = {}
+        self.malformed_sent = False
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self.tg = tg
+            try:
+                while True:
+                    await self.on_message(await self.ws.receive())
+            except SocketClosed:
+                pass
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def on_message(self, raw: str | bytes) -> None:
+        fake = self.fake
+        try:
+            if isinstance(raw, bytes):
+                raise _Bad("invalid_message", "Invalid message", "send JSON text frames", None)
+            try:
+                req = _decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise _Bad("invalid_request", "Invalid request", str(exc), None) from None
+            if req.context_id is None:
+                raise _Bad("invalid_request", "Invalid request", "context_id is required", None)
+            if req.cancel:
+                fake.received.append(CartesiaRequest(self.n, "cancel", req.context_id))
+                ctx = self.contexts.get(req.context_id)
+                if ctx is not None:
+                    ctx.cancelled = True
+                return
+            self.validate(req)
+        except _Bad as bad:
+            fake.received.append(
+                CartesiaRequest(self.n, "invalid", bad.context_id, error=bad.message)
+            )
+            await self.error(bad)
+            return
+        assert req.context_id is not None and req.transcript is not None
+        fake.received.append(
+            CartesiaRequest(
+                self.n, "generate", req.context_id, req.transcript, req.continue_, req.flush
+            )
+        )
+        ctx = self.contexts.get(req.context_id)
+        if ctx is None:
+            ctx = self.contexts[req.context_id] = _Context(req)
+            self.tg.start_soon(self.generate, req.context_id, ctx)
+        if not req.continue_:
+            ctx.closed = True
+        await ctx.send.send(req)
+
+    def validate(self, req: _Request) -> None:
+        cid = req.context_id
+        for name in ("model_id", "transcript", "voice", "output_format"):
+            if getattr(req, name) is None:
+                raise _Bad("invalid_request", "Invalid request", f"{name} is required", cid)
+        voice = req.voice
+        known = self.fake.known_voices
+        if voice is not None and known is not None and voice.id not in known:
+            raise _Bad("voice_not_found", "Voice not found", f"no voice with id {voice.id!r}", cid)
+        fmt = req.output_format
+        assert fmt is not None
+        if fmt.container != "raw":
+            raise _Bad(
+                "invalid_output_format",
+                "Invalid output format",
+                "WebSocket supports container 'raw' only",
+                cid,
+            )
+        if fmt.encoding not in ENCODINGS:
+            raise _Bad(
+                "invalid_output_format",
+                "Invalid output format",
+                f"unsupported encoding {fmt.encoding!r}",
+                cid,
+            )
+        if fmt.sample_rate not in RATES:
+            raise _Bad(
+                "invalid_output_format",
+                "Invalid output format",
+                f"unsupported sample_rate {fmt.sample_rate}",
+                cid,
+            )
+        if req.max_buffer_delay_ms is not None and not 0 <= req.max_buffer_delay_ms <= 5000:
+            raise _Bad(
+                "invalid_request", "Invalid request", "max_buffer_delay_ms must be 0-5000", cid
+            )
+        ctx = self.contexts.get(cid or "")
+        if ctx is not None:
+            if ctx.closed:
+                raise _Bad(
+                    "context_closed",
+                    "Context closed",
+                    f"context {cid} already received continue=false",
+                    cid,
+                )
+            for name in _SAME:
+                if getattr(req, name) != getattr(ctx.first, name):
+                    raise _Bad(
+                        "invalid_request",
+                        "Invalid request",
+                        f"{name} must not change within a context",
+                        cid,
+                    )
+
+    async def error(self, bad: _Bad) -> None:
+        if self.fake.error_shape == "legacy":
+            msg: dict[str, Any] = {
+                "type": "error",
+                "context_id": bad.context_id,
+                "status_code": 400,
+                "done": True,
+                "error": bad.message,
+            }
+        else:
+            msg = {
+                "type": "error", "context_id": bad.context_id, "done": True, "status_code": 400,
+                "error_code": bad.code, "title": bad.title, "message": bad.message,
+                "doc_url": "https://docs.cartesia.ai/", "request_id": str(uuid.uuid4()),
+            }  # fmt: skip
+        await self.send(msg)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        fake = self.fake
+        if fake.faults.stall:
+            return
+        if fake.faults.malformed_first and not self.malformed_sent and msg["type"] == "chunk":
+            self.malformed_sent = True
+            await self.ws.send("{oops")
+        fake.sent.append(msg)
+        await self.ws.send(msgspec.json.encode(msg).decode())
+
+    async def generate(self, cid: str, ctx: _Context) -> None:
+        fake = self.fake
+        first = True
+        try:
+            async for req in ctx.recv:
+                if ctx.cancelled or req is None:
+                    return  # cancel stops inputs that have not started generating
+                fmt = req.output_format
+                assert fmt is not None and req.transcript is not None
+                if first and req.transcript.strip():
+                    first = False
+                    await anyio.sleep(fake.ttfb)
+                await self.speak(cid, ctx, req, fmt)
+                if req.flush:
+                    ctx.flush_id += 1
+                    await self.send(
+                        {
+                            "type": "flush_done",
+                            "context_id": cid,
+                            "done": False,
+                            "flush_done": True,
+                            "flush_id": ctx.flush_id,
+                            "status_code": 206,
+                        }
+                    )
+                if not req.continue_:
+                    await self.send(
+                        {"type": "done", "context_id": cid, "done": True, "status_code": 206}
+                    )
+                    return
+        except SocketClosed:
+            pass
+
+    async def speak(self, cid: str, ctx: _Context, req: _Request, fmt: _Format) -> None:
+        fake = self.fake
+        try:
+            audio, words = await fake.render(req.transcript or "", fmt.encoding, fmt.sample_rate)
+        except _Bad as bad:
+            bad.context_id = cid
+            await self.error(bad)
+            return
+        bps = {"pcm_f32le": 4, "pcm_s16le": 2}.get(fmt.encoding, 1)
+        step = max(bps, fmt.sample_rate * fake.chunk_ms // 1000 * bps)
+        base = ctx.audio_time
+        for i in range(0, len(audio), step):
+            piece = audio[i : i + step]
+            await self.send({"type": "chunk", "context_id": cid, "data": base64.b64encode(piece).decode(), "done": False, "status_code": 206, "step_time": 1.0})  # fmt: skip
+            fake.chunks_sent += 1
+            limit = fake.faults.close_after_chunks
+            if limit is not None and self.n == 1 and fake.chunks_sent >= limit:
+                await self.ws.close(1011, "internal error")
+                raise SocketClosed(1011, "fault injected")
+            if fake.realtime:
+                await anyio.sleep(len(piece) / bps / fmt.sample_rate / fake.realtime)
+            else:
+                await anyio.lowlevel.checkpoint()
+        ctx.audio_time = base + len(audio) / bps / fmt.sample_rate
+        if req.add_timestamps and words:
+            await self.send({
+                "type": "timestamps", "context_id": cid, "done": False, "status_code": 206,
+                "word_timestamps": {
+                    "words": [w for w, _, _ in words],
+                    "start": [round(base + s, 3) for _, s, _ in words],
+                    "end": [round(base + e, 3) for _, _, e in words],
+                },
+            })  # fmt: skip
