@@ -18,3 +18,30 @@ def test_architecture_picture_is_what_its_code_renders() -> None:
     scope: dict[str, object] = {}
     exec(compile(code, "architecture.md", "exec"), scope)
     assert scope["g"].to_mermaid() == picture  # type: ignore[attr-defined]
+
+
+def test_preset_pictures_are_what_the_presets_render() -> None:
+    from voicegraph.presets import sketch
+
+    text = (DOCS / "presets.md").read_text()
+    pictures = _blocks(text, "mermaid")
+    expected = [
+        sketch(*k).to_mermaid()
+        for k in [
+            ("cascading", "twilio"),
+            ("cascading", "plivo"),
+            ("realtime", "twilio"),
+            ("managed", "twilio"),
+        ]
+    ]
+    assert pictures == expected
+
+
+def test_taking_a_preset_apart_example_runs() -> None:
+    text = (DOCS / "presets.md").read_text()
+    code = _blocks(text, "python")[-1]
+    scope: dict[str, object] = {}
+    exec(compile(code, "presets.md", "exec"), scope)
+    g = scope["g"]
+    assert sorted(e.dst for e in g.edges if e.src == "meter") == ["stt", "vad"]  # type: ignore[attr-defined]
+    assert [e.src for e in g.edges if e.dst == "meter"] == ["carrier_in"]  # type: ignore[attr-defined]

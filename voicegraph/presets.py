@@ -317,3 +317,83 @@ def build_for_session(session: CallSession) -> Graph:
             hangup=session.hangup,
         )
     raise GraphError(f"unknown pipeline mode {mode!r}")
+
+
+def sketch(mode: str, carrier: str = "twilio") -> Graph:
+    """A preset built for looking at: placeholder carrier nodes over an in-memory socket and the
+    default providers (Deepgram, Cartesia, OpenAI Realtime) with a dummy key, in the carrier's
+    format. Nothing connects until a graph runs, so this is safe anywhere; ``voicegraph graph``
+    and the docs' pictures use it."""
+    from voicegraph.testing.memsocket import socket_pair
+
+    from .agent import Agent
+
+    sock, _ = socket_pair()
+    agent = Agent("Sketch.")
+    if mode == "managed":
+        if carrier != "twilio":
+            raise GraphError("managed mode is Twilio only (ConversationRelay)")
+        from voicegraph.transports.twilio.relay import RelaySession, relay_nodes
+
+        cin, cout = relay_nodes(
+            sock,
+            RelaySession(
+                session_id="VX0",
+                call_sid="CA0",
+                account_sid="AC0",
+                from_number="",
+                to_number="",
+                direction="inbound",
+                custom_parameters={},
+            ),
+        )
+        return managed(carrier_in=cin, carrier_out=cout, agent=agent)
+    if carrier == "twilio":
+        from voicegraph.transports.twilio.media import TwilioStart, twilio_media_nodes
+
+        fmt = AudioFormat("mulaw", 8000)
+        cin, cout = twilio_media_nodes(
+            sock,
+            TwilioStart(
+                stream_sid="MZ0",
+                call_sid="CA0",
+                account_sid="AC0",
+                custom_parameters={},
+                media_format=fmt,
+            ),
+        )
+    elif carrier == "plivo":
+        from voicegraph.transports.plivo.stream import PlivoStart, plivo_stream_nodes
+
+        fmt = AudioFormat("pcm16", 16000)
+        cin, cout = plivo_stream_nodes(
+            sock,
+            PlivoStart(
+                call_id="c0", stream_id="s0", account_id="MA0", media_format=fmt, extra_headers={}
+            ),
+        )
+    else:
+        raise GraphError(f"unknown carrier {carrier!r}; use 'twilio' or 'plivo'")
+    if mode == "cascading":
+        from voicegraph.nodes import CartesiaTTS, DeepgramSTT
+
+        return cascading(
+            carrier_in=cin,
+            carrier_out=cout,
+            carrier_format=fmt,
+            agent=agent,
+            stt=DeepgramSTT(api_key="sketch", encoding=fmt.encoding, sample_rate=fmt.sample_rate),
+            tts=CartesiaTTS(api_key="sketch", encoding=fmt.encoding, sample_rate=fmt.sample_rate),
+        )
+    if mode == "realtime":
+        from voicegraph.nodes.realtime import OpenAIRealtime
+
+        model = realtime_model_for(
+            OpenAIRealtime(api_key="sketch"),
+            agent,
+            greeting=None,
+            sensitivity="medium",
+            audio_format=fmt,
+        )
+        return realtime(carrier_in=cin, carrier_out=cout, carrier_format=fmt, model=model)
+    raise GraphError(f"unknown preset {mode!r}; use managed, cascading or realtime")
