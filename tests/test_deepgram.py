@@ -276,6 +276,33 @@ async def test_mid_stream_close_reconnects_and_keeps_transcribing_in_caller_time
 
 
 @pytest.mark.anyio
+async def test_audio_beyond_the_outage_buffer_is_counted_as_dropped_and_the_rest_sent() -> None:
+    faults = DeepgramFaults(close_after_audio=0.1)
+    policy = ReconnectPolicy(
+        initial_backoff=0.2, max_backoff=0.2, jitter=0.0, max_attempts=3, buffer_messages=5
+    )
+    async with FakeDeepgram(faults=faults) as dg:
+        stt = DeepgramSTT(api_key=KEY, base_url=dg.url, reconnect=policy)
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.1))
+            await wait_for(lambda: not stt.connected and dg.close_codes != [])
+            await c.play(silence(0.2))  # 10 frames while down; the buffer holds 5
+            await wait_for(lambda: dg.connections == 2 and len(dg.kinds(2)) >= 5)
+
+        g = Graph("stt")
+        g.add("caller", Caller(script))
+        g.add("stt", stt)
+        g.add("sink", Collect())
+        g.connect("caller", "stt", capacity=10_000)
+        g.connect("stt", "sink")
+        result = await Call(g, "dg-test").run()
+    assert result.reason == "completed", result.error
+    assert stt.metrics.dropped_messages == 5 and stt.metrics.dropped_bytes == 5 * 160
+    assert dg.kinds(2)[:5] == ["audio"] * 5
+
+
+@pytest.mark.anyio
 async def test_wrong_key_ends_the_call_with_an_auth_error() -> None:
     async with FakeDeepgram(api_key="the-right-one") as dg:
 
