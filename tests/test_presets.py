@@ -247,3 +247,40 @@ async def test_realtime_call_with_tool_and_barge_in_truncates_to_what_was_heard(
     long_entry = next(e for e in transcript if e.get("full") == LONG)
     assert long_entry.get("interrupted") is True
     assert LONG.startswith(long_entry["content"]) and len(long_entry["content"]) < len(LONG)
+
+
+# ------------------------------------------------------------------ provider down
+
+
+@pytest.mark.anyio
+async def test_a_provider_that_stays_down_gets_an_apology_then_a_hang_up() -> None:
+    from voicegraph.nodes.providers.base import ReconnectPolicy
+
+    from voicegraph.testing.fake_openai_realtime import RealtimeFault
+    from voicegraph.testing.fake_rest import FakeCarrierREST
+
+    fake = FakeOpenAIRealtime(faults=[RealtimeFault(kind="down")] * 10)
+    async with fake, FakeCarrierREST("twilio", "AC" + "0" * 32, TOKEN) as rest:
+        template = OpenAIRealtime(
+            api_key="test-key",
+            base_url=fake.url,
+            reconnect=ReconnectPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02),
+        )
+        iface = interface(
+            "twilio",
+            pipeline="realtime",
+            realtime=template,
+            agent=Agent("x"),
+            api_base_url=rest.base_url,
+        )
+        async with served(iface) as (url, seen):
+            caller = TwilioCaller(url, TOKEN, public_url="http://127.0.0.1", playback_rate=4.0)
+            async with caller.dial() as call:
+                assert await rest.wait_for_hangup(call.call_sid, timeout=20)
+            result_call = seen[0][0]
+    # the whole pre-rendered apology (about 5.5 s) reached the caller before the hang-up
+    assert call.heard_seconds > 5.0
+    assert len(rest.requests) == 1
+    assert [e.stage for e in result_call.recent_events if hasattr(e, "stage")].count(
+        "first_mark_ack"
+    ) == 1

@@ -281,6 +281,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
         call_id,
         max_duration=iface.max_call_duration_seconds,
         on_max_duration=lambda c: _goodbye(c, session),
+        on_error=lambda c, failure: _apologise(c, failure, session),
         grace=15.0,
     )
     timeline = TurnTimeline.attach(call)  # one JSON log line per turn
@@ -361,3 +362,52 @@ async def _goodbye(call: Call, session: CallSession) -> None:
         await anyio.sleep(min(1.0 + len(text.split()) / 2.5, call.grace - 3))
     assert session.hangup is not None
     await session.hangup()
+
+
+APOLOGY_UTTERANCE = 2**31 - 1  # an utterance id no agent uses
+_CARRIER_NODES = ("carrier_in", "carrier_out", "playout")
+
+
+def _apology_pcm() -> bytes:
+    import wave
+    from importlib.resources import files
+
+    with wave.open(str(files("voicegraph.data") / "apology.wav"), "rb") as w:
+        return w.readframes(w.getnframes())
+
+
+async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
+    """A node failed (a provider stayed down, say): play the pre-rendered apology through the
+    still-running playout, wait until the carrier acknowledged it, then hang up over REST. The
+    call does not go silent. Skipped when the failure is in the carrier path itself."""
+    from .frames import AudioDone, AudioFrame, PlayedPosition
+
+    if "playout" in call.graph and failure.node not in _CARRIER_NODES:
+        played = anyio.Event()
+        unsubscribe = call.subscribe(
+            lambda e: (
+                played.set()
+                if isinstance(e, PlayedPosition) and e.utterance_id == APOLOGY_UTTERANCE
+                else None
+            )
+        )
+        try:
+            pcm, step = _apology_pcm(), 1600  # 100 ms frames at 8 kHz PCM16
+            for i in range(0, len(pcm), step):
+                frame = AudioFrame(
+                    data=pcm[i : i + step],
+                    encoding="pcm16",
+                    sample_rate=8000,
+                    utterance_id=APOLOGY_UTTERANCE,
+                )
+                await call.inject("playout", "audio", frame)
+            await call.inject("playout", "audio", AudioDone(utterance_id=APOLOGY_UTTERANCE))
+            with anyio.move_on_after(max(1.0, call.grace - 2)):
+                await played.wait()
+        finally:
+            unsubscribe()
+        logger.info(
+            "[%s] apology %s", call.call_id, "played" if played.is_set() else "not confirmed"
+        )
+    if session.hangup is not None:
+        await session.hangup()

@@ -131,6 +131,7 @@ class Call:
         max_duration: float | None = None,
         idle_timeout: float | None = None,
         on_max_duration: Callable[[Call], Awaitable[None]] | None = None,
+        on_error: Callable[[Call, NodeFailure], Awaitable[None]] | None = None,
         grace: float = 10.0,
         stop_timeout: float = 5.0,
         trace: bool = False,
@@ -142,6 +143,7 @@ class Call:
         self.max_duration = max_duration
         self.idle_timeout = idle_timeout
         self.on_max_duration = on_max_duration
+        self.on_error = on_error
         self.grace = grace
         self.stop_timeout = stop_timeout
         self.log = _CallLog(logger, {"call_id": self.call_id})
@@ -157,6 +159,10 @@ class Call:
         self._stop_errors: list[NodeFailure] = []
         self._running = False
         self._ran = False
+        self._actor_tg: anyio.abc.TaskGroup | None = None
+        self.result: CallResult | None = None
+        """How the call ended, once :meth:`run` has returned (for observers such as
+        ``AgentRuntime(on_call=...)`` that do not await ``run`` themselves)."""
         self._compile()
 
     # ------------------------------------------------------------------ compile
@@ -498,9 +504,30 @@ class Call:
         if self._failure is None:
             self._failure = failure
             self._reason = self._reason or "error"
-            self.log.error(
-                "node %r failed in %s: %s: %s", node, phase, type(exc).__name__, exc, exc_info=exc
+            # errors caused by a peer (bad input, a provider down) carry log_traceback = False
+            self.log.log(
+                logging.ERROR if getattr(exc, "log_traceback", True) else logging.WARNING,
+                "node %r failed in %s: %s: %s",
+                node,
+                phase,
+                type(exc).__name__,
+                exc,
+                exc_info=exc if getattr(exc, "log_traceback", True) else None,
             )
+            if self.on_error is not None and self._actor_tg is not None:
+                # the rest of the graph keeps running while the hook speaks (bounded by grace)
+                self._actor_tg.start_soon(self._error_hook, failure)
+                return
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _error_hook(self, failure: NodeFailure) -> None:
+        assert self.on_error is not None
+        with anyio.move_on_after(self.grace):
+            try:
+                await self.on_error(self, failure)
+            except Exception as exc:
+                self.log.error("on_error hook failed: %s", exc, exc_info=exc)
         if self._scope is not None:
             self._scope.cancel()
 
@@ -524,6 +551,7 @@ class Call:
                         tg.start_soon(self._start_node, n)
                 if self._failure is None:
                     async with anyio.create_task_group() as tg:
+                        self._actor_tg = tg
                         self._running = True
                         self._remaining = len(self._actors)
                         if not self._actors:
@@ -540,7 +568,7 @@ class Call:
             self._running = False
             with anyio.CancelScope(shield=True):
                 await self._stop_all(started)
-        return CallResult(
+        self.result = CallResult(
             call_id=self.call_id,
             reason=self._reason or "completed",
             error=self._failure,
@@ -548,6 +576,7 @@ class Call:
             stop_errors=self._stop_errors,
             stats=self.stats(),
         )
+        return self.result
 
     async def _start_node(self, node: Node) -> None:
         try:
