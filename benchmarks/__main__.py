@@ -13,7 +13,7 @@ def available() -> list[str]:
     return sorted(
         m.name
         for m in pkgutil.iter_modules([str(here)])
-        if not m.name.startswith("_") and m.name != "common"
+        if not m.name.startswith("_") and m.name not in ("common", "plots")
     )
 
 

@@ -1,0 +1,183 @@
+"""Voice-to-voice latency per pipeline mode, measured where the caller feels it.
+
+A full :class:`~voicegraph.AgentRuntime` serves simulated Twilio callers over loopback, with the
+provider fakes (Deepgram, an OpenAI-compatible chat endpoint, Cartesia; or OpenAI Realtime)
+configured with vendor-typical latencies. Each caller streams a continuous line (20 ms of
+µ-law every 20 ms), says a sentence, waits for the reply, lets it play, and speaks again.
+
+* voice-to-voice: from the end of the caller's speech in the caller's own audio to the first
+  agent audio the caller receives (both on the caller's side);
+* framework-added = voice-to-voice - the providers' configured critical path
+  (cascading: stt_endpointing + stt_latency + llm_ttft + tts_ttfb; realtime:
+  realtime_silence + realtime_ttfb), split per hop from the server's timeline marks.
+
+    python -m benchmarks voice [--quick] [--calls N] [--turns N] [--modes cascading,realtime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import anyio
+
+from . import _rig as rig
+from .common import table, verdict, write_json
+
+TARGET_P50_MS = 10.0
+TARGET_P99_MS = 25.0
+
+
+async def run_mode(
+    mode: rig.Mode, lat: rig.Latencies, calls: int, turns: int, speech: float
+) -> list[dict[str, Any]]:
+    """``calls`` concurrent callers, ``turns`` turns each; one record per answered turn."""
+    from voicegraph.testing.server import serve_runtime
+
+    records: list[dict[str, Any]] = []
+    chunks = rig.speech_chunks(speech)
+    async with rig.run_fakes(mode, lat, turns=calls * turns * 2, reply=rig.AGENT_SAYS) as fakes:
+        log = rig.ServerLog()
+        runtime = rig.runtime(rig.interface(mode, fakes.urls, lat), log.on_call)
+        async with serve_runtime(runtime) as url:
+
+            async def one(k: int) -> None:
+                await anyio.sleep(0.37 * k)  # stagger, so turns do not line up
+                async with rig.caller(url).dial() as call:
+                    line = rig.Line(call)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(line.run)
+                        await anyio.sleep(0.3)
+                        for _ in range(turns):
+                            line.say(chunks)
+                            await line.wait_spoken()
+                            await line.wait_reply()
+                            await line.wait_quiet()
+                        tg.cancel_scope.cancel()
+                    records.extend(
+                        rig.turn_records(line, log.marks.get(call.call_sid, []), mode, lat)
+                    )
+
+            async with anyio.create_task_group() as tg:
+                for k in range(calls):
+                    tg.start_soon(one, k)
+    return records
+
+
+def analyse(mode: rig.Mode, recs: list[dict[str, Any]], lat: rig.Latencies) -> dict[str, Any]:
+    stages = sorted({s for r in recs for s in r["stages_ms"]}, key=_stage_order)
+    hops = [h for h, *_ in (rig.CASCADING_HOPS if mode == "cascading" else rig.REALTIME_HOPS)]
+    return {
+        "turns": len(recs),
+        "critical_path_ms": 1000 * lat.critical_path(mode),
+        "critical_path_formula": lat.formula(mode),
+        "voice_to_voice_ms": rig.summary([r["voice_to_voice_ms"] for r in recs]),
+        "framework_added_ms": rig.summary([r["framework_added_ms"] for r in recs]),
+        "stages_ms": {
+            s: rig.summary([r["stages_ms"][s] for r in recs if s in r["stages_ms"]]) for s in stages
+        },
+        "framework_share_ms": {
+            h: rig.summary(
+                [r["framework_share_ms"][h] for r in recs if h in r["framework_share_ms"]]
+            )
+            for h in hops
+        },
+        "samples": {
+            "voice_to_voice_ms": [r["voice_to_voice_ms"] for r in recs],
+            "framework_added_ms": [r["framework_added_ms"] for r in recs],
+        },
+    }
+
+
+_ORDER = (*rig.SERVER_STAGES, "caller_first_audio")
+
+
+def _stage_order(s: str) -> int:
+    return _ORDER.index(s) if s in _ORDER else len(_ORDER)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks voice", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--quick", action="store_true", help="one call, one turn per mode (smoke)")
+    ap.add_argument("--calls", type=int, default=4, help="concurrent callers per mode")
+    ap.add_argument("--turns", type=int, default=8, help="turns per caller")
+    ap.add_argument("--speech", type=float, default=1.0, help="seconds the caller speaks")
+    ap.add_argument("--modes", default="cascading,realtime")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--no-plot", action="store_true")
+    for name, field in _latency_fields():
+        ap.add_argument(
+            f"--{name.replace('_', '-')}", type=float, default=field, help="seconds (fake)"
+        )
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.calls, args.turns, args.speech = 1, 1, 0.4
+    logging.getLogger("voicegraph").setLevel(logging.WARNING)
+    lat = rig.Latencies(**{n: getattr(args, n) for n, _ in _latency_fields()})
+    modes: list[rig.Mode] = [m for m in args.modes.split(",") if m]  # type: ignore[misc]
+    for m in modes:
+        if m not in ("cascading", "realtime"):
+            raise SystemExit(f"--modes: {m!r} is not cascading or realtime")
+    results: dict[str, Any] = {
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "latencies_s": {n: getattr(lat, n) for n, _ in _latency_fields()},
+        "framework_added_formula": (
+            "voice_to_voice (caller's speech end -> first agent audio received, caller side) "
+            "- critical path of the fakes' configured latencies"
+        ),
+        "modes": {},
+    }
+    for mode in modes:
+        recs = anyio.run(run_mode, mode, lat, args.calls, args.turns, args.speech, backend="trio")
+        results["modes"][mode] = analyse(mode, recs, lat)
+    _print(results)
+    fa = {m: r["framework_added_ms"] for m, r in results["modes"].items()}
+    targets = {
+        f"{m}: framework-added p50 <= {TARGET_P50_MS:g} ms (unloaded)": v["p50"] <= TARGET_P50_MS
+        for m, v in fa.items()
+    } | {
+        f"{m}: framework-added p99 <= {TARGET_P99_MS:g} ms (unloaded)": v["p99"] <= TARGET_P99_MS
+        for m, v in fa.items()
+    }
+    if args.quick:
+        print("targets: not judged on a --quick run")
+    else:
+        for name, ok in targets.items():
+            print(f"target {name}: {verdict(ok)}")
+    results["targets"] = {} if args.quick else targets
+    path = write_json("voice", results, args.out)
+    print(f"wrote {path}")
+    if not args.no_plot:
+        from .plots import voice_plots
+
+        for p in voice_plots(results, path.parent):
+            print(f"wrote {p}")
+    return 0
+
+
+def _latency_fields() -> list[tuple[str, float]]:
+    d = rig.Latencies()
+    return [(n, getattr(d, n)) for n in rig.Latencies.__struct_fields__]
+
+
+def _print(results: dict[str, Any]) -> None:
+    for mode, r in results["modes"].items():
+        rows = []
+        for s, v in r["stages_ms"].items():
+            rows.append([s, v["p50"], v["p95"], v["p99"]])
+        rows.append(
+            ["framework-added", *(r["framework_added_ms"][q] for q in ("p50", "p95", "p99"))]
+        )
+        print(
+            table(
+                f"Voice-to-voice, {mode}: ms after the caller's speech end ({r['turns']} turns; "
+                f"providers' critical path {r['critical_path_ms']:.0f} ms)",
+                ["stage", "p50", "p95", "p99"],
+                rows,
+            )
+        )
+        share = [[h, v["p50"], v["p95"], v["p99"]] for h, v in r["framework_share_ms"].items()]
+        print(table(f"Framework-added per hop, {mode} (ms)", ["hop", "p50", "p95", "p99"], share))
