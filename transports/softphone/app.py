@@ -91,10 +91,13 @@ class Softphone:
     def __repr__(self) -> str:
         return f"Softphone(path={self.path!r}, interface={self.interface!r})"
 
-    def page_url(self, base_url: str) -> str:
+    def page_url(self, base_url: str, *, autostart: bool = False) -> str:
         """The URL to open in a browser, token included, e.g.
-        ``page_url("http://127.0.0.1:8000")``. Print it for the developer; never log it."""
-        return f"{base_url.rstrip('/')}{self.path}#token={self._token}"
+        ``page_url("http://127.0.0.1:8000")``. Print it for the developer; never log it.
+        ``autostart`` makes the page call as soon as it loads (browsers then need autoplay
+        allowed, as in automated tests)."""
+        query = "?autostart=1" if autostart else ""
+        return f"{base_url.rstrip('/')}{self.path}{query}#token={self._token}"
 
     # ---------------------------------------------------------------- ASGI
 
