@@ -14,6 +14,7 @@ from .errors import CarrierFormatError, ProtocolError
 
 _TWILIO = ".twilio"
 _PLIVO = ".plivo"
+_SOFTPHONE = ".softphone"
 
 # name -> subpackage that defines it
 _LAZY: dict[str, str] = {
@@ -43,6 +44,13 @@ _LAZY: dict[str, str] = {
     "content_type": _PLIVO,
     "parse_extra_headers": _PLIVO,
     "plivo_stream_nodes": _PLIVO,
+    "Softphone": _SOFTPHONE,
+    "SoftphoneIn": _SOFTPHONE,
+    "SoftphoneOptions": _SOFTPHONE,
+    "SoftphoneOut": _SOFTPHONE,
+    "accept_softphone": _SOFTPHONE,
+    "enable_softphone": _SOFTPHONE,
+    "softphone_nodes": _SOFTPHONE,
 }
 
 __all__ = ["CarrierFormatError", "ProtocolError", *_LAZY]
