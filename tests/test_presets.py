@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 from e2ekit import TOKEN, interface, served, speech
 from voicegraph.nodes.llm import OpenAIChatLLM
@@ -284,3 +285,104 @@ async def test_a_provider_that_stays_down_gets_an_apology_then_a_hang_up() -> No
     assert [e.stage for e in result_call.recent_events if hasattr(e, "stage")].count(
         "first_mark_ack"
     ) == 1
+
+
+# ------------------------------------------------------------------ cascading
+
+ROOMS = (
+    "We have a lovely terrace. There is a quiet room at the back. "
+    "The long table by the window seats twelve. Tonight the chef cooks a tasting menu."
+)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_cascading_call_with_tool_and_barge_in_keeps_only_heard_text(carrier: str) -> None:
+    from voicegraph.nodes import CartesiaTTS, DeepgramSTT
+
+    from voicegraph.testing.fake_cartesia import FakeCartesia
+    from voicegraph.testing.fake_deepgram import FakeDeepgram
+    from voicegraph.timeline import STAGES
+
+    BOOKINGS.clear()
+    fmt = AudioFormat("mulaw", 8000) if carrier == "twilio" else AudioFormat("pcm16", 16000)
+    replies = [
+        ChatReply(
+            tool_calls=(ScriptedToolCall("book_table", '{"party": 2, "time": "19:00"}', "c1"),)
+        ),
+        "Booked for two at seven.",
+        ROOMS,
+        "Yes, go ahead.",
+    ]
+    dg = FakeDeepgram(["a table for two at seven", "tell me about the rooms", "wait a moment"])
+    tts_fake = FakeCartesia(realtime=4.0)
+    async with dg, tts_fake, FakeChatCompletions(replies, tokens_per_second=12) as chat:
+        agent = Agent(
+            "You take bookings.",
+            llm=OpenAIChatLLM(api_key=chat.api_key, base_url=chat.base_url),
+            tools=[book_table],
+        )
+        iface = interface(
+            carrier,
+            pipeline="cascading",
+            agent=agent,
+            greeting="Hello, Luigi's.",
+            stt=lambda: DeepgramSTT(
+                api_key=dg.api_key,
+                base_url=dg.url,
+                encoding=fmt.encoding,
+                sample_rate=fmt.sample_rate,
+            ),
+            tts=lambda: CartesiaTTS(
+                api_key=tts_fake.api_key,
+                base_url=tts_fake.url,
+                encoding=fmt.encoding,
+                sample_rate=fmt.sample_rate,
+            ),
+        )
+        async with served(iface) as (url, seen):
+            caller_cls = TwilioCaller if carrier == "twilio" else PlivoCaller
+            caller = caller_cls(
+                url,
+                TOKEN,
+                public_url="http://127.0.0.1",
+                **({"to": "14155550199"} if carrier == "plivo" else {}),
+            )
+            rate = fmt.sample_rate
+            async with caller.dial() as call:
+                await call.wait_for_audio(0.3, timeout=10)  # the greeting
+                await call.send_silence(1.0)
+                await call.send_audio(speech("a table for two at seven", rate), sample_rate=rate)
+                await call.send_silence(2.0)
+                await chat.wait_idle()
+                heard_after_booking = call.heard_seconds
+                await call.send_audio(speech("tell me about the rooms", rate), sample_rate=rate)
+                await call.send_silence(1.2)
+                await call.wait_for_audio(
+                    heard_after_booking + 1.0, timeout=10
+                )  # the long answer plays
+                clears_before = call.clears
+                await call.send_audio(speech("wait a moment", rate), sample_rate=rate)  # barge in
+                await call.send_silence(1.0)
+                agent_node = seen[0][0].graph["agent"]
+                with anyio.fail_after(10):  # the answer to the barge-in is played and heard
+                    while not any(
+                        m.get("content") == "Yes, go ahead." for m in agent_node.llm_history()
+                    ):
+                        await call.send_silence(0.2)
+            timeline = seen[0][2]
+    assert BOOKINGS == [(2, "19:00")]
+    assert call.clears > clears_before  # the carrier's buffer was cleared
+    assert tts_fake.requests("cancel"), "the TTS context of the interrupted reply was cancelled"
+    history = agent_node.llm_history()
+    said = [m["content"] for m in history if m["role"] == "assistant"]
+    rooms = [c for c in said if c and ROOMS.startswith(c)]
+    assert rooms and len(rooms[0]) < len(ROOMS), "the history keeps only the heard prefix"
+    assert said[-1] == "Yes, go ahead."
+    first = next(
+        r
+        for r in timeline.turns
+        if "first_mark_ack" in r.stages and "agent_first_token" in r.stages
+    )
+    times = [first.stages[s] for s in STAGES if s in first.stages and s != "stt_final"]
+    assert times == sorted(times), first.stages
