@@ -560,3 +560,24 @@ def test_the_transcript_tap_reads_caller_turns_and_agent_text() -> None:
         ("caller", "hello", True),
         ("agent", "Hi there", True),
     ]
+
+
+def test_a_realtime_graph_gets_the_transcript_tap_on_the_model_events() -> None:
+    from voicegraph.nodes.realtime import OpenAIRealtime
+    from voicegraph.transports.softphone import SOFTPHONE_FORMAT, tap_transcript
+
+    from voicegraph.presets import realtime
+
+    server, _ = socket_pair()
+    carrier_in, carrier_out = softphone_nodes(server, SoftphoneStart(call_id="c1"))
+    g = realtime(
+        carrier_in=carrier_in,
+        carrier_out=carrier_out,
+        carrier_format=SOFTPHONE_FORMAT,
+        model=OpenAIRealtime(api_key="k"),
+    )
+    tap_transcript(g, carrier_out)
+    g.validate()
+    assert [(e.src, e.src_port) for e in g.edges if e.dst == "softphone_transcript"] == [
+        ("model", "events")
+    ]

@@ -89,6 +89,7 @@ function play(buffer) {
 }
 
 function flushMarks() {
+  if (!ctx) return; // the call ended; its socket is gone too
   const now = ctx.currentTime;
   while (pending.length && pending[0].at <= now) {
     send({ type: "mark", name: pending.shift().name, played: true });
@@ -179,7 +180,7 @@ async function startCall() {
   sock.onclose = (e) => {
     if (ws === sock) teardown("call ended: " + (e.reason || "code " + e.code));
   };
-  timer = setInterval(() => ctx && flushMarks(), 20);
+  timer = setInterval(flushMarks, 20);
 }
 
 function hangup() {
