@@ -397,6 +397,7 @@ def turn_records(
                 share[hop] = 1000 * (at[stop] - at[begin] - provider)
         out.append(
             {
+                "turn": i,
                 "voice_to_voice_ms": v2v,
                 "framework_added_ms": v2v - 1000 * crit,
                 "stages_ms": ms,

@@ -74,6 +74,12 @@ def analyse(mode: rig.Mode, recs: list[dict[str, Any]], lat: rig.Latencies) -> d
         "critical_path_formula": lat.formula(mode),
         "voice_to_voice_ms": rig.summary([r["voice_to_voice_ms"] for r in recs]),
         "framework_added_ms": rig.summary([r["framework_added_ms"] for r in recs]),
+        "framework_added_ms_first_turn": rig.summary(
+            [r["framework_added_ms"] for r in recs if r["turn"] == 0]
+        ),
+        "framework_added_ms_later_turns": rig.summary(
+            [r["framework_added_ms"] for r in recs if r["turn"] > 0]
+        ),
         "stages_ms": {
             s: rig.summary([r["stages_ms"][s] for r in recs if s in r["stages_ms"]]) for s in stages
         },

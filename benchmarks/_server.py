@@ -1,0 +1,106 @@
+"""The server process of the concurrency and memory benchmarks.
+
+    python -m benchmarks._server CONFIG_JSON
+
+``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect"}`` (see :func:`start`). It serves an
+:class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
+stdout, and adds one route for the load process, ``GET /bench/stats[?gc=1]``: JSON with this
+process's CPU seconds, RSS, live trio task count, active and started calls, and -- when
+``collect`` -- each call's timeline marks and live drop counts. SIGTERM shuts it down
+gracefully.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+from typing import Any
+
+import anyio
+import msgspec
+
+from . import _rig as rig
+
+
+def task_count() -> int:
+    """Live tasks in this trio run (the runtime's own and every call's)."""
+    import trio
+
+    stack = [trio.lowlevel.current_root_task()]
+    n = 0
+    while stack:
+        task = stack.pop()
+        n += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return n
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def stats(runtime: Any, log: rig.ServerLog, collect_gc: bool) -> dict[str, Any]:
+    if collect_gc:
+        gc.collect()
+    t = os.times()
+    out: dict[str, Any] = {
+        "cpu_s": t.user + t.system,
+        "rss_bytes": rss_bytes(),
+        "tasks": task_count(),
+        "active_calls": len(runtime.calls),
+        "started_calls": log.started,
+    }
+    if log.keep_calls:
+        out["calls"] = {
+            cid: {
+                "marks": log.marks.get(cid, []),
+                "drops": rig.drops(call) if cid in runtime.calls else None,
+            }
+            for cid, call in log.calls.items()
+        }
+    return out
+
+
+async def start(config: dict[str, Any]) -> None:
+    lat = rig.Latencies(**config["latencies"])
+    log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))
+    runtime = rig.runtime(
+        rig.interface(config["mode"], config["urls"], lat), log.on_call, max_calls=2000
+    )
+    inner = runtime.app
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/bench/stats":
+            body = msgspec.json.encode(stats(runtime, log, b"gc=1" in scope["query_string"]))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await inner(scope, receive, send)
+
+    runtime.app = app
+
+    async with anyio.create_task_group() as tg:
+        binds = await tg.start(runtime.serve, "127.0.0.1", 0)
+        print(f"URL {binds[0]}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    anyio.run(start, json.loads(argv[0]), backend="trio")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
