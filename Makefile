@@ -19,6 +19,13 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps 'silero-vad>=5.1'
 	touch $@
 
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[offline]'
+	touch $@
+
+demo: $(DEMO_STAMP)
+	$(BIN)/voicegraph demo
+
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

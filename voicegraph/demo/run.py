@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import anyio
@@ -25,7 +26,7 @@ from .agent import GRAMMAR, GREETING, FrontDesk, ToolCallRecord
 from .record import CallRecord, TrackRecorder, write_stereo_wav
 from .tap import TranscriptTap, add_tap
 
-__all__ = ["CALLER_SCRIPT", "DemoError", "DemoOptions", "run_demo"]
+__all__ = ["CALLER_SCRIPT", "DemoError", "DemoOptions", "demo_interface", "run_demo"]
 
 CALLER_SCRIPT = (
     "I would like to book a table for two.",
@@ -271,10 +272,39 @@ async def _script(call: Any, line: _Line, wires: list[bytes], o: DemoOptions) ->
     raise DemoError("the agent did not hang up after the caller's goodbye")
 
 
+def demo_interface(
+    *,
+    auth_token: str | None = None,
+    agent: Callable[[], Any] = FrontDesk,
+    graph: Callable[[Any], Any] | None = None,
+    api_base_url: str | None = None,
+    max_call_seconds: float = 600.0,
+) -> Any:
+    """The demo's phone line: Twilio, cascading preset, pocketsphinx with the front desk's
+    grammar, espeak-ng speaking µ-law 8 kHz, and the :class:`FrontDesk` agent. Needs the
+    ``offline`` extra. ``auth_token`` defaults to a random one (nothing real calls it)."""
+    from voicegraph.interface import CallInterface
+
+    tts_cls, tts_opts, stt_cls, stt_opts, _ = _offline_nodes()
+    return CallInterface(
+        "twilio",
+        _PHONE,
+        account_sid=_ACCOUNT,
+        auth_token=auth_token or secrets.token_hex(16),
+        pipeline="cascading",
+        stt=lambda: stt_cls(stt_opts(grammar=GRAMMAR, endpointing="external")),
+        tts=lambda: tts_cls(tts_opts(encoding="mulaw", sample_rate=8000)),
+        agent=agent,
+        greeting=GREETING,
+        graph=graph,
+        api_base_url=api_base_url,
+        max_call_duration_seconds=max_call_seconds,
+    )
+
+
 async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
     """Run the whole demo call (see module docs) and return its record. Raises
     :class:`DemoError` with one sentence on what went wrong."""
-    from voicegraph.interface import CallInterface
     from voicegraph.presets import build_for_session
     from voicegraph.server import AgentRuntime
     from voicegraph.testing.fake_rest import FakeCarrierREST
@@ -285,7 +315,7 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
     console = _Console(out)
     console.line("voicegraph demo: a phone call to an offline agent, on this machine only")
     console.line("  loading espeak-ng and pocketsphinx ...")
-    tts_cls, tts_opts, stt_cls, stt_opts, synth_cls = _offline_nodes()
+    synth_cls = _offline_nodes()[4]
     try:
         os.makedirs(options.out_dir, exist_ok=True)
     except OSError as exc:
@@ -319,19 +349,12 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
     caller_track = TrackRecorder(_ULAW.sample_rate)
     agent_track = TrackRecorder(_ULAW.sample_rate)
     async with FakeCarrierREST("twilio", _ACCOUNT, token) as rest:
-        iface = CallInterface(
-            "twilio",
-            _PHONE,
-            account_sid=_ACCOUNT,
+        iface = demo_interface(
             auth_token=token,
-            pipeline="cascading",
-            stt=lambda: stt_cls(stt_opts(grammar=GRAMMAR, endpointing="external")),
-            tts=lambda: tts_cls(tts_opts(encoding="mulaw", sample_rate=8000)),
             agent=agent,
-            greeting=GREETING,
             graph=graph,
             api_base_url=rest.base_url,
-            max_call_duration_seconds=options.max_call_seconds,
+            max_call_seconds=options.max_call_seconds,
         )
         runtime = AgentRuntime([iface], public_url="http://127.0.0.1", on_call=on_call)
         async with serve_runtime(runtime) as url:
