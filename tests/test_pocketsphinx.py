@@ -204,10 +204,12 @@ async def test_external_endpointing_ignores_audio_outside_speech() -> None:
 
 @pytest.mark.anyio
 async def test_phrases_option_recognises_a_list_of_commands() -> None:
-    audio = np.concatenate([silence(PAD), speech("cancel"), silence(2 * PAD)])
+    # "book a table": a one-word command ("cancel") is recognised unreliably from espeak-ng
+    # speech, whose samples vary with what the process synthesised before
+    audio = np.concatenate([silence(PAD), speech("book a table"), silence(2 * PAD)])
     opts = PocketsphinxSTTOptions(phrases=("book a table", "cancel", "speak to a person"))
     _, got = await recognise(frames(audio), opts)
-    assert finals(got) == ["cancel"]
+    assert finals(got) == ["book a table"]
 
 
 @pytest.mark.anyio
