@@ -386,3 +386,26 @@ async def test_cascading_call_with_tool_and_barge_in_keeps_only_heard_text(carri
     )
     times = [first.stages[s] for s in STAGES if s in first.stages and s != "stt_final"]
     assert times == sorted(times), first.stages
+
+
+def test_provider_templates_give_each_call_independent_nodes() -> None:
+    from voicegraph.nodes import CartesiaTTS, DeepgramSTT, EspeakTTS, PocketsphinxSTT
+
+    iface = interface(
+        "twilio",
+        pipeline="cascading",
+        agent=Agent("x"),
+        stt=DeepgramSTT(api_key="k", endpointing=200),
+        tts=CartesiaTTS(api_key="k", voice_id="v1"),
+    )
+    a, b = iface.new_stt(), iface.new_stt()
+    assert a is not b and a.options == b.options and a.options.endpointing == 200
+    assert a._buffer is not b._buffer and a.metrics is not b.metrics
+    assert iface.new_tts().options.voice_id == "v1"
+    for template in (EspeakTTS(), PocketsphinxSTT(), OpenAIRealtime(api_key="k", voice="ash")):
+        copy = template.clone()
+        assert (
+            type(copy) is type(template)
+            and copy is not template
+            and copy.options == template.options
+        )

@@ -265,7 +265,7 @@ def realtime_model_for(
         transcription_model=o.transcription_model,
         tool_handler=handler if tools else None,
         tool_timeout=o.tool_timeout,
-        reconnect=getattr(template, "reconnect", None),
+        reconnect=template.reconnect_policy,
     )
     node.call_control = control  # type: ignore[attr-defined]
     return node

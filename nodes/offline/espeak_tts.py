@@ -143,6 +143,10 @@ class EspeakTTS(Actor):
 
     # ------------------------------------------------------------- receiving
 
+    def clone(self) -> EspeakTTS:
+        """A fresh node with the same options, for another call."""
+        return type(self)(self.options)
+
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:

@@ -128,6 +128,10 @@ class PocketsphinxSTT(Actor):
         self._deadline = 0.0
         self._endpointer_external = o.endpointing == "external"
 
+    def clone(self) -> PocketsphinxSTT:
+        """A fresh node with the same options, for another call."""
+        return type(self)(self.options)
+
     async def start(self) -> None:
         self._recognizer = await anyio.to_thread.run_sync(Recognizer, self.options)
 

@@ -159,6 +159,12 @@ class WebSocketProvider(Actor):
 
     # ---------------------------------------------------------- subclass API
 
+    def clone(self) -> WebSocketProvider:
+        """A fresh node with the same options, key and reconnect policy, for another call
+        (``CallInterface`` uses it on provider templates). Subclasses whose constructor is not
+        ``(options, *, api_key, reconnect)`` override it."""
+        return type(self)(self.options, api_key=self._key, reconnect=self.reconnect_policy)  # type: ignore[call-arg,attr-defined]
+
     def url(self) -> str:
         """The WebSocket URL to connect to (query string included)."""
         raise NotImplementedError

@@ -225,6 +225,26 @@ class OpenAIRealtime(WebSocketProvider):
         self.bad_messages = 0
         """Messages from the service that could not be decoded (logged and skipped)."""
 
+    def clone(self) -> OpenAIRealtime:
+        """A fresh node with the same settings, key, tool handler and reconnect policy."""
+        o = self.options
+        return OpenAIRealtime(
+            model=o.model,
+            api_key=self._key,
+            base_url=o.base_url,
+            dialect=o.dialect,
+            voice=o.voice,
+            instructions=o.instructions,
+            tools=[msgspec.to_builtins(t) for t in o.tools],
+            audio_format=o.audio_format,
+            sensitivity=o.sensitivity,
+            greeting=o.greeting,
+            transcription_model=o.transcription_model,
+            tool_handler=self.tool_handler,
+            tool_timeout=o.tool_timeout,
+            reconnect=self.reconnect_policy,
+        )
+
     def __repr__(self) -> str:
         return f"<OpenAIRealtime {self.name or '(unnamed)'} model={self.options.model!r}>"
 
