@@ -76,10 +76,13 @@ def chromium() -> str:
 
 @pytest.fixture
 def microphone(tmp_path: Path) -> Path:
-    """The fake microphone: a second of silence, the request, four seconds of silence."""
+    """The fake microphone: a second of silence, the request, five seconds of silence, the
+    request again (a person repeats themselves when not understood: on a loaded machine the
+    first attempt may be garbled), four seconds of silence."""
     rate = 16000
     pad = np.zeros(rate, dtype=np.int16)
-    audio = np.concatenate([pad, speech(REQUEST, rate), pad, pad, pad, pad])
+    request = speech(REQUEST, rate)
+    audio = np.concatenate([pad, request, *[pad] * 5, request, *[pad] * 4])
     path = tmp_path / "request.wav"
     write_wav(path, audio.tobytes(), rate)
     return path
