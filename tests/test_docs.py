@@ -45,3 +45,12 @@ def test_taking_a_preset_apart_example_runs() -> None:
     g = scope["g"]
     assert sorted(e.dst for e in g.edges if e.src == "meter") == ["stt", "vad"]  # type: ignore[attr-defined]
     assert [e.src for e in g.edges if e.dst == "meter"] == ["carrier_in"]  # type: ignore[attr-defined]
+
+
+def test_readme_graph_is_what_voicegraph_graph_prints() -> None:
+    from voicegraph.cli import preset_graph
+
+    readme = (DOCS.parent / "README.md").read_text()
+    assert (
+        _blocks(readme, "mermaid")[0] == preset_graph("cascading", "twilio", "offline").to_mermaid()
+    )

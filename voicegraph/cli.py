@@ -238,68 +238,33 @@ def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
 # ------------------------------------------------------------------------------ graph
 
 
-def preset_graph(preset: str, carrier: str = "twilio") -> Any:
-    """Build ``preset`` ("cascading", "realtime" or "managed") around placeholder carrier nodes
-    on an in-memory socket, with real provider nodes that touch no network until started
-    (offline espeak-ng/pocketsphinx for cascading, OpenAI Realtime with a dummy key)."""
+def preset_graph(preset: str, carrier: str = "twilio", providers: str = "offline") -> Any:
+    """``presets.sketch``: the preset around placeholder carrier nodes, with real provider nodes
+    that touch no network until started."""
     from voicegraph import presets
-    from voicegraph.frames import AudioFormat
-    from voicegraph.testing.memsocket import socket_pair
+    from voicegraph.graph import GraphError
 
-    server, _ = socket_pair()
-    if preset == "managed":
-        if carrier != "twilio":
-            raise CommandError("the managed preset runs on Twilio ConversationRelay only")
-        from voicegraph.transports.twilio.relay import RelaySession, relay_nodes
-
-        session = RelaySession("VX0", "CA0", "AC0", "+15550000000", "+15550000001", "inbound", {})
-        cin, cout = relay_nodes(server, session)
-        return presets.managed(carrier_in=cin, carrier_out=cout, agent=_Placeholder())
-    if carrier == "twilio":
-        from voicegraph.transports.twilio.media import TwilioStart, twilio_media_nodes
-
-        fmt = AudioFormat("mulaw", 8000)
-        cin, cout = twilio_media_nodes(server, TwilioStart("MZ0", "CA0", "AC0", {}, fmt))
-    else:
-        from voicegraph.transports.plivo.stream import PlivoStart, plivo_stream_nodes
-
-        fmt = AudioFormat("pcm16", 16000)
-        cin, cout = plivo_stream_nodes(server, PlivoStart("c0", "s0", "MA0", fmt, {}))
-    if preset == "cascading":
-        from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
-
-        tts = EspeakTTS(EspeakTTSOptions(encoding=fmt.encoding, sample_rate=fmt.sample_rate))
-        return presets.cascading(
-            carrier_in=cin,
-            carrier_out=cout,
-            carrier_format=fmt,
-            stt=PocketsphinxSTT(),
-            tts=tts,
-            agent=_Placeholder(),
-        )
-    from voicegraph.nodes.realtime import OpenAIRealtime
-
-    model = OpenAIRealtime(
-        api_key="placeholder",
-        audio_format=fmt if fmt.encoding == "mulaw" else AudioFormat("pcm16", 24000),
-    )
-    return presets.realtime(carrier_in=cin, carrier_out=cout, carrier_format=fmt, model=model)
-
-
-class _Placeholder:
-    """An agent that is never asked: graphs built for display do not run."""
-
-    async def respond(self, turn: Any) -> Any:
-        yield ""
+    try:
+        return presets.sketch(preset, carrier, providers)
+    except GraphError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=("cascading", "realtime", "managed"), default="cascading")
     p.add_argument("--carrier", choices=("twilio", "plivo"), default="twilio")
+    p.add_argument(
+        "--providers",
+        choices=("offline", "cloud"),
+        default="offline",
+        help="cascading providers: offline (pocketsphinx, espeak-ng; what make demo runs) or "
+        "cloud (Deepgram, Cartesia)",
+    )
 
 
 def _graph(args: argparse.Namespace) -> int:
-    sys.stdout.write(preset_graph(args.preset, args.carrier).to_mermaid().rstrip() + "\n")
+    graph = preset_graph(args.preset, args.carrier, args.providers)
+    sys.stdout.write(graph.to_mermaid().rstrip() + "\n")
     return 0
 
 

@@ -319,11 +319,14 @@ def build_for_session(session: CallSession) -> Graph:
     raise GraphError(f"unknown pipeline mode {mode!r}")
 
 
-def sketch(mode: str, carrier: str = "twilio") -> Graph:
-    """A preset built for looking at: placeholder carrier nodes over an in-memory socket and the
-    default providers (Deepgram, Cartesia, OpenAI Realtime) with a dummy key, in the carrier's
-    format. Nothing connects until a graph runs, so this is safe anywhere; ``voicegraph graph``
-    and the docs' pictures use it."""
+def sketch(mode: str, carrier: str = "twilio", providers: str = "cloud") -> Graph:
+    """A preset built for looking at: placeholder carrier nodes over an in-memory socket and
+    real provider nodes in the carrier's format -- ``providers="cloud"``: Deepgram, Cartesia and
+    OpenAI Realtime with a dummy key; ``"offline"``: pocketsphinx and espeak-ng (cascading).
+    Nothing connects until a graph runs, so this is safe anywhere; ``voicegraph graph`` and the
+    docs' pictures use it."""
+    if providers not in ("cloud", "offline"):
+        raise GraphError(f"providers must be 'cloud' or 'offline', not {providers!r}")
     from voicegraph.testing.memsocket import socket_pair
 
     from .agent import Agent
@@ -374,6 +377,18 @@ def sketch(mode: str, carrier: str = "twilio") -> Graph:
         )
     else:
         raise GraphError(f"unknown carrier {carrier!r}; use 'twilio' or 'plivo'")
+    if mode == "cascading" and providers == "offline":
+        from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
+
+        tts = EspeakTTS(EspeakTTSOptions(encoding=fmt.encoding, sample_rate=fmt.sample_rate))
+        return cascading(
+            carrier_in=cin,
+            carrier_out=cout,
+            carrier_format=fmt,
+            agent=agent,
+            stt=PocketsphinxSTT(),
+            tts=tts,
+        )
     if mode == "cascading":
         from voicegraph.nodes import CartesiaTTS, DeepgramSTT
 
