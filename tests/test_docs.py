@@ -54,3 +54,33 @@ def test_readme_graph_is_what_voicegraph_graph_prints() -> None:
     assert (
         _blocks(readme, "mermaid")[0] == preset_graph("cascading", "twilio", "offline").to_mermaid()
     )
+
+
+def test_quick_start_and_readme_examples_build_their_runtimes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from voicegraph import AgentRuntime
+
+    for var in (
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "PLIVO_AUTH_ID",
+        "PLIVO_AUTH_TOKEN",
+        "DEEPGRAM_API_KEY",
+        "CARTESIA_API_KEY",
+        "OPENAI_API_KEY",
+    ):
+        monkeypatch.setenv(var, "AC" + "0" * 32 if var == "TWILIO_ACCOUNT_SID" else "doc-test")
+    ran: list[object] = []
+    monkeypatch.setattr(AgentRuntime, "run", lambda self, **kw: ran.append(self))
+    pages = [
+        "quickstart-managed.md",
+        "quickstart-cascading.md",
+        "quickstart-realtime.md",
+        "interface.md",
+    ]
+    sources = [(p, _blocks((DOCS / p).read_text(), "python")[0]) for p in pages]
+    sources.append(("README.md", _blocks((DOCS.parent / "README.md").read_text(), "python")[0]))
+    for name, code in sources:
+        scope: dict[str, object] = {}
+        exec(compile(code, name, "exec"), scope)
+        assert "runtime" in scope or ran, name
+    assert len(ran) == 2  # README and interface.md call run()
