@@ -81,16 +81,23 @@ async def run_n(
     ramp = min(4.0, 0.03 * n)
     failures: list[str] = []
 
+    def arrived(counter: list[int], event: anyio.Event) -> None:
+        counter[0] += 1
+        if counter[0] == n:
+            event.set()
+
     async def one(k: int) -> None:
+        from voicegraph.wsio import SocketClosed
+
         await anyio.sleep(ramp * k / n)
+        done = counted = False
         try:
             async with rig.caller(url).dial() as call:
                 line = lines[call.call_sid] = rig.Line(call)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(line.run)
-                    connected[0] += 1
-                    if connected[0] == n:
-                        all_connected.set()
+                    arrived(connected, all_connected)
+                    counted = True
                     await all_connected.wait()
                     await anyio.sleep(random.uniform(0, desync))  # spread the turns out
                     for _ in range(turns):
@@ -98,22 +105,20 @@ async def run_n(
                         await line.wait_spoken()
                         await line.wait_reply(timeout=20)
                         await line.wait_quiet(timeout=30)
+                    done = True
                     first_done.set()
-                    finished[0] += 1
-                    if finished[0] == n:
-                        all_done.set()
+                    arrived(finished, all_done)
                     await hang_up.wait()
                     tg.cancel_scope.cancel()
-        except Exception as exc:  # one failed caller is reported, not fatal to the sweep
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]
-            failures.append(f"{type(exc).__name__}: {exc}")
-            connected[0] += 1
-            finished[0] += 1
-            if connected[0] == n:
-                all_connected.set()
-            if finished[0] == n:
-                all_done.set()
+        except* SocketClosed as group:
+            if not done:  # a hang-up race after the turns is the kit's, not a failed call
+                failures.append(rig.describe(group))
+        except* Exception as group:
+            failures.append(rig.describe(group))
+        if not done:
+            if not counted:
+                arrived(connected, all_connected)
+            arrived(finished, all_done)
 
     window: dict[str, Any] = {}
 
@@ -185,11 +190,11 @@ async def run_sweep(
                 r = await run_n(url, n, turns, lat, speech, client, desync)
                 results.append(r)
                 _progress(r)
-                await _wait_idle(client, url)
+                await wait_idle(client, url)
     return results
 
 
-async def _wait_idle(client: Any, url: str) -> None:
+async def wait_idle(client: Any, url: str) -> None:
     """Wait until the server has no call left (the previous N's must be gone first)."""
     with anyio.fail_after(60):
         for _ in range(300):
