@@ -409,3 +409,46 @@ def test_provider_templates_give_each_call_independent_nodes() -> None:
             and copy is not template
             and copy.options == template.options
         )
+
+
+@pytest.mark.anyio
+async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
+    from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
+
+    from voicegraph import PlayedPosition
+    from voicegraph._carriers import GOODBYE_UTTERANCE
+    from voicegraph.testing.fake_rest import FakeCarrierREST
+    from voicegraph.wsio import SocketClosed
+
+    class Silent:
+        async def respond(self, turn):  # type: ignore[no-untyped-def]
+            yield "Okay."
+
+    async with FakeCarrierREST("plivo", "MA" + "X" * 18, TOKEN) as rest:
+        iface = interface(
+            "plivo",
+            pipeline="cascading",
+            agent=Silent(),
+            max_call_duration_seconds=1.0,
+            goodbye="Our time is up. Goodbye.",
+            api_base_url=rest.base_url,
+            stt=PocketsphinxSTT,
+            tts=lambda: EspeakTTS(EspeakTTSOptions(encoding="pcm16", sample_rate=16000)),
+        )
+        async with served(iface) as (url, seen):
+            caller = PlivoCaller(url, TOKEN, public_url="http://127.0.0.1", to="14155550199")
+            async with caller.dial() as call:
+                with anyio.fail_after(20):
+                    while not rest.requests:
+                        try:
+                            await call.send_silence(0.2)
+                        except SocketClosed:  # the server ended the call after the hang-up
+                            break
+            events = list(seen[0][0].recent_events)
+    played = [
+        e for e in events if isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE
+    ]
+    assert played and played[0].complete, (
+        "the goodbye was acknowledged as played before the hang-up"
+    )
+    assert call.heard_seconds >= played[0].played > 1.0

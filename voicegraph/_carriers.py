@@ -340,26 +340,47 @@ async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
     logger.info("[%s] hung up via REST%s", call_id, "" if ended else " (already ended)")
 
 
-async def _goodbye(call: Call, session: CallSession) -> None:
-    """At max duration: say the goodbye where the graph can speak text, give it time to be
-    heard, then hang up over REST.
+GOODBYE_UTTERANCE = 2**31 - 2  # an utterance id no agent uses
 
-    The goodbye goes to the carrier in managed mode (Twilio speaks it) or to a node named
-    ``"tts"`` that takes AgentText. Playback is not confirmed: we wait an estimate of its
-    speaking time (about 2.5 words per second plus a second), bounded by the call's grace."""
+
+async def _goodbye(call: Call, session: CallSession) -> None:
+    """At max duration: say the goodbye, make sure it was heard, then hang up over REST.
+
+    With playout in the graph (cascading, or any graph with ``tts`` and ``playout`` nodes) the
+    goodbye goes to the TTS under its own utterance id and the hang-up waits for playout's
+    ``PlayedPosition(complete=True)`` -- the carrier's acknowledgement -- bounded by the grace.
+    In managed mode Twilio speaks it and confirms nothing, so we wait an estimate of its
+    speaking time (about 2.5 words per second plus a second). Realtime graphs have no text
+    input to speak from and hang up at once."""
+    from .frames import PlayedPosition
+
     iface: CallInterface = session.interface
     text = iface.goodbye
-    target = None
-    if iface.pipeline == "managed":
-        target = ("carrier_out", "in")
-    elif "tts" in call.graph:
-        port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
-        target = ("tts", port) if port else None
-    if text and target is not None:
+    if text and iface.pipeline == "managed":
         name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
-        node = name if target[0] == "carrier_out" else target[0]
-        await call.inject(node, target[1], AgentText(text=text, last=True))
+        await call.inject(name, "in", AgentText(text=text, last=True))
         await anyio.sleep(min(1.0 + len(text.split()) / 2.5, call.grace - 3))
+    elif text and "tts" in call.graph and "playout" in call.graph:
+        port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
+        if port is not None:
+            heard = anyio.Event()
+            unsubscribe = call.subscribe(
+                lambda e: (
+                    heard.set()
+                    if isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE
+                    else None
+                )
+            )
+            try:
+                await call.inject(
+                    "tts", port, AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
+                )
+                with anyio.move_on_after(max(1.0, call.grace - 3)):
+                    await heard.wait()
+            finally:
+                unsubscribe()
+            if not heard.is_set():
+                logger.warning("[%s] goodbye not confirmed as played", call.call_id)
     assert session.hangup is not None
     await session.hangup()
 
