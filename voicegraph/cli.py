@@ -268,10 +268,69 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ bench
+
+BENCHMARKS = ("engine", "audio", "voice", "bargein", "concurrency", "memory")
+# Benchmarks whose own options have no --quick get a small run this way instead.
+_BENCH_QUICK = {"audio": ["--seconds", "2", "--repeats", "1"]}
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", choices=(*BENCHMARKS, "all"), help="which benchmark (all: each in turn)")
+    p.add_argument("--quick", action="store_true", help="small smoke-sized runs")
+    p.add_argument("--out", default=None, help="directory for the JSON and plots (bench-results)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="voicegraph source checkout holding benchmarks/ (default: the current directory, "
+        "then the checkout this package was installed from)",
+    )
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the benchmark")
+
+
+def _bench_module(source: str | None) -> Any:
+    """Import the checkout's ``benchmarks`` package: it lives beside the package in the source
+    tree and is not installed, so its directory is put on ``sys.path``."""
+    from pathlib import Path
+
+    import voicegraph
+
+    roots = [Path(source)] if source else [Path.cwd(), Path(voicegraph.__file__).parent.parent]
+    for root in roots:
+        if (root / "benchmarks" / "__main__.py").is_file() and (root / "voicegraph").is_dir():
+            sys.path.insert(0, str(root.resolve()))
+            return importlib.import_module("benchmarks.__main__")
+    where = " or ".join(str(r) for r in roots)
+    raise CommandError(
+        f"no voicegraph benchmarks/ directory in {where}; the benchmarks ship with the source, "
+        "not the wheel: run from a clone of the voicegraph repository or pass --source DIR"
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import os
+
+    runner = _bench_module(args.source)
+    if args.out:
+        os.environ["VOICEGRAPH_BENCH_DIR"] = args.out  # every benchmark's write_json honours it
+    names = BENCHMARKS if args.name == "all" else (args.name,)
+    for name in names:
+        opts = list(args.options)
+        if args.quick:
+            opts = _BENCH_QUICK.get(name, ["--quick"]) + opts
+        sys.stdout.write(f"== voicegraph bench {name}\n")
+        sys.stdout.flush()
+        code = runner.main([name, *opts])
+        if code:
+            raise CommandError(f"benchmark {name} failed (exit code {code})", 1)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "demo": Command("run a whole phone call offline and record it", _demo_args, _demo),
     "serve": Command("serve an AgentRuntime (module:attribute)", _serve_args, _serve),
     "graph": Command("print a preset's graph as Mermaid", _graph_args, _graph),
+    "bench": Command("run latency benchmarks (from a source checkout)", _bench_args, _bench),
 }
 """Subcommand name -> :class:`Command`. Add an entry to add a subcommand."""
 
