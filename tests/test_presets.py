@@ -15,7 +15,7 @@ from e2ekit import TOKEN, interface, served, speech
 from voicegraph.nodes.llm import OpenAIChatLLM
 from voicegraph.nodes.realtime import OpenAIRealtime
 
-from voicegraph import Agent, AudioFormat, Graph, tool
+from voicegraph import Agent, AudioFormat, Graph, PlayedPosition, tool
 from voicegraph.presets import cascading, realtime
 from voicegraph.testing.fake_chat import ChatReply, FakeChatCompletions, ScriptedToolCall
 from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, RealtimeReply
@@ -231,19 +231,24 @@ async def test_realtime_call_with_tool_and_barge_in_truncates_to_what_was_heard(
                 await fake.wait_for(lambda: bool(BOOKINGS), timeout=10)
                 await call.send_audio(speech("tell me about the rooms", rate), sample_rate=rate)
                 await call.send_silence(2.5)  # the long answer starts playing
-                heard_before = call.heard_seconds
                 await call.send_audio(speech("wait", rate), sample_rate=rate)  # barge in
                 await call.send_silence(1.0)
                 conn = fake.connections[-1]
                 await fake.wait_for(lambda: bool(conn.truncations), timeout=10)
             graph = seen[0][0].graph
+            events = list(seen[0][0].recent_events)
     assert BOOKINGS == [(2, "19:00")]
     assert call.clears >= 1
     item, audio_end_ms = conn.truncations[-1]
     long_ms = len(LONG) * 60
     assert 0 < audio_end_ms < long_ms
-    # the model was told the caller heard no more than what the caller's side played
-    assert audio_end_ms / 1000 <= call.heard_seconds - heard_before + 0.5
+    # the model was truncated exactly at what the carrier acknowledged as played
+    cut_positions = [e for e in events if isinstance(e, PlayedPosition) and not e.complete]
+    assert any(abs(p.played * 1000 - audio_end_ms) <= 1 for p in cut_positions), (
+        cut_positions,
+        audio_end_ms,
+    )
+    assert audio_end_ms / 1000 <= call.heard_seconds
     transcript = graph["supervisor"].transcript
     long_entry = next(e for e in transcript if e.get("full") == LONG)
     assert long_entry.get("interrupted") is True
