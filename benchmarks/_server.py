@@ -4,9 +4,11 @@
 
 ``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect"}`` (see :func:`start`). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
-stdout, and adds one route for the load process, ``GET /bench/stats[?gc=1]``: JSON with this
+stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
 process's CPU seconds, RSS, live trio task count, active and started calls, and -- when
-``collect`` -- each call's timeline marks and live drop counts. SIGTERM shuts it down
+``collect`` -- each call's timeline marks and live drop counts. Query: ``gc=1`` collects
+first; with ``"tracemalloc": true``, ``snapshot=1`` takes a baseline and ``top=N`` lists the N
+largest allocation growths since. SIGTERM shuts it down
 gracefully.
 """
 
@@ -39,12 +41,20 @@ def task_count() -> int:
 
 
 def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    import psutil  # the bench extra
+
+    return int(psutil.Process().memory_info().rss)
 
 
-def stats(runtime: Any, log: rig.ServerLog, collect_gc: bool) -> dict[str, Any]:
-    if collect_gc:
+_snapshot: list[Any] = []
+
+
+def stats(runtime: Any, log: rig.ServerLog, query: str) -> dict[str, Any]:
+    import tracemalloc
+    from urllib.parse import parse_qs
+
+    q = parse_qs(query)
+    if "gc" in q:
         gc.collect()
     t = os.times()
     out: dict[str, Any] = {
@@ -54,6 +64,11 @@ def stats(runtime: Any, log: rig.ServerLog, collect_gc: bool) -> dict[str, Any]:
         "active_calls": len(runtime.calls),
         "started_calls": log.started,
     }
+    if "snapshot" in q and tracemalloc.is_tracing():
+        _snapshot[:] = [tracemalloc.take_snapshot()]
+    if "top" in q and _snapshot:
+        diff = tracemalloc.take_snapshot().compare_to(_snapshot[0], "lineno")
+        out["top"] = [str(d) for d in diff[: int(q["top"][0])]]
     if log.keep_calls:
         out["calls"] = {
             cid: {
@@ -66,6 +81,10 @@ def stats(runtime: Any, log: rig.ServerLog, collect_gc: bool) -> dict[str, Any]:
 
 
 async def start(config: dict[str, Any]) -> None:
+    if config.get("tracemalloc"):
+        import tracemalloc
+
+        tracemalloc.start(8)
     lat = rig.Latencies(**config["latencies"])
     log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))
     runtime = rig.runtime(
@@ -75,7 +94,7 @@ async def start(config: dict[str, Any]) -> None:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/bench/stats":
-            body = msgspec.json.encode(stats(runtime, log, b"gc=1" in scope["query_string"]))
+            body = msgspec.json.encode(stats(runtime, log, scope["query_string"].decode()))
             await send(
                 {
                     "type": "http.response.start",

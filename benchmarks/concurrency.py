@@ -57,8 +57,10 @@ async def server_process(config: dict[str, Any]) -> Any:
                 await proc.wait()
 
 
-async def get_stats(client: Any, url: str, gc: bool = False) -> dict[str, Any]:
-    resp = await client.get(f"{url}/bench/stats" + ("?gc=1" if gc else ""))
+async def get_stats(client: Any, url: str, gc: bool = False, query: str = "") -> dict[str, Any]:
+    """The server process's ``/bench/stats`` (see ``benchmarks._server``)."""
+    query = "&".join(q for q in ("gc=1" if gc else "", query) if q)
+    resp = await client.get(f"{url}/bench/stats" + (f"?{query}" if query else ""))
     resp.raise_for_status()
     return resp.json()  # type: ignore[no-any-return]
 

@@ -34,7 +34,7 @@ async def one_call(url: str, audio: bytes) -> None:
         await rig.dial_through(url, audio)
 
 
-async def run(calls: int, warmup: int, lanes: int) -> dict[str, Any]:
+async def run(calls: int, warmup: int, lanes: int, trace: bool = False) -> dict[str, Any]:
     import httpx
 
     lat = rig.Latencies.zero()
@@ -45,6 +45,7 @@ async def run(calls: int, warmup: int, lanes: int) -> dict[str, Any]:
             "urls": fakes.urls,
             "latencies": {n: getattr(lat, n) for n in rig.Latencies.__struct_fields__},
             "collect": False,
+            "tracemalloc": trace,
         }
         async with server_process(config) as url, httpx.AsyncClient(timeout=30) as client:
 
@@ -58,9 +59,6 @@ async def run(calls: int, warmup: int, lanes: int) -> dict[str, Any]:
                     reads.append(await get_stats(client, url, gc=True))
                 return min(reads, key=lambda s: (s["tasks"], s["rss_bytes"]))
 
-            for _ in range(warmup):
-                await one_call(url, speech)
-            before = await settled()
             failures: list[str] = []
 
             async def lane(n: int) -> None:
@@ -70,22 +68,40 @@ async def run(calls: int, warmup: int, lanes: int) -> dict[str, Any]:
                     except Exception as exc:  # counted; the memory figures still mean something
                         failures.append(rig.describe(exc))
 
+            async def batch(n: int) -> None:
+                async with anyio.create_task_group() as tg:
+                    for k in range(lanes):
+                        tg.start_soon(lane, n // lanes + (k < n % lanes))
+
+            # warm up the way the run goes (same lanes), so pools sized by concurrency
+            # (allocator arenas, socket buffers) are already there
+            await batch(warmup)
+            warm_failures = len(failures)
+            failures.clear()
+            before = await settled()
+            if trace:
+                await get_stats(client, url, query="snapshot=1")
             t0 = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for k in range(lanes):
-                    tg.start_soon(lane, calls // lanes + (k < calls % lanes))
+            await batch(calls // 2)
+            middle = await settled()
+            await batch(calls - calls // 2)
             wall = time.perf_counter() - t0
             after = await settled()
+            top = (await get_stats(client, url, query="top=12")).get("top") if trace else None
     return {
         "calls": calls,
         "warmup_calls": warmup,
         "lanes": lanes,
         "failed_calls": len(failures),
+        "failed_warmup_calls": warm_failures,
         "failures": sorted(set(failures))[:5],
         "seconds": wall,
         "before": before,
+        "middle": middle,
         "after": after,
         "rss_growth_mb": (after["rss_bytes"] - before["rss_bytes"]) / 2**20,
+        "rss_growth_second_half_mb": (after["rss_bytes"] - middle["rss_bytes"]) / 2**20,
+        "tracemalloc_top": top,
         "tasks_left_behind": after["tasks"] - before["tasks"],
         "calls_started_by_server": after["started_calls"] - before["started_calls"],
     }
@@ -97,7 +113,12 @@ def main(argv: list[str]) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="20 calls (smoke)")
     ap.add_argument("--calls", type=int, default=1000)
-    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="run the server under tracemalloc and list where the growth was allocated",
+    )
     ap.add_argument(
         "--lanes", type=int, default=4, help="calls in flight at once (each lane sequential)"
     )
@@ -110,7 +131,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= args.lanes <= 100:
         raise SystemExit("--lanes must be 1..100")
     logging.getLogger("voicegraph").setLevel(logging.ERROR)
-    r = anyio.run(run, args.calls, args.warmup, args.lanes, backend="trio")
+    r = anyio.run(run, args.calls, args.warmup, args.lanes, args.trace, backend="trio")
     mb = 2**20
     print(
         table(
@@ -133,7 +154,8 @@ def main(argv: list[str]) -> int:
         )
     )
     print(
-        f"RSS growth {r['rss_growth_mb']:.2f} MB; tasks left behind {r['tasks_left_behind']}; "
+        f"RSS growth {r['rss_growth_mb']:.2f} MB ({r['rss_growth_second_half_mb']:.2f} MB in the "
+        f"second half); tasks left behind {r['tasks_left_behind']}; "
         f"{r['calls'] / r['seconds']:.1f} calls/s; failed calls {r['failed_calls']}"
     )
     targets = {
@@ -155,5 +177,7 @@ def main(argv: list[str]) -> int:
         },
         args.out,
     )
+    for line in r["tracemalloc_top"] or []:
+        print(f"  {line}")
     print(f"wrote {path}")
     return 0
