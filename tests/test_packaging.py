@@ -6,7 +6,11 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPING = {"voicegraph": "voicegraph", "nodes": "voicegraph.nodes", "transports": "voicegraph.transports"}
+MAPPING = {
+    "voicegraph": "voicegraph",
+    "nodes": "voicegraph.nodes",
+    "transports": "voicegraph.transports",
+}
 
 
 def test_every_package_directory_is_listed_in_pyproject() -> None:
