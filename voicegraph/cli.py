@@ -285,7 +285,6 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         help="voicegraph source checkout holding benchmarks/ (default: the current directory, "
         "then the checkout this package was installed from)",
     )
-    p.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
 
 def _bench_module(source: str | None) -> Any:
@@ -315,9 +314,8 @@ def _bench(args: argparse.Namespace) -> int:
         os.environ["VOICEGRAPH_BENCH_DIR"] = args.out  # every benchmark's write_json honours it
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
-        opts = list(args.options)
-        if args.quick:
-            opts = _BENCH_QUICK.get(name, ["--quick"]) + opts
+        # each benchmark's finer options: python -m benchmarks NAME --help
+        opts = _BENCH_QUICK.get(name, ["--quick"]) if args.quick else []
         sys.stdout.write(f"== voicegraph bench {name}\n")
         sys.stdout.flush()
         code = runner.main([name, *opts])

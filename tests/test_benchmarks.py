@@ -1,0 +1,95 @@
+"""Smoke runs of the latency benchmarks: each ``--quick`` run completes and writes complete JSON.
+
+Speed is never asserted here (figures belong in docs/benchmarks.md); only that every scenario
+runs end to end through the real server, callers and fakes, and reports every field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bargein, concurrency, voice
+from voicegraph.cli import main as cli_main
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _load(out: Path, name: str) -> dict:
+    data = json.loads((out / f"{name}.json").read_text())
+    assert data["benchmark"] == name
+    assert data["machine"]["cores"] >= 1
+    return data
+
+
+def test_voice_quick_reports_every_stage_per_mode_and_draws_plots(tmp_path: Path) -> None:
+    assert voice.main(["--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "voice")
+    assert set(data["modes"]) == {"cascading", "realtime"}
+    expected = {
+        "cascading": {"stt_final", "agent_first_token", "tts_first_audio", "first_audio_sent"},
+        "realtime": {"first_audio_sent"},
+    }
+    for mode, r in data["modes"].items():
+        assert r["turns"] == 1
+        assert _finite(r["voice_to_voice_ms"]["p50"])
+        assert r["framework_added_ms"]["p50"] == pytest.approx(
+            r["voice_to_voice_ms"]["p50"] - r["critical_path_ms"]
+        )
+        assert set(r["stages_ms"]) == expected[mode] | {"caller_first_audio"}
+        assert all(_finite(s["p50"]) for s in r["framework_share_ms"].values())
+    assert (tmp_path / "voice-waterfall.svg").stat().st_size > 0
+    assert (tmp_path / "voice-cdf.svg").stat().st_size > 0
+
+
+def test_bargein_quick_sees_clear_tts_cancel_and_llm_close_for_every_interruption(
+    tmp_path: Path,
+) -> None:
+    assert bargein.main(["--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "bargein")
+    assert data["interruptions"] == 2
+    assert all(missing == 0 for missing in data["not_seen"].values()), data["not_seen"]
+    for name in ("clear_sent", "clear_at_caller", "tts_cancel", "llm_closed"):
+        assert _finite(data["summary_ms"][f"decision_to_{name}_ms"]["p99"])
+
+
+def test_concurrency_quick_measures_each_n_of_the_sweep(tmp_path: Path) -> None:
+    assert concurrency.main(["--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "concurrency")
+    assert [r["calls"] for r in data["runs"]] == [2, 4]
+    for r in data["runs"]:
+        assert r["failed_calls"] == 0, r["failures"]
+        assert r["turns"] == r["calls"]
+        assert r["server_cpu_percent"] > 0
+        assert isinstance(r["dropped_frames"], int)
+        assert _finite(r["framework_added_ms"]["p99"])
+    assert isinstance(data["max_calls_within_budget"], int)
+    assert (tmp_path / "concurrency.svg").stat().st_size > 0
+
+
+def test_memory_quick_via_the_cli_reports_rss_and_tasks_before_and_after(
+    tmp_path: Path,
+) -> None:
+    assert cli_main(["bench", "memory", "--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "memory")
+    assert data["calls"] == 20
+    assert data["failed_calls"] == 0, data["failures"]
+    for side in ("before", "after"):
+        assert data[side]["rss_bytes"] > 0
+        assert data[side]["tasks"] > 0
+        assert data[side]["active_calls"] == 0
+    assert data["calls_started_by_server"] == 20
+    assert _finite(data["rss_growth_mb"])
+
+
+def test_bench_outside_a_checkout_says_where_the_benchmarks_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["bench", "voice", "--source", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "clone of the voicegraph repository or pass --source DIR" in err
