@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bargein, concurrency, voice
+from benchmarks import bargein, concurrency, engine, voice
 from voicegraph.cli import main as cli_main
 
 
@@ -25,6 +25,16 @@ def _load(out: Path, name: str) -> dict:
     assert data["benchmark"] == name
     assert data["machine"]["cores"] >= 1
     return data
+
+
+def test_engine_quick_reports_both_configurations(tmp_path: Path) -> None:
+    assert engine.main(["--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "engine")
+    assert set(data["modes"]) == {"actors", "fused"}
+    for r in data["modes"].values():
+        assert r["throughput_fps"] > 0
+        assert _finite(r["unloaded_latency_us"]["p99"])
+        assert r["realtime"]["frames"] > 0
 
 
 def test_voice_quick_reports_every_stage_per_mode_and_draws_plots(tmp_path: Path) -> None:
