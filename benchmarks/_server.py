@@ -2,7 +2,8 @@
 
     python -m benchmarks._server CONFIG_JSON
 
-``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect"}`` (see :func:`start`). It serves an
+``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect", "tracemalloc", "profile"}``
+(``profile``: a file for a pyinstrument text profile of the whole run). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
 process's CPU seconds, RSS, live trio task count, active and started calls, and -- when
@@ -117,7 +118,18 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
-    anyio.run(start, json.loads(argv[0]), backend="trio")
+    config = json.loads(argv[0])
+    profile = config.get("profile")
+    if not profile:
+        anyio.run(start, config, backend="trio")
+        return 0
+    from pyinstrument import Profiler  # pip install pyinstrument
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    with profiler:
+        anyio.run(start, config, backend="trio")
+    with open(profile, "w") as f:
+        f.write(profiler.output_text(unicode=True, show_all=False))
     return 0
 
 

@@ -7,7 +7,8 @@ continuous line, each saying a sentence and waiting for the reply ``--turns`` ti
 per N: the server's CPU (steady state, all calls connected) per call, p50/p99 framework-added
 voice-to-voice latency (measured at the caller, minus the fakes' configured critical path;
 see ``benchmarks voice``), and frames dropped anywhere in the server's graphs. The verdict is
-the largest N that keeps p99 framework-added latency <= 20 ms with no drops.
+the largest N that keeps p99 framework-added latency <= 20 ms with no drops. The sweep stops
+early once the median framework-added latency passes 500 ms (the server is saturated).
 
     python -m benchmarks concurrency [--quick] [--sweep 25,50,100,150,200] [--turns N]
 """
@@ -30,6 +31,7 @@ from . import _rig as rig
 from .common import table, verdict, write_json
 
 BUDGET_MS = 20.0
+SATURATED_MS = 500.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -174,7 +176,12 @@ async def run_n(
 
 
 async def run_sweep(
-    sweep: list[int], turns: int, lat: rig.Latencies, speech: float, desync: float
+    sweep: list[int],
+    turns: int,
+    lat: rig.Latencies,
+    speech: float,
+    desync: float,
+    profile: str | None = None,
 ) -> list[dict[str, Any]]:
     import httpx
 
@@ -186,6 +193,7 @@ async def run_sweep(
             "urls": fakes.urls,
             "latencies": {n: getattr(lat, n) for n in rig.Latencies.__struct_fields__},
             "collect": True,
+            "profile": profile,
         }
         async with server_process(config) as url, httpx.AsyncClient(timeout=30) as client:
             for n in sweep:
@@ -193,6 +201,10 @@ async def run_sweep(
                 results.append(r)
                 _progress(r)
                 await wait_idle(client, url)
+                if r["framework_added_ms"]["p50"] > SATURATED_MS:
+                    # the server is past saturation: larger N only take longer to say so
+                    print(f"  stopping the sweep: p50 above {SATURATED_MS:g} ms at N={n}")
+                    break
     return results
 
 
@@ -226,6 +238,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--desync", type=float, default=1.5, help="max random start offset (s)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument(
+        "--profile", default=None, help="write a pyinstrument profile of the server to this file"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.sweep, args.turns, args.speech, args.desync = "2,4", 1, 0.4, 0.2
