@@ -138,18 +138,8 @@ def main(argv: list[str]) -> int:
             f"Memory: {r['calls']} cascading calls ({r['lanes']} sequential lanes) through one server process",
             ["", "RSS MB", "live tasks", "active calls"],
             [
-                [
-                    "before",
-                    r["before"]["rss_bytes"] / mb,
-                    r["before"]["tasks"],
-                    r["before"]["active_calls"],
-                ],
-                [
-                    "after",
-                    r["after"]["rss_bytes"] / mb,
-                    r["after"]["tasks"],
-                    r["after"]["active_calls"],
-                ],
+                [label, r[k]["rss_bytes"] / mb, r[k]["tasks"], r[k]["active_calls"]]
+                for label, k in (("before", "before"), ("half-way", "middle"), ("after", "after"))
             ],
         )
     )
