@@ -457,3 +457,78 @@ async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
         "the goodbye was acknowledged as played before the hang-up"
     )
     assert call.heard_seconds >= played[0].played > 1.0
+
+
+@pytest.mark.anyio
+async def test_transfer_call_redirects_a_twilio_call_once_the_agent_was_heard() -> None:
+    from voicegraph.nodes import CartesiaTTS, DeepgramSTT
+
+    from voicegraph.testing.fake_cartesia import FakeCartesia
+    from voicegraph.testing.fake_deepgram import FakeDeepgram
+    from voicegraph.testing.fake_rest import FakeCarrierREST
+
+    replies = [
+        ChatReply(
+            text="Transferring you now.",
+            tool_calls=(ScriptedToolCall("transfer_call", '{"number": "+15557654321"}', "t1"),),
+        ),
+        "One moment.",
+    ]
+    dg, tts_fake = FakeDeepgram(["a human please"]), FakeCartesia(realtime=4.0)
+    async with (
+        dg,
+        tts_fake,
+        FakeChatCompletions(replies) as chat,
+        FakeCarrierREST("twilio", "AC" + "0" * 32, TOKEN) as rest,
+    ):
+        iface = interface(
+            "twilio",
+            pipeline="cascading",
+            api_base_url=rest.base_url,
+            agent=Agent("x", llm=OpenAIChatLLM(api_key=chat.api_key, base_url=chat.base_url)),
+            stt=lambda: DeepgramSTT(api_key=dg.api_key, base_url=dg.url),
+            tts=lambda: CartesiaTTS(api_key=tts_fake.api_key, base_url=tts_fake.url),
+        )
+        async with served(iface) as (url, _):
+            caller = TwilioCaller(url, TOKEN, public_url="http://127.0.0.1")
+            async with caller.dial() as call:
+                await call.send_silence(0.5)
+                await call.send_audio(speech("a human please", 8000), sample_rate=8000)
+                with anyio.fail_after(15):
+                    while not rest.transfers:
+                        await call.send_silence(0.2)
+    assert rest.transfers == [(call.call_sid, "+15557654321")]
+    assert [t.function.name for t in chat.requests[0].tools] == ["end_call", "transfer_call"]
+    assert call.heard_seconds > 1.0  # "Transferring you now. One moment." was played first
+
+
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+def test_the_transfer_tool_is_offered_only_where_the_carrier_can_transfer(carrier: str) -> None:
+    from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
+
+    from voicegraph.agent import CallControl
+    from voicegraph.presets import build_for_session
+    from voicegraph.session import CallSession
+
+    async def transfer(number: str) -> None:
+        raise AssertionError("not called in this test")
+
+    (cin, cout), fmt = _carrier_nodes(carrier)
+    iface = interface(
+        carrier, pipeline="cascading", agent=Agent("x"), stt=PocketsphinxSTT, tts=EspeakTTS
+    )
+    session = CallSession(
+        call_id="c",
+        carrier=carrier,
+        mode="cascading",
+        stream_id="s",
+        carrier_in=cin,
+        carrier_out=cout,
+        audio_format=fmt,
+        interface=iface,
+        transfer=transfer if carrier == "twilio" else None,
+    )
+    node = build_for_session(session)["agent"]
+    tools = Agent("x").tools_for(CallControl(can_transfer=node.transfer is not None))  # type: ignore[attr-defined]
+    expected = ["end_call", "transfer_call"] if carrier == "twilio" else ["end_call"]
+    assert [t.name for t in tools] == expected

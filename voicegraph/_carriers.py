@@ -266,6 +266,9 @@ async def _run_stream(
         params={k: v for k, v in params.items() if k != "token"},
         interface=iface,
         hangup=lambda: _rest_hangup(iface, call_id),
+        transfer=(lambda number: _rest_transfer(iface, call_id, number))
+        if iface.telephony == "twilio"
+        else None,
     )
     await run_call(runtime, session, _build_graph(iface, session))
 
@@ -310,6 +313,23 @@ def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
             "(voicegraph.presets.build_for_session is missing); pass graph= to CallInterface"
         ) from exc
     return build_for_session(session)  # type: ignore[no-any-return]
+
+
+async def _rest_transfer(iface: CallInterface, call_id: str, number: str) -> None:
+    """Transfer a Twilio call to ``number`` through the REST API (errors are logged; the call
+    then continues with the agent, which is better than dropping the caller)."""
+    from .transports._rest import HangupError
+    from .transports.twilio.rest import TwilioREST
+
+    rest = TwilioREST(
+        iface.account_id, iface.auth_token, base_url=iface.api_base_url or "https://api.twilio.com"
+    )
+    try:
+        await rest.transfer(call_id, number)
+    except HangupError as exc:
+        logger.error("[%s] transfer failed: %s", call_id, exc)
+        return
+    logger.info("[%s] transferred via REST", call_id)
 
 
 async def _rest_hangup(iface: CallInterface, call_id: str) -> None:

@@ -606,8 +606,9 @@ class CallEnd(Actor):
 
 class RealtimeSupervisor(Actor):
     """Realtime mode's conversation keeper: records the transcript (the model's own speech cut
-    to what playout acknowledged), and hangs up once the goodbye after an ``end_call`` tool call
-    was played (or ``goodbye_timeout`` after the call, if the model says nothing)."""
+    to what playout acknowledged), and hangs up -- or transfers, after ``transfer_call`` -- once
+    the model's next reply after the tool call was played (or ``goodbye_timeout`` after the
+    call, if the model says nothing)."""
 
     inputs = (
         In("events", Transcript, AgentText),
@@ -615,9 +616,12 @@ class RealtimeSupervisor(Actor):
     )
     outputs = (Out("hangup", Hangup, required=False),)
 
-    def __init__(self, control: CallControl | None, goodbye_timeout: float = 8.0) -> None:
+    def __init__(
+        self, control: CallControl | None, goodbye_timeout: float = 8.0, transfer: Any = None
+    ) -> None:
         super().__init__()
         self.control = control
+        self.transfer = transfer
         self.goodbye_timeout = goodbye_timeout
         self.transcript: list[dict[str, Any]] = []
         self._agent: dict[int, dict[str, Any]] = {}
@@ -636,8 +640,8 @@ class RealtimeSupervisor(Actor):
             except EndOfInput:
                 return
             if item is None:
-                await self.send("hangup", Hangup(reason="agent ended the call"))
                 self._deadline = None
+                await self._finish()
                 continue
             frame = item[1]
             if isinstance(frame, Transcript) and frame.is_final and frame.text.strip():

@@ -150,6 +150,7 @@ def realtime(
     interruptible: Interruptible = "any",
     sensitivity: Sensitivity = "medium",
     hangup: Any = None,
+    transfer: Any = None,
     playout_lead: float = 0.1,
 ) -> Graph:
     """Caller audio -> realtime speech-to-speech model -> playout -> caller. The model's server
@@ -174,7 +175,7 @@ def realtime(
     )
     playout = Playout(carrier_format, lead=playout_lead)
     g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
-    supervisor = RealtimeSupervisor(getattr(model, "call_control", None))
+    supervisor = RealtimeSupervisor(getattr(model, "call_control", None), transfer=transfer)
     g.add("supervisor", supervisor)
     g.add("playout", playout)
     g.add("carrier_out", carrier_out)
@@ -198,13 +199,13 @@ def realtime(
     return g
 
 
-def managed(*, carrier_in: Actor, carrier_out: Actor, agent: Any) -> Graph:
+def managed(*, carrier_in: Actor, carrier_out: Actor, agent: Any, transfer: Any = None) -> Graph:
     """ConversationRelay in, agent, ConversationRelay out: Twilio does speech-to-text and
     text-to-speech (and speaks the greeting); the agent sees text. Relay interrupts carry what
     the caller heard, which is what the history keeps."""
     g = Graph("managed")
     g.add("carrier_in", carrier_in)
-    g.add("agent", AgentNode(agent, None, acknowledged=False))
+    g.add("agent", AgentNode(agent, None, acknowledged=False, transfer=transfer))
     g.add("carrier_out", carrier_out)
     g.add("call_end", CallEnd(None))
     g.connect("carrier_in.text", "agent.turns")
@@ -225,10 +226,11 @@ def realtime_model_for(
     sensitivity: Sensitivity,
     audio_format: AudioFormat,
     voice: str | None = None,
+    can_transfer: bool = False,
 ) -> Actor:
     """A per-call OpenAI Realtime node configured from a template node and an agent: the
     agent's instructions and tools go into the model's session, and the node runs the tools
-    itself (``end_call`` included)."""
+    itself (``end_call``, and ``transfer_call`` when ``can_transfer``)."""
     from voicegraph.nodes.realtime import OpenAIRealtime
 
     from .agent import CallControl
@@ -236,7 +238,7 @@ def realtime_model_for(
     if not isinstance(template, OpenAIRealtime):
         raise GraphError(f"realtime needs an OpenAIRealtime node, got {type(template).__name__}")
     o = template.options
-    control = CallControl(can_transfer=False)
+    control = CallControl(can_transfer=can_transfer)
     tools = agent.tools_for(control) if hasattr(agent, "tools_for") else []
     by_name = {t.name: t for t in tools}
 
@@ -281,7 +283,12 @@ def build_for_session(session: CallSession) -> Graph:
         raise GraphError("CallInterface(agent=...) is required to build a preset graph")
     mode = session.mode
     if mode == "managed":
-        return managed(carrier_in=session.carrier_in, carrier_out=session.carrier_out, agent=agent)
+        return managed(
+            carrier_in=session.carrier_in,
+            carrier_out=session.carrier_out,
+            agent=agent,
+            transfer=session.transfer,
+        )
     if session.audio_format is None:
         raise GraphError(f"{mode} mode needs a media stream with an audio format")
     if mode == "cascading":
@@ -296,6 +303,7 @@ def build_for_session(session: CallSession) -> Graph:
             interruptible=iface.interruptible,
             sensitivity=iface.interrupt_sensitivity,
             hangup=session.hangup,
+            transfer=session.transfer,
         )
     if mode == "realtime":
         model = realtime_model_for(
@@ -305,6 +313,7 @@ def build_for_session(session: CallSession) -> Graph:
             sensitivity=iface.interrupt_sensitivity,
             audio_format=session.audio_format,
             voice=iface.voice,
+            can_transfer=session.transfer is not None,
         )
         return realtime(
             carrier_in=session.carrier_in,
@@ -315,6 +324,7 @@ def build_for_session(session: CallSession) -> Graph:
             interruptible=iface.interruptible,
             sensitivity=iface.interrupt_sensitivity,
             hangup=session.hangup,
+            transfer=session.transfer,
         )
     raise GraphError(f"unknown pipeline mode {mode!r}")
 

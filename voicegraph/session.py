@@ -47,3 +47,6 @@ class CallSession:
     interface: Any = None
     hangup: Callable[[], Awaitable[None]] | None = None
     """Ends the call through the carrier's REST API (None where the carrier socket suffices)."""
+    transfer: Callable[[str], Awaitable[None]] | None = None
+    """Transfers the call to an E.164 number through the carrier's REST API (Twilio); None where
+    the carrier offers no transfer here (Plivo), and the agent then gets no transfer tool."""

@@ -1,8 +1,10 @@
-"""A fake of the carriers' REST APIs, for the one thing voicegraph calls them for: hanging up.
+"""A fake of the carriers' REST APIs, for what voicegraph calls them for: hanging up, and
+(Twilio) transferring a call.
 
 * Twilio: ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with
   ``Status=completed`` -> 200 and a JSON call resource; 404 ``{"code": 20404}`` for a call that
-  has already ended.
+  has already ended. ``Twiml=<Response><Dial>+E164</Dial></Response>`` redirects the call to
+  that number (a transfer, recorded in :attr:`FakeCarrierREST.transfers`).
 * Plivo: ``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/`` -> 204; 404 if already gone.
 
 Both check HTTP Basic credentials (401 otherwise) and record every request in
@@ -28,6 +30,7 @@ from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
 __all__ = ["FakeCarrierREST", "RecordedHangup"]
 
 _TWILIO = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json")
+_DIAL = re.compile(r"<Response><Dial>(?P<number>\+[1-9][0-9]{1,14})</Dial></Response>")
 _PLIVO = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/(?P<call>[^/]+)/")
 
 
@@ -70,6 +73,8 @@ class FakeCarrierREST(FakeServer):
         self.ended = set(ended or ())
         self.on_hangup = on_hangup
         self.requests: list[RecordedHangup] = []
+        self.transfers: list[tuple[str, str]] = []
+        """``(call id, number)`` of each accepted Twilio transfer."""
         self._changed = anyio.Event()
 
     def __repr__(self) -> str:
@@ -87,7 +92,12 @@ class FakeCarrierREST(FakeServer):
     @property
     def hangups(self) -> list[str]:
         """Call ids of accepted hang-ups, in order."""
-        return [r.call_id for r in self.requests if r.authorised and r.status in (200, 204)]
+        transferred = {c for c, _ in self.transfers}
+        return [
+            r.call_id
+            for r in self.requests
+            if r.authorised and r.status in (200, 204) and r.call_id not in transferred
+        ]
 
     async def wait_for_hangup(self, call_id: str, timeout: float = 10.0) -> bool:
         """Wait until ``call_id`` has been hung up; False after ``timeout`` seconds."""
@@ -146,6 +156,14 @@ class FakeCarrierREST(FakeServer):
         if call_id in self.ended:
             return 404, {"code": 20404, "message": "call not found"}
         if self.carrier == "twilio":
+            twiml = form.get("Twiml", [""])[0]
+            if twiml:
+                dial = _DIAL.fullmatch(twiml)
+                if dial is None:
+                    return 400, {"code": 12100, "message": "Document parse failure"}
+                self.transfers.append((call_id, dial["number"]))
+                self.ended.add(call_id)  # the stream ends; the call continues as the <Dial>
+                return 200, {"sid": call_id, "status": "in-progress"}
             if form.get("Status") != ["completed"]:
                 return 400, {"code": 21218, "message": "Status must be completed"}
             self.ended.add(call_id)
