@@ -532,3 +532,42 @@ def test_the_transfer_tool_is_offered_only_where_the_carrier_can_transfer(carrie
     tools = Agent("x").tools_for(CallControl(can_transfer=node.transfer is not None))  # type: ignore[attr-defined]
     expected = ["end_call", "transfer_call"] if carrier == "twilio" else ["end_call"]
     assert [t.name for t in tools] == expected
+
+
+@pytest.mark.parametrize("interruptible", ["none", "dtmf", "speech", "any"])
+@pytest.mark.parametrize("sensitivity", ["low", "medium", "high"])
+def test_interface_interruption_settings_reach_the_vad_and_barge_in(
+    interruptible: str, sensitivity: str
+) -> None:
+    from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
+    from voicegraph.nodes.audio import SENSITIVITY
+
+    from voicegraph.conversation import BARGE_IN_MIN_WORDS
+    from voicegraph.presets import build_for_session
+    from voicegraph.session import CallSession
+
+    (cin, cout), fmt = _carrier_nodes("twilio")
+    iface = interface(
+        "twilio",
+        pipeline="cascading",
+        agent=Agent("x"),
+        stt=PocketsphinxSTT,
+        tts=EspeakTTS,
+        interruptible=interruptible,
+        interrupt_sensitivity=sensitivity,
+    )
+    g = build_for_session(
+        CallSession(
+            call_id="c",
+            carrier="twilio",
+            mode="cascading",
+            stream_id="s",
+            carrier_in=cin,
+            carrier_out=cout,
+            audio_format=fmt,
+            interface=iface,
+        )
+    )
+    assert g["vad"].profile == SENSITIVITY[sensitivity]  # type: ignore[attr-defined]
+    assert g["barge_in"].interruptible == interruptible  # type: ignore[attr-defined]
+    assert g["barge_in"].min_words == BARGE_IN_MIN_WORDS[sensitivity]  # type: ignore[attr-defined]
