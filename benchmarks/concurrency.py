@@ -123,6 +123,7 @@ async def run_n(
             if not counted:
                 arrived(connected, all_connected)
             arrived(finished, all_done)
+            first_done.set()  # the measuring window must close even if every call failed
 
     window: dict[str, Any] = {}
 
@@ -253,7 +254,10 @@ def main(argv: list[str]) -> int:
     logging.getLogger("voicegraph").setLevel(logging.ERROR)
     lat = rig.Latencies()
     print(f"concurrency sweep {sweep}, {args.turns} turn(s) per call", flush=True)
-    runs = anyio.run(run_sweep, sweep, args.turns, lat, args.speech, args.desync, backend="trio")
+    profile = str(Path(args.profile).resolve()) if args.profile else None
+    runs = anyio.run(
+        run_sweep, sweep, args.turns, lat, args.speech, args.desync, profile, backend="trio"
+    )
     ok = [
         r["calls"]
         for r in runs
