@@ -1,17 +1,20 @@
 """Plots written next to a benchmark's JSON (needs matplotlib: the ``bench`` extra).
 
+Each plot is written as SVG and PNG.
+
 * ``voice-waterfall.svg``: per mode, the median turn as a waterfall -- one bar per stage from the
   caller's speech end, split into the providers' configured time and the framework's share;
 * ``voice-cdf.svg``: the distribution of voice-to-voice latency per mode;
 * ``concurrency.svg``: p99 framework-added latency and CPU per call against concurrent calls.
 
-    python -m benchmarks plots [--dir bench-results]   (re-draws from the JSON files)
+    python -m benchmarks.plots [--dir bench-results]   (re-draws from the JSON files)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,14 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    """Write ``stem.svg`` (for docs) and ``stem.png`` (for quick viewing)."""
+    paths = [out_dir / f"{stem}.svg", out_dir / f"{stem}.png"]
+    for p in paths:
+        fig.savefig(p, dpi=110)
+    return paths
 
 
 def voice_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -67,10 +78,8 @@ def voice_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(f"{mode}: voice-to-voice p50 {v2v:.0f} ms")
         ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    path = out_dir / "voice-waterfall.svg"
-    fig.savefig(path)
+    written += _save(fig, out_dir, "voice-waterfall")
     plt.close(fig)
-    written.append(path)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for mode, r in modes.items():
@@ -84,10 +93,8 @@ def voice_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = out_dir / "voice-cdf.svg"
-    fig.savefig(path)
+    written += _save(fig, out_dir, "voice-cdf")
     plt.close(fig)
-    written.append(path)
     return written
 
 
@@ -111,15 +118,14 @@ def concurrency_plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize="small", loc="upper left")
     fig.tight_layout()
-    path = out_dir / "concurrency.svg"
-    fig.savefig(path)
+    written = _save(fig, out_dir, "concurrency")
     plt.close(fig)
-    return [path]
+    return written
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m benchmarks plots", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.plots", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--dir", default="bench-results")
     ap.add_argument("--quick", action="store_true", help="accepted for 'all'; no effect")
@@ -136,3 +142,7 @@ def main(argv: list[str]) -> int:
     if not done:
         print(f"no voice.json or concurrency.json in {out}; run those benchmarks first")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
