@@ -462,3 +462,68 @@ def drops(call: Any) -> int:
 
 def finite(values: list[float]) -> list[float]:
     return [v for v in values if not math.isnan(v)]
+
+
+async def fake_floor(fakes: Fakes, lat: Latencies, samples: int = 8) -> dict[str, Any]:
+    """What a bare client (no voicegraph) sees from the same fakes, beyond their configured
+    latency: the fakes' own share of each hop, which the framework-added figures include.
+    LLM: raw httpx stream to the first content chunk; TTS: raw WebSocket request to the first
+    audio chunk. Milliseconds, median of ``samples`` (each fake's script is consumed)."""
+    import httpx
+
+    from voicegraph.wsio import connect_websocket
+
+    from .common import percentile
+
+    out: dict[str, Any] = {}
+    if fakes.chat is not None:
+        times = []
+        body = {
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(samples):
+                t0 = time.monotonic()
+                async with client.stream(
+                    "POST",
+                    f"{fakes.chat.base_url}/chat/completions",
+                    json=body,
+                    headers={"Authorization": "Bearer test-key"},
+                ) as resp:
+                    async for line in resp.aiter_lines():
+                        if '"content"' in line:
+                            times.append(1000 * (time.monotonic() - t0 - lat.llm_ttft))
+                            break
+        out["llm_ms"] = percentile(times, 50)
+    if fakes.cartesia is not None:
+        times = []
+        headers = {"X-API-Key": "test-cartesia-key", "Cartesia-Version": "2025-04-16"}
+        async with connect_websocket(f"{fakes.cartesia.url}/tts/websocket", headers) as sock:
+            for k in range(samples):
+                req = {
+                    "model_id": "sonic-3",
+                    "transcript": "Sure, for what time?",
+                    "voice": {"mode": "id", "id": "a0e99841-438c-4a64-b679-ae501e7d6091"},
+                    "output_format": {
+                        "container": "raw",
+                        "encoding": "pcm_mulaw",
+                        "sample_rate": 8000,
+                    },
+                    "context_id": f"floor-{k}",
+                    "continue": False,
+                }
+                t0 = time.monotonic()
+                await sock.send(msgspec.json.encode(req).decode())
+                first = None
+                while True:
+                    msg = msgspec.json.decode(await sock.receive())
+                    if first is None and msg.get("type") == "chunk":
+                        first = 1000 * (time.monotonic() - t0 - lat.tts_ttfb)
+                    if msg.get("type") in ("done", "error"):
+                        break
+                if first is not None:
+                    times.append(first)
+        out["tts_ms"] = percentile(times, 50)
+    return out

@@ -9,7 +9,9 @@ configured with vendor-typical latencies. Each caller streams a continuous line 
   agent audio the caller receives (both on the caller's side);
 * framework-added = voice-to-voice - the providers' configured critical path
   (cascading: stt_endpointing + stt_latency + llm_ttft + tts_ttfb; realtime:
-  realtime_silence + realtime_ttfb), split per hop from the server's timeline marks.
+  realtime_silence + realtime_ttfb), split per hop from the server's timeline marks. It
+  includes the fakes' own processing (Python HTTP/WebSocket servers); a bare client's view of
+  the same fakes (``fake_floor_ms``) is reported beside it.
 
     python -m benchmarks voice [--quick] [--calls N] [--turns N] [--modes cascading,realtime]
 """
@@ -31,13 +33,17 @@ TARGET_P99_MS = 25.0
 
 async def run_mode(
     mode: rig.Mode, lat: rig.Latencies, calls: int, turns: int, speech: float
-) -> list[dict[str, Any]]:
-    """``calls`` concurrent callers, ``turns`` turns each; one record per answered turn."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``calls`` concurrent callers, ``turns`` turns each: one record per answered turn, and
+    the fakes' own floor (:func:`~benchmarks._rig.fake_floor`)."""
     from voicegraph.testing.server import serve_runtime
 
     records: list[dict[str, Any]] = []
     chunks = rig.speech_chunks(speech)
-    async with rig.run_fakes(mode, lat, turns=calls * turns * 2, reply=rig.AGENT_SAYS) as fakes:
+    async with rig.run_fakes(
+        mode, lat, turns=calls * turns * 2 + 20, reply=rig.AGENT_SAYS
+    ) as fakes:
+        floor = await rig.fake_floor(fakes, lat)
         log = rig.ServerLog()
         runtime = rig.runtime(rig.interface(mode, fakes.urls, lat), log.on_call)
         async with serve_runtime(runtime) as url:
@@ -62,7 +68,7 @@ async def run_mode(
             async with anyio.create_task_group() as tg:
                 for k in range(calls):
                     tg.start_soon(one, k)
-    return records
+    return records, floor
 
 
 def analyse(mode: rig.Mode, recs: list[dict[str, Any]], lat: rig.Latencies) -> dict[str, Any]:
@@ -137,8 +143,11 @@ def main(argv: list[str]) -> int:
         "modes": {},
     }
     for mode in modes:
-        recs = anyio.run(run_mode, mode, lat, args.calls, args.turns, args.speech, backend="trio")
+        recs, floor = anyio.run(
+            run_mode, mode, lat, args.calls, args.turns, args.speech, backend="trio"
+        )
         results["modes"][mode] = analyse(mode, recs, lat)
+        results["modes"][mode]["fake_floor_ms"] = floor
     _print(results)
     fa = {m: r["framework_added_ms"] for m, r in results["modes"].items()}
     targets = {
@@ -174,9 +183,12 @@ def _print(results: dict[str, Any]) -> None:
         rows = []
         for s, v in r["stages_ms"].items():
             rows.append([s, v["p50"], v["p95"], v["p99"]])
-        rows.append(
-            ["framework-added", *(r["framework_added_ms"][q] for q in ("p50", "p95", "p99"))]
-        )
+        for label, key in (
+            ("framework-added", "framework_added_ms"),
+            ("  first turn of a call", "framework_added_ms_first_turn"),
+            ("  later turns", "framework_added_ms_later_turns"),
+        ):
+            rows.append([label, *(r[key][q] for q in ("p50", "p95", "p99"))])
         print(
             table(
                 f"Voice-to-voice, {mode}: ms after the caller's speech end ({r['turns']} turns; "
@@ -187,3 +199,11 @@ def _print(results: dict[str, Any]) -> None:
         )
         share = [[h, v["p50"], v["p95"], v["p99"]] for h, v in r["framework_share_ms"].items()]
         print(table(f"Framework-added per hop, {mode} (ms)", ["hop", "p50", "p95", "p99"], share))
+        floor = r.get("fake_floor_ms") or {}
+        if floor:
+            parts = ", ".join(f"{k[:-3].upper()} {v:.1f} ms" for k, v in floor.items())
+            print(
+                f"the fakes' own floor (a bare client, same fakes; included above): {parts}; "
+                f"framework-added p50 net of it: "
+                f"{r['framework_added_ms']['p50'] - sum(floor.values()):.1f} ms"
+            )
