@@ -10,7 +10,7 @@ see ``benchmarks voice``), and frames dropped anywhere in the server's graphs. T
 the largest N that keeps p99 framework-added latency <= 20 ms with no drops. The sweep stops
 early once the median framework-added latency passes 500 ms (the server is saturated).
 
-    python -m benchmarks concurrency [--quick] [--sweep 25,50,100,150,200] [--turns N]
+    python -m benchmarks concurrency [--quick] [--sweep 5,10,20,30,50,100,150,200] [--turns N]
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
         prog="python -m benchmarks concurrency", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--quick", action="store_true", help="N = 2, 4; one turn (smoke)")
-    ap.add_argument("--sweep", default="25,50,100,150,200", help="values of N")
+    ap.add_argument("--sweep", default="5,10,20,30,50,100,150,200", help="values of N")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--speech", type=float, default=1.0)
     ap.add_argument("--desync", type=float, default=1.5, help="max random start offset (s)")
