@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.interruptions = 2
+        args.interruptions, args.listen = 2, 0.6
     if not 1 <= args.interruptions <= 1000:
         raise SystemExit("--interruptions must be 1..1000")
     logging.getLogger("voicegraph").setLevel(logging.WARNING)

@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks memory", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--quick", action="store_true", help="20 calls (smoke)")
+    ap.add_argument("--quick", action="store_true", help="12 calls (smoke)")
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument(
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.calls, args.warmup = 20, 5
+        args.calls, args.warmup = 12, 4
     if not 1 <= args.calls <= 100_000 or not 0 <= args.warmup <= 10_000:
         raise SystemExit("--calls must be 1..100000 and --warmup 0..10000")
     if not 1 <= args.lanes <= 100:

@@ -87,13 +87,13 @@ def test_memory_quick_via_the_cli_reports_rss_and_tasks_before_and_after(
 ) -> None:
     assert cli_main(["bench", "memory", "--quick", "--out", str(tmp_path)]) == 0
     data = _load(tmp_path, "memory")
-    assert data["calls"] == 20
+    assert data["calls"] == 12
     assert data["failed_calls"] == 0, data["failures"]
     for side in ("before", "after"):
         assert data[side]["rss_bytes"] > 0
         assert data[side]["tasks"] > 0
         assert data[side]["active_calls"] == 0
-    assert data["calls_started_by_server"] == 20
+    assert data["calls_started_by_server"] == 12
     assert _finite(data["rss_growth_mb"])
 
 
