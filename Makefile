@@ -38,7 +38,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
-	$(BIN)/python -m benchmarks engine
+	$(BIN)/python -m benchmarks all
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

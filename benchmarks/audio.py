@@ -122,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks audio", description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per repeat")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out-dir", type=Path, default=None, help="default bench-results/")
+    parser.add_argument(
+        "--out", "--out-dir", dest="out_dir", type=Path, default=None, help="default bench-results/"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s of audio, 1 repeat")
     args = parser.parse_args(argv)
-    secs, reps = args.seconds, args.repeats
+    secs, reps = (2.0, 1) if args.quick else (args.seconds, args.repeats)
 
     mu8 = frames_of(AudioFormat("mulaw", 8000), secs)
     p8 = frames_of(AudioFormat("pcm16", 8000), secs)

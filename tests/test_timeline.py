@@ -65,3 +65,10 @@ def test_barge_in_decision_pairs_with_the_next_clear() -> None:
     tl.on_event(TimelineMark(turn=-1, stage="clear_sent", time=5.004))
     tl.on_event(TimelineMark(turn=-1, stage="clear_sent", time=9.0))  # a clear with no decision
     assert [tuple(b) for b in tl.barge_ins] == [(5.0, 5.004)]
+
+
+def test_marks_no_turn_can_claim_are_ignored() -> None:
+    tl = TurnTimeline("c")
+    tl.on_event(TimelineMark(turn=0, stage="stt_final", time=1.0))
+    tl.flush()
+    assert list(tl.turns) == []

@@ -271,8 +271,6 @@ def _graph(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ bench
 
 BENCHMARKS = ("engine", "audio", "voice", "bargein", "concurrency", "memory")
-# Benchmarks whose own options have no --quick get a small run this way instead.
-_BENCH_QUICK = {"audio": ["--seconds", "2", "--repeats", "1"]}
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -315,7 +313,7 @@ def _bench(args: argparse.Namespace) -> int:
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
         # each benchmark's finer options: python -m benchmarks NAME --help
-        opts = _BENCH_QUICK.get(name, ["--quick"]) if args.quick else []
+        opts = ["--quick"] if args.quick else []
         sys.stdout.write(f"== voicegraph bench {name}\n")
         sys.stdout.flush()
         code = runner.main([name, *opts])

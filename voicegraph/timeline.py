@@ -86,8 +86,8 @@ class TurnTimeline:
         return tl
 
     def on_event(self, ev: Frame) -> None:
-        if not isinstance(ev, TimelineMark):
-            return
+        if not isinstance(ev, TimelineMark) or ev.turn == 0:
+            return  # turn 0: a mark no turn can claim (e.g. an STT's own finals)
         if ev.turn < 0:
             if ev.stage == "barge_in_decision":
                 self.barge_ins.append([ev.time, None])
