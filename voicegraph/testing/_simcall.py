@@ -90,10 +90,18 @@ class SimulatedCall:
         self._lock = anyio.Lock()
         self._encoder = msgspec.json.Encoder()
         self.playback = (
-            Playback(fmt, self._mark_reached, rate=playback_rate, max_seconds=max_playback)
+            Playback(fmt, self._echo_mark, rate=playback_rate, max_seconds=max_playback)
             if fmt is not None
             else None
         )
+
+    async def _echo_mark(self, name: str) -> None:
+        try:
+            await self._mark_reached(name)
+        except SocketClosed:
+            # the server hung up while this audio was "playing": nothing is left to echo to,
+            # as on a real line; the receive loop records how the socket closed
+            self._closed.set()
 
     # ------------------------------------------------------------------ subclass hooks
 
