@@ -243,9 +243,11 @@ class Inbox:
             if item is not None:
                 return item
 
-    async def receive_until(self, deadline: float) -> tuple[str, Frame] | None:
+    async def receive_until(self, deadline: float | None) -> tuple[str, Frame] | None:
         """Like :meth:`receive`, but return ``None`` once ``anyio.current_time()`` passes
-        ``deadline`` with nothing queued."""
+        ``deadline`` with nothing queued (``None``: no deadline, as :meth:`receive`)."""
+        if deadline is None:
+            return await self.receive()
         item = self.receive_nowait()
         if item is not None:
             return item

@@ -93,10 +93,7 @@ class TurnDetector(Actor):
     async def run(self) -> None:
         while True:
             try:
-                if self._deadline is None:
-                    item: tuple[str, Frame] | None = await self.inbox.receive()
-                else:
-                    item = await self.inbox.receive_until(self._deadline)
+                item = await self.inbox.receive_until(self._deadline)
             except EndOfInput:
                 return
             if item is None:
@@ -188,10 +185,7 @@ class BargeIn(Actor):
         dtmf = self.interruptible in ("dtmf", "any")
         while True:
             try:
-                if self._false_deadline is None:
-                    item: tuple[str, Frame] | None = await self.inbox.receive()
-                else:
-                    item = await self.inbox.receive_until(self._false_deadline)
+                item = await self.inbox.receive_until(self._false_deadline)
             except EndOfInput:
                 return
             if item is None:
@@ -633,10 +627,7 @@ class RealtimeSupervisor(Actor):
         while True:
             self._check_ending()
             try:
-                if self._deadline is None:
-                    item: tuple[str, Frame] | None = await self.inbox.receive()
-                else:
-                    item = await self.inbox.receive_until(self._deadline)
+                item = await self.inbox.receive_until(self._deadline)
             except EndOfInput:
                 return
             if item is None:
