@@ -367,3 +367,18 @@ async def test_managed_mode_counts_replies_heard_unless_the_carrier_reports_othe
         {"role": "user", "content": "ok"},
         {"role": "assistant", "content": "Okay."},
     ]
+
+
+@pytest.mark.anyio
+async def test_history_is_bounded_on_a_long_call() -> None:
+    node = AgentNode(Script(*["Ok."] * 30), max_history=10)
+
+    async def feed(call: Call) -> None:
+        for i in range(30):
+            await call.inject("node", "turns", EndOfTurn(text=f"turn {i}"))
+            await anyio.wait_all_tasks_blocked()
+
+    await _drive(node, feed)
+    assert len(node.history) <= 20
+    assert len(node.llm_history()) <= 10
+    assert node.history[-2] == {"role": "user", "content": "turn 29"}

@@ -464,6 +464,9 @@ class AgentNode(Actor):
         before = self.llm_history()
         self.history.append(turn.user_message)
         self.history.append(u.slot)  # type: ignore[arg-type]
+        if len(self.history) > 2 * self.max_history:
+            # bounded: the model never sees more than max_history messages, so keep twice that
+            del self.history[: len(self.history) - 2 * self.max_history]
         self._current = u
         scope = anyio.CancelScope()
         self._reply_scope = scope
