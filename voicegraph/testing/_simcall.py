@@ -63,6 +63,33 @@ def local_target(url: str, base_url: str, public_url: str | None) -> str:
     return urlunsplit((scheme, base.netloc, target.path, target.query, ""))
 
 
+class Dialer:
+    """What every simulated caller keeps: where to call, the token to sign with (never shown),
+    the numbers, the URL the server checks signatures against, and timing options."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth_token: str,
+        *,
+        to: str,
+        from_: str,
+        public_url: str | None,
+        playback_rate: float,
+        timeout: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth_token = auth_token
+        self.to = to
+        self.from_ = from_
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.playback_rate = playback_rate
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r}, to={self.to!r})"  # never the token
+
+
 class SimulatedCall:
     """A live simulated call on one carrier WebSocket (base of the carriers' call objects).
 

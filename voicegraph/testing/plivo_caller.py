@@ -28,7 +28,7 @@ from voicegraph.transports.plivo import messages as m
 from voicegraph.transports.plivo.stream import content_type
 from voicegraph.wsio import MessageSocket, connect_websocket
 
-from ._simcall import CallRejected, SimulatedCall, local_target, post_webhook
+from ._simcall import CallRejected, Dialer, SimulatedCall, local_target, post_webhook
 from .wav import AudioSource
 
 __all__ = ["PlivoCall", "PlivoCaller"]
@@ -192,7 +192,7 @@ class PlivoCall(SimulatedCall):
             )
 
 
-class PlivoCaller:
+class PlivoCaller(Dialer):
     """Places simulated Plivo calls to a server at ``base_url``.
 
     ``auth_token`` signs the answer webhook and the handshake (V3). ``public_url``: the URL the
@@ -212,17 +212,16 @@ class PlivoCaller:
         playback_rate: float = 1.0,
         timeout: float = 10.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._auth_token = auth_token
+        super().__init__(
+            base_url,
+            auth_token,
+            to=to,
+            from_=from_,
+            public_url=public_url,
+            playback_rate=playback_rate,
+            timeout=timeout,
+        )
         self.auth_id = auth_id
-        self.to = to
-        self.from_ = from_
-        self.public_url = public_url.rstrip("/") if public_url else None
-        self.playback_rate = playback_rate
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"PlivoCaller({self.base_url!r}, to={self.to!r})"  # never the token
 
     def _signed_headers(
         self, method: str, url: str, params: Mapping[str, str] | None

@@ -28,7 +28,7 @@ from voicegraph.signatures import compute_twilio_signature
 from voicegraph.transports.twilio import messages as m
 from voicegraph.wsio import MessageSocket, connect_websocket
 
-from ._simcall import CallRejected, SimulatedCall, local_target, post_webhook
+from ._simcall import CallRejected, Dialer, SimulatedCall, local_target, post_webhook
 from .twilio_caller import twilio_webhook_form
 
 __all__ = ["RelayCall", "RelayCaller"]
@@ -170,7 +170,7 @@ class RelayCall(SimulatedCall):
         return self.ended
 
 
-class RelayCaller:
+class RelayCaller(Dialer):
     """Places simulated ConversationRelay calls to a server at ``base_url`` (arguments as for
     :class:`~voicegraph.testing.twilio_caller.TwilioCaller`)."""
 
@@ -185,16 +185,16 @@ class RelayCaller:
         public_url: str | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._auth_token = auth_token
+        super().__init__(
+            base_url,
+            auth_token,
+            to=to,
+            from_=from_,
+            public_url=public_url,
+            playback_rate=1.0,
+            timeout=timeout,
+        )
         self.account_sid = account_sid
-        self.to = to
-        self.from_ = from_
-        self.public_url = public_url.rstrip("/") if public_url else None
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"RelayCaller({self.base_url!r}, to={self.to!r})"  # never the token
 
     @asynccontextmanager
     async def dial(

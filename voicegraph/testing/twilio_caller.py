@@ -32,7 +32,7 @@ from voicegraph.signatures import compute_twilio_signature
 from voicegraph.transports.twilio import messages as m
 from voicegraph.wsio import MessageSocket, connect_websocket
 
-from ._simcall import CallRejected, SimulatedCall, local_target, post_webhook
+from ._simcall import CallRejected, Dialer, SimulatedCall, local_target, post_webhook
 from .wav import AudioSource
 
 __all__ = ["TwilioCall", "TwilioCaller", "twilio_webhook_form"]
@@ -192,7 +192,7 @@ class TwilioCall(SimulatedCall):
         )
 
 
-class TwilioCaller:
+class TwilioCaller(Dialer):
     """Places simulated Twilio Media Streams calls to a server at ``base_url``.
 
     ``auth_token`` signs the webhook and the WebSocket handshake. ``public_url``: the URL the
@@ -212,17 +212,16 @@ class TwilioCaller:
         playback_rate: float = 1.0,
         timeout: float = 10.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._auth_token = auth_token
+        super().__init__(
+            base_url,
+            auth_token,
+            to=to,
+            from_=from_,
+            public_url=public_url,
+            playback_rate=playback_rate,
+            timeout=timeout,
+        )
         self.account_sid = account_sid
-        self.to = to
-        self.from_ = from_
-        self.public_url = public_url.rstrip("/") if public_url else None
-        self.playback_rate = playback_rate
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"TwilioCaller({self.base_url!r}, to={self.to!r})"  # never the token
 
     async def answer(
         self, path: str, call_sid: str, extra: Mapping[str, str] | None = None
