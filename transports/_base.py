@@ -20,7 +20,7 @@ import anyio
 import msgspec
 
 from voicegraph.channel import EndOfInput
-from voicegraph.frames import AudioFormat, AudioFrame, Frame, Hangup
+from voicegraph.frames import AudioFormat, AudioFrame, Frame, Hangup, StreamStarted
 from voicegraph.node import Actor
 from voicegraph.wsio import MessageSocket, SocketClosed
 
@@ -75,7 +75,15 @@ class CarrierIn(Actor):
         """The Hangup reason to emit when the peer closes the socket without saying goodbye."""
         return "socket closed"
 
+    def stream_started(self) -> StreamStarted | None:
+        """The ``StreamStarted`` event sent on ``"events"`` before anything else (the parsed
+        start message's identifiers and parameters); ``None`` sends none."""
+        return None
+
     async def run(self) -> None:
+        started = self.stream_started()
+        if started is not None:
+            await self.send("events", started)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._read)
             await self._pump()

@@ -178,19 +178,15 @@ class PlivoStreamIn(CarrierIn):
         self._t0: float | None = None
         self._samples = 0
 
-    async def run(self) -> None:
+    def stream_started(self) -> StreamStarted:
         s = self.start_info
-        await self.send(
-            "events",
-            StreamStarted(
-                stream_id=s.stream_id,
-                call_sid=s.call_id,
-                encoding=s.media_format.encoding,
-                sample_rate=s.media_format.sample_rate,
-                params=tuple(s.extra_headers.items()),
-            ),
+        return StreamStarted(
+            stream_id=s.stream_id,
+            call_sid=s.call_id,
+            encoding=s.media_format.encoding,
+            sample_rate=s.media_format.sample_rate,
+            params=tuple(s.extra_headers.items()),
         )
-        await super().run()
 
     def closed_reason(self, exc: SocketClosed) -> str:
         return "caller hung up"

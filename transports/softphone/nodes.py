@@ -158,18 +158,14 @@ class SoftphoneIn(CarrierIn):
         self.unplayed_marks = 0
         self._samples = 0
 
-    async def run(self) -> None:
+    def stream_started(self) -> StreamStarted:
         fmt = self.start_info.media_format
-        await self.send(
-            "events",
-            StreamStarted(
-                stream_id=self.start_info.call_id,
-                call_sid=self.start_info.call_id,
-                encoding=fmt.encoding,
-                sample_rate=fmt.sample_rate,
-            ),
+        return StreamStarted(
+            stream_id=self.start_info.call_id,
+            call_sid=self.start_info.call_id,
+            encoding=fmt.encoding,
+            sample_rate=fmt.sample_rate,
         )
-        await super().run()
 
     def closed_reason(self, exc: SocketClosed) -> str:
         return "caller hung up"

@@ -149,19 +149,15 @@ class TwilioMediaIn(CarrierIn):
         self.options = opts
         self.other_tracks = 0
 
-    async def run(self) -> None:
+    def stream_started(self) -> StreamStarted:
         s = self.start_info
-        await self.send(
-            "events",
-            StreamStarted(
-                stream_id=s.stream_sid,
-                call_sid=s.call_sid,
-                encoding="mulaw",
-                sample_rate=8000,
-                params=tuple(s.custom_parameters.items()),
-            ),
+        return StreamStarted(
+            stream_id=s.stream_sid,
+            call_sid=s.call_sid,
+            encoding="mulaw",
+            sample_rate=8000,
+            params=tuple(s.custom_parameters.items()),
         )
-        await super().run()
 
     def translate(self, raw: str | bytes) -> Emit:
         opts = self.options

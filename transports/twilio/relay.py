@@ -183,19 +183,15 @@ class RelayIn(CarrierIn):
         self._parts: list[str] = []
         self._size = 0
 
-    async def run(self) -> None:
+    def stream_started(self) -> StreamStarted:
         s = self.session
-        await self.send(
-            "events",
-            StreamStarted(
-                stream_id=s.session_id,
-                call_sid=s.call_sid,
-                from_number=s.from_number,
-                to_number=s.to_number,
-                params=tuple(s.custom_parameters.items()),
-            ),
+        return StreamStarted(
+            stream_id=s.session_id,
+            call_sid=s.call_sid,
+            from_number=s.from_number,
+            to_number=s.to_number,
+            params=tuple(s.custom_parameters.items()),
         )
-        await super().run()
 
     def closed_reason(self, exc: SocketClosed) -> str:
         return "caller hung up"
