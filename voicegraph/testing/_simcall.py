@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -169,6 +170,20 @@ class SimulatedCall:
             task_status.started()
             await self._closed.wait()
             tg.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[SimulatedCall]:
+        """Open the call (carrier's first messages), run it, and hang up on exit (shielded, so
+        leaving by an error or cancellation still ends the call)."""
+        async with anyio.create_task_group() as tg:
+            await self._begin()
+            await tg.start(self._run)
+            try:
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.hangup()
+                tg.cancel_scope.cancel()
 
     def _bad(self, what: str) -> None:
         # a real carrier would log the server's mistake and carry on; tests read self.errors

@@ -19,7 +19,6 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-import anyio
 import msgspec
 
 from voicegraph.frames import AudioFormat
@@ -275,12 +274,5 @@ class PlivoCaller(Dialer):
                 extra_headers=stream.get("extraHeaders", ""),
                 playback_rate=self.playback_rate,
             )
-            async with anyio.create_task_group() as tg:
-                await call._begin()
-                await tg.start(call._run)
-                try:
-                    yield call
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await call.hangup()
-                    tg.cancel_scope.cancel()
+            async with call.running():
+                yield call

@@ -227,12 +227,5 @@ class RelayCaller(Dialer):
                 attributes=dict(relay.attrib),
                 custom_parameters=params,
             )
-            async with anyio.create_task_group() as tg:
-                await call._begin()
-                await tg.start(call._run)
-                try:
-                    yield call
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await call.hangup()
-                    tg.cancel_scope.cancel()
+            async with call.running():
+                yield call

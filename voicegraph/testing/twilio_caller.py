@@ -24,7 +24,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-import anyio
 import msgspec
 
 from voicegraph.frames import AudioFormat
@@ -259,15 +258,8 @@ class TwilioCaller(Dialer):
                 custom_parameters=params,
                 playback_rate=self.playback_rate,
             )
-            async with anyio.create_task_group() as tg:
-                await call._begin()
-                await tg.start(call._run)
-                try:
-                    yield call
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await call.hangup()
-                    tg.cancel_scope.cancel()
+            async with call.running():
+                yield call
 
 
 def _text(el: ET.Element) -> str:
