@@ -383,23 +383,13 @@ async def _goodbye(call: Call, session: CallSession) -> None:
     elif text and "tts" in call.graph and "playout" in call.graph:
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
-            heard = anyio.Event()
-            unsubscribe = call.subscribe(
-                lambda e: (
-                    heard.set()
-                    if isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE
-                    else None
-                )
+            goodbye = AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
+            heard = await call.wait_event(
+                lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
+                max(1.0, call.grace - 3),
+                after=lambda: call.inject("tts", port, goodbye),
             )
-            try:
-                await call.inject(
-                    "tts", port, AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
-                )
-                with anyio.move_on_after(max(1.0, call.grace - 3)):
-                    await heard.wait()
-            finally:
-                unsubscribe()
-            if not heard.is_set():
+            if heard is None:
                 logger.warning("[%s] goodbye not confirmed as played", call.call_id)
     assert session.hangup is not None
     await session.hangup()
@@ -424,15 +414,8 @@ async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
     from .frames import AudioDone, AudioFrame, PlayedPosition
 
     if "playout" in call.graph and failure.node not in _CARRIER_NODES:
-        played = anyio.Event()
-        unsubscribe = call.subscribe(
-            lambda e: (
-                played.set()
-                if isinstance(e, PlayedPosition) and e.utterance_id == APOLOGY_UTTERANCE
-                else None
-            )
-        )
-        try:
+
+        async def play() -> None:
             pcm, step = _apology_pcm(), 1600  # 100 ms frames at 8 kHz PCM16
             for i in range(0, len(pcm), step):
                 frame = AudioFrame(
@@ -443,12 +426,12 @@ async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
                 )
                 await call.inject("playout", "audio", frame)
             await call.inject("playout", "audio", AudioDone(utterance_id=APOLOGY_UTTERANCE))
-            with anyio.move_on_after(max(1.0, call.grace - 2)):
-                await played.wait()
-        finally:
-            unsubscribe()
-        logger.info(
-            "[%s] apology %s", call.call_id, "played" if played.is_set() else "not confirmed"
+
+        played = await call.wait_event(
+            lambda e: isinstance(e, PlayedPosition) and e.utterance_id == APOLOGY_UTTERANCE,
+            max(1.0, call.grace - 2),
+            after=play,
         )
+        logger.info("[%s] apology %s", call.call_id, "played" if played else "not confirmed")
     if session.hangup is not None:
         await session.hangup()

@@ -399,9 +399,17 @@ class Call:
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
     async def wait_event(
-        self, predicate: Callable[[Frame], bool], timeout: float | None = None
+        self,
+        predicate: Callable[[Frame], bool],
+        timeout: float | None = None,
+        *,
+        after: Callable[[], Awaitable[None]] | None = None,
     ) -> Frame | None:
-        """Wait for a published event matching ``predicate``; ``None`` on timeout."""
+        """Wait for a published event matching ``predicate``; ``None`` on timeout.
+
+        ``after`` (an async callable) runs once the wait is registered, so an event it causes
+        cannot be missed (e.g. inject a frame, then wait for its delivery); ``timeout`` covers
+        it too."""
         got: list[Frame] = []
         ready = anyio.Event()
 
@@ -413,6 +421,8 @@ class Call:
         unsub = self.subscribe(cb)
         try:
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+                if after is not None:
+                    await after()
                 await ready.wait()
         finally:
             unsub()
@@ -448,25 +458,14 @@ class Call:
         ``delivered`` is published (downstream confirms delivery) or ``timeout`` passes, then
         stop the call. Returns whether delivery was confirmed."""
         node, _, port = into.partition(".")
-        got: list[Frame] = []
-        ready = anyio.Event()
-
-        def cb(ev: Frame) -> None:
-            if not got and delivered(ev):
-                got.append(ev)
-                ready.set()
-
-        unsub = self.subscribe(cb)
-        try:
-            with anyio.move_on_after(timeout):
-                await self.inject(node, port or self.graph[node].inputs[0].name, frame)
-                await ready.wait()
-        finally:
-            unsub()
-        if not got:
+        port = port or self.graph[node].inputs[0].name
+        got = await self.wait_event(
+            delivered, timeout, after=lambda: self.inject(node, port, frame)
+        )
+        if got is None:
             self.log.warning("polite end: delivery not confirmed within %.1fs", timeout)
         self.stop(reason)
-        return bool(got)
+        return got is not None
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-node counters: frames in/out, and per input port received/dropped/high-water."""
