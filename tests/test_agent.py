@@ -182,3 +182,11 @@ def test_dtmf_turn_becomes_a_keypad_message() -> None:
         "role": "user",
         "content": "hi",
     }
+
+
+@pytest.mark.anyio
+async def test_an_unknown_tool_name_is_an_error_result_in_valid_json() -> None:
+    from voicegraph.tools import invoke_by_name
+
+    out = json.loads(await invoke_by_name({"book_table": book_table}, 'x"y', "{}"))
+    assert out == {"error": "no tool named 'x\"y'; available: book_table"}

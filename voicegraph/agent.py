@@ -24,7 +24,7 @@ from contextlib import aclosing
 from typing import Any, Protocol, runtime_checkable
 
 from .llm import LLM, TextDelta, ToolCall
-from .tools import Tool, tool
+from .tools import Tool, invoke_by_name, tool
 
 __all__ = ["Agent", "CallControl", "Responder", "Turn"]
 
@@ -191,12 +191,7 @@ class Agent:
             messages.append(call_msg)
             turn.messages.append({**call_msg, "content": None})
             for c in calls:
-                t = by_name.get(c.name)
-                result = (
-                    await t.invoke(c.arguments)
-                    if t is not None
-                    else f'{{"error": "no tool named {c.name}"}}'
-                )
+                result = await invoke_by_name(by_name, c.name, c.arguments)
                 msg = {"role": "tool", "tool_call_id": c.id, "content": result}
                 messages.append(msg)
                 turn.messages.append(msg)

@@ -234,6 +234,7 @@ def realtime_model_for(
     from voicegraph.nodes.realtime import OpenAIRealtime
 
     from .agent import CallControl
+    from .tools import invoke_by_name
 
     if not isinstance(template, OpenAIRealtime):
         raise GraphError(f"realtime needs an OpenAIRealtime node, got {type(template).__name__}")
@@ -243,10 +244,7 @@ def realtime_model_for(
     by_name = {t.name: t for t in tools}
 
     async def handler(name: str, arguments: str) -> str:
-        t = by_name.get(name)
-        if t is None:
-            return f'{{"error": "no tool named {name}"}}'
-        return await t.invoke(arguments)
+        return await invoke_by_name(by_name, name, arguments)
 
     fmt = (
         audio_format

@@ -17,7 +17,7 @@ from typing import Any, get_type_hints
 import anyio
 import msgspec
 
-__all__ = ["Tool", "ToolError", "tool"]
+__all__ = ["Tool", "ToolError", "invoke_by_name", "tool"]
 
 
 class ToolError(Exception):
@@ -148,6 +148,14 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"<Tool {self.name}>"
+
+
+async def invoke_by_name(tools: dict[str, Tool], name: str, arguments: str) -> str:
+    """Run the tool the model named; an unknown name is an error result for the model."""
+    t = tools.get(name)
+    if t is None:
+        return _error(f"no tool named {name!r}; available: {', '.join(tools) or 'none'}")
+    return await t.invoke(arguments)
 
 
 def _error(message: str) -> str:
