@@ -6,8 +6,7 @@ importing one provider does not import them all.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from voicegraph._lazy import lazy_exports
 
 # name -> submodule that defines it; each provider adds its own public names here.
 _LAZY: dict[str, str] = {
@@ -42,14 +41,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'voicegraph.nodes' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

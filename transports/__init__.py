@@ -7,8 +7,7 @@ port contract. Names are imported lazily, so importing one carrier does not load
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from voicegraph._lazy import lazy_exports
 
 from .errors import CarrierFormatError, ProtocolError
 
@@ -56,14 +55,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["CarrierFormatError", "ProtocolError", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'voicegraph.transports' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,8 +6,7 @@ webrtcvad or onnxruntime until a node that needs them is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from voicegraph._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "AudioInputError": ".pcm",
@@ -40,14 +39,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'voicegraph.nodes.audio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
