@@ -90,6 +90,7 @@ class Instance:
 
 
 def start_instances(workdir: Path, redis_url: str, n: int, max_calls: int) -> list[Instance]:
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "app.py").write_text(documented_app())
     (workdir / "lines.py").write_text(LINES)
     env = {

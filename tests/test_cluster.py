@@ -11,6 +11,7 @@ import anyio
 import httpx
 import pytest
 from cluster_kit import CONTROL, NUMBER, PUBLIC, TOKEN, Instance, start_instances
+from redis_kit import RedisServer
 
 from voicegraph.testing import TwilioCaller
 from voicegraph.testing._simcall import CallRejected
@@ -34,8 +35,9 @@ def caller(inst: Instance) -> TwilioCaller:
 
 async def echoes(call: Any) -> bool:
     """The call is live on its instance: what the caller says comes back."""
-    await call.send_audio(b"\x55" * 1600, speed=0)
-    await call.wait_for_audio(0.1)
+    before = call.heard_seconds
+    await call.send_audio(b"\x55" * 1600)  # real-time pace: a burst may see drops
+    await call.wait_for_audio(before + 0.1)
     return True
 
 
@@ -116,3 +118,30 @@ async def test_max_calls_holds_across_both_instances(pair) -> None:  # type: ign
         assert await webhook_status(b) == 503
     await wait_for(lambda: all_released(pair))
     assert await webhook_status(b) == 200
+
+
+@pytest.mark.anyio
+async def test_redis_down_refuses_new_calls_while_a_live_call_goes_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    redis = RedisServer(tmp_path / "redis")
+    await anyio.to_thread.run_sync(redis.start)
+    [inst] = await anyio.to_thread.run_sync(start_instances, tmp_path / "app", redis.url, 1, 10)
+    try:
+        async with caller(inst).dial() as call:
+            assert await echoes(call)
+            await anyio.to_thread.run_sync(redis.stop)
+            assert await webhook_status(inst) == 503
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(inst.url + "/readyz")).status_code == 503
+            assert await echoes(call)  # the live call does not need Redis
+            await anyio.to_thread.run_sync(redis.start)
+            await wait_for(lambda: _ready(inst))
+            assert await webhook_status(inst) == 200
+            assert await echoes(call)
+    finally:
+        await anyio.to_thread.run_sync(inst.stop)
+        await anyio.to_thread.run_sync(redis.stop)
+
+
+async def _ready(inst: Instance) -> bool:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(inst.url + "/readyz")).status_code == 200
