@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
+from ._cluster import redeem_stream_token, register_call, release_call
 from .frames import AgentText, AudioFormat
 from .interface import CallInterface
 from .runtime import Call
@@ -247,7 +248,7 @@ async def _run_stream(
         if iface is None:
             raise StreamTokenError("stream names no line served here")
         caller = carrier.caller(start, params)
-        runtime.tokens[id(iface)].check(params.get("token"), call_id, f"{line}:{caller}")
+        await redeem_stream_token(runtime, iface, params.get("token"), call_id, f"{line}:{caller}")
     except StreamTokenError as exc:
         logger.warning("[%s] stream refused: %s", call_id, exc)
         await sock.close(CLOSE_POLICY, "unauthorised stream")
@@ -293,12 +294,14 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             runtime.on_call(call, session, timeline)
         except Exception as exc:
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
-    runtime.call_started(call_id, call)
+    runtime.call_started(call_id, call, session)
     try:
+        await register_call(runtime, session)
         result = await call.run()
     finally:
         timeline.flush()
         runtime.call_ended(call_id)
+        await release_call(runtime, call_id)
     logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
 
 

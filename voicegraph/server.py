@@ -32,10 +32,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from . import control
 from ._answer import answer_document
 from ._carriers import route_for, serve_stream
+from ._cluster import admit_call, default_handlers, run_lifespan
 from .interface import CallInterface, CallInterfaceError
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
+from .state import open_state
 from .stream_token import StreamTokens, derive_secret
 
 __all__ = ["AgentRuntime", "AgentRuntimeError"]
@@ -58,7 +61,11 @@ class AgentRuntime:
     are checked against it. ``trust_forwarded_headers=True`` instead rebuilds the URL from
     ``X-Forwarded-Proto``/``X-Forwarded-Host`` -- only behind a proxy that overwrites them.
     ``drain_timeout``: seconds active calls may run on after shutdown starts.
-    ``max_calls``: streams served at once by this process (more are refused with 503).
+    ``max_calls``: calls at once (more are refused with 503) -- in this process, or across every
+    instance sharing ``state``. ``state``: where single-use tokens, admission and the call
+    registry live: None (this process), a Redis URL such as ``"redis://10.0.0.5:6379/0"``, or a
+    :class:`~voicegraph.state.CallState` (see docs/deploy.md). ``control_token``: enables the
+    authenticated call-control routes (:mod:`voicegraph.control`).
     """
 
     def __init__(
@@ -70,6 +77,8 @@ class AgentRuntime:
         drain_timeout: float = 30.0,
         max_calls: int = 500,
         on_call: Callable[[Any, Any, Any], None] | None = None,
+        state: Any = None,
+        control_token: str | None = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -91,6 +100,16 @@ class AgentRuntime:
             raise AgentRuntimeError("drain_timeout must be between 0 and 14400 seconds")
         if max_calls < 1:
             raise AgentRuntimeError("max_calls must be at least 1")
+        if control_token is not None and len(control_token) < 16:
+            raise AgentRuntimeError("control_token must be a secret of at least 16 characters")
+        try:
+            self.state = open_state(state)
+        except ValueError as exc:
+            raise AgentRuntimeError(str(exc)) from None
+        self.control_token = control_token
+        self.call_handlers = default_handlers()
+        """Message type -> ``async handler(runtime, call_id, message)``, run on the worker
+        holding the call when ``state.publish(call_id, message)`` is called anywhere."""
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
@@ -107,6 +126,8 @@ class AgentRuntime:
         :class:`~voicegraph.timeline.TurnTimeline`. Must not block or raise."""
         self.calls: dict[str, Any] = {}
         """Active calls of this process: call id -> :class:`~voicegraph.runtime.Call`."""
+        self.sessions: dict[str, Any] = {}
+        """Their :class:`~voicegraph.session.CallSession` s, by call id."""
         self.draining = False
         self._idle = anyio.Event()
         self._idle.set()
@@ -144,6 +165,10 @@ class AgentRuntime:
                     f"path {path!r} is shared by Twilio and Plivo interfaces; give each carrier "
                     "its own webhook_path and stream_path"
                 )
+        if any(control.reserved_path(p) for p in (*self.webhooks, *self.streams)):
+            raise AgentRuntimeError(
+                "webhook_path and stream_path must not be /healthz, /readyz or under /calls/"
+            )
         clash = set(self.webhooks) & set(self.streams)
         if clash:
             raise AgentRuntimeError(
@@ -178,10 +203,13 @@ class AgentRuntime:
 
         for n, path in enumerate(self.webhooks):
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
+        control.add_routes(quart, self)
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "websocket":
                 await serve_stream(self, scope, receive, send)
+            elif scope["type"] == "lifespan":
+                await run_lifespan(self, quart, scope, receive, send)
             else:
                 await quart(scope, receive, send)
 
@@ -233,6 +261,9 @@ class AgentRuntime:
         if telephony == "plivo":
             caller = "".join(c for c in caller if c.isdigit())
         caller = caller[:64]
+        refusal = await admit_call(self, call_id, iface)
+        if refusal is not None:
+            return reply(503, refusal)
         token = self.tokens[id(iface)].mint(call_id, f"{iface.line}:{caller}")
         stream_url = self.public_base(request.scheme, _lower(headers.items()), True)
         doc = answer_document(
@@ -245,12 +276,15 @@ class AgentRuntime:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def call_started(self, call_id: str, call: Any) -> None:
+    def call_started(self, call_id: str, call: Any, session: Any = None) -> None:
         self.calls[call_id] = call
+        if session is not None:
+            self.sessions[call_id] = session
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
 
     def call_ended(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
+        self.sessions.pop(call_id, None)
         if not self.calls:
             self._idle.set()
 

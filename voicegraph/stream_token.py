@@ -10,11 +10,10 @@ Format: ``<expiry hex 8><nonce hex 16><mac hex 32>`` (56 characters, only ``[0-9
 Plivo's ``extraHeaders`` accept only ``[A-Za-z0-9]``. The MAC is HMAC-SHA256 (truncated to 128
 bits) over ``call_id``, ``line``, expiry and nonce.
 
-Single use needs memory: :class:`StreamTokens` keeps a bounded set of used nonces until their
-expiry, **per process**. With several worker processes a replayed token could be accepted once
-by each other worker within its lifetime; the short default lifetime (60 s) and the binding to a
-live call id bound that exposure. A deployment that needs strict single use across workers must
-share the used-set (not provided here).
+Single use needs memory. :meth:`StreamTokens.check` keeps a bounded set of used nonces until
+their expiry, in this process. The server redeems through its call state instead
+(:meth:`StreamTokens.verify`, then :meth:`voicegraph.state.CallState.redeem_token`): in process by
+default, or across all workers and machines with a shared state such as Redis.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["StreamTokenError", "StreamTokens", "derive_secret"]
+__all__ = ["StreamTokenError", "StreamTokens", "UsedNonces", "derive_secret"]
 
 _EXP, _NONCE, _MAC = 8, 16, 32
 TOKEN_LENGTH = _EXP + _NONCE + _MAC
@@ -40,6 +39,41 @@ def derive_secret(auth_token: str, purpose: str = "voicegraph stream token v1") 
     """A stream-token key derived from a carrier auth token, so every worker that knows the
     auth token agrees on it without extra configuration."""
     return hmac.new(auth_token.encode("utf-8"), purpose.encode("utf-8"), hashlib.sha256).digest()
+
+
+class UsedNonces:
+    """A bounded memory of redeemed token nonces, each kept until its token expires.
+
+    ``max_used``: when full, the oldest are forgotten early (counted in :attr:`evicted`), which
+    only widens the replay window for those, never rejects a fresh token."""
+
+    def __init__(self, max_used: int = 100_000) -> None:
+        self.max_used = max_used
+        self._used: OrderedDict[str, int] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+    def redeem(self, nonce: str, expires_at: int, now: int) -> bool:
+        """True the first time ``nonce`` is seen (until ``expires_at``), False after."""
+        self._forget_expired(now)
+        if nonce in self._used:
+            return False
+        self._used[nonce] = expires_at
+        while len(self._used) > self.max_used:
+            self._used.popitem(last=False)
+            self.evicted += 1
+        return True
+
+    def _forget_expired(self, now: int) -> None:
+        # Insertion order is nearly expiry order (constant ttl), so expired ones sit at the front.
+        used = self._used
+        while used:
+            nonce, exp = next(iter(used.items()))
+            if exp >= now:
+                break
+            del used[nonce]
 
 
 class StreamTokens:
@@ -67,11 +101,15 @@ class StreamTokens:
         self.ttl = ttl
         self.max_used = max_used
         self._clock = clock
-        self._used: OrderedDict[str, int] = OrderedDict()
-        self.evicted = 0
+        self._used = UsedNonces(max_used)
 
     def __repr__(self) -> str:
         return f"StreamTokens(ttl={self.ttl}, used={len(self._used)})"
+
+    @property
+    def evicted(self) -> int:
+        """Used tokens forgotten before their expiry because ``max_used`` was reached."""
+        return self._used.evicted
 
     def _mac(self, call_id: str, line: str, expiry: str, nonce: str) -> str:
         msg = "\x1f".join((call_id, line, expiry, nonce)).encode("utf-8")
@@ -84,9 +122,16 @@ class StreamTokens:
         return expiry + nonce + self._mac(call_id, line, expiry, nonce)
 
     def check(self, token: str | None, call_id: str, line: str = "") -> None:
-        """Accept ``token`` for ``call_id`` on ``line`` once, or raise :class:`StreamTokenError`.
+        """Accept ``token`` for ``call_id`` on ``line`` once (remembered in this process), or
+        raise :class:`StreamTokenError`. The message names the failure, never the token."""
+        nonce, expiry = self.verify(token, call_id, line)
+        if not self._used.redeem(nonce, expiry, int(self._clock())):
+            raise StreamTokenError("stream token was already used")
 
-        The error message names the failure but never echoes the token."""
+    def verify(self, token: str | None, call_id: str, line: str = "") -> tuple[str, int]:
+        """Check ``token``'s form, signature and expiry for ``call_id`` on ``line`` -- all but
+        single use -- and return its nonce and expiry (Unix time) for redemption. Raises
+        :class:`StreamTokenError`; the message names the failure but never echoes the token."""
         if not token:
             raise StreamTokenError("stream has no token; it was not started by this server")
         if len(token) != TOKEN_LENGTH or any(c not in "0123456789abcdef" for c in token):
@@ -98,19 +143,4 @@ class StreamTokens:
         exp = int(expiry, 16)
         if exp < now:
             raise StreamTokenError(f"stream token expired {now - exp}s ago")
-        self._forget_expired(now)
-        if nonce in self._used:
-            raise StreamTokenError("stream token was already used")
-        self._used[nonce] = exp
-        while len(self._used) > self.max_used:
-            self._used.popitem(last=False)
-            self.evicted += 1
-
-    def _forget_expired(self, now: int) -> None:
-        # Insertion order is nearly expiry order (constant ttl), so expired ones sit at the front.
-        used = self._used
-        while used:
-            nonce, exp = next(iter(used.items()))
-            if exp >= now:
-                break
-            del used[nonce]
+        return nonce, exp

@@ -235,21 +235,38 @@ class TwilioCaller(Dialer):
 
     @asynccontextmanager
     async def dial(
-        self, path: str = "/call/incoming", *, extra: Mapping[str, str] | None = None
+        self,
+        path: str = "/call/incoming",
+        *,
+        extra: Mapping[str, str] | None = None,
+        via: str | None = None,
     ) -> AsyncIterator[TwilioCall]:
         """Call the server: webhook, TwiML, WebSocket, ``connected`` + ``start``.
 
-        Raises :class:`CallRejected` when the answer holds no ``<Connect><Stream>``. Leaving
-        the block hangs up (``stop``, then close) unless the call already ended."""
+        ``via``: the base URL of the instance that takes the stream, when a load balancer sends
+        it to another one than the webhook (default: ``base_url``). Raises
+        :class:`CallRejected` when the answer holds no ``<Connect><Stream>``. Leaving the block
+        hangs up (``stop``, then close) unless the call already ended."""
         call_sid = _sid("CA")
         twiml = await self.answer(path, call_sid, extra)
+        async with self.open_stream(twiml, call_sid, via=via) as call:
+            yield call
+
+    @asynccontextmanager
+    async def open_stream(
+        self, twiml: ET.Element, call_sid: str, *, via: str | None = None
+    ) -> AsyncIterator[TwilioCall]:
+        """Open the stream an :meth:`answer` named, as Twilio does (again, to replay it), on
+        ``via`` (default: ``base_url``)."""
         stream = twiml.find("./Connect/Stream")
         if stream is None or not stream.get("url"):
             raise CallRejected("TwiML has no <Connect><Stream url=...>", 200, _text(twiml))
         url = stream.get("url", "")
         params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
         headers = {"X-Twilio-Signature": compute_twilio_signature(url, None, self._auth_token)}
-        target = local_target(url, self.base_url, self.public_url)
+        target = local_target(
+            url, (via or self.base_url).rstrip("/"), self.public_url or self.base_url
+        )
         async with connect_websocket(target, headers, connect_timeout=self.timeout) as sock:
             call = TwilioCall(
                 sock,
