@@ -36,6 +36,10 @@ _LAZY: dict[str, str] = {
     "DeepgramFaults": ".fake_deepgram",
     "FakeCartesia": ".fake_cartesia",
     "CartesiaFaults": ".fake_cartesia",
+    "CallEndedError": ".textmode",
+    "TextReply": ".textmode",
+    "TextSession": ".textmode",
+    "ToolCallRecord": ".textmode",
 }
 
 
