@@ -50,7 +50,9 @@ class ServedApp:
         if not found:
             raise LookupError(
                 f"the app has no line for telephony={carrier!r}, pipeline={pipeline!r}; it has "
-                + ", ".join(f"{i.telephony}/{i.pipeline} {i.phone_number}" for i in self.runtime.interfaces)
+                + ", ".join(
+                    f"{i.telephony}/{i.pipeline} {i.phone_number}" for i in self.runtime.interfaces
+                )
             )
         return found[0]
 
