@@ -33,7 +33,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import msgspec
 
 from voicegraph.dialogue import Dialogue
@@ -207,7 +206,6 @@ class Scenario:
         if not 1 <= runs <= 1000:
             raise ValueError("runs must be between 1 and 1000")
         results = [await run() for _ in range(runs)]
-        await anyio.lowlevel.checkpoint()
         return PassRate(runs, sum(r.passed for r in results), results)
 
 

@@ -179,7 +179,7 @@ class TextSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.ended = self.ended or self.transferred_to is not None
+        """Nothing to close: the session holds no connection of its own."""
 
     @property
     def history(self) -> list[dict[str, Any]]:
