@@ -85,13 +85,10 @@ class Latencies(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def voiced(seconds: float, rate: int = 8000, f0: float = 120.0) -> np.ndarray[Any, Any]:
-    """A speech-like signal (a gliding harmonic buzz with syllable-rate loudness) that both
-    the WebRTC VAD and the fakes' energy detectors take for speech."""
-    t = np.arange(int(rate * seconds)) / rate
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / rate
-    x = sum(np.sin(k * phase) / k for k in range(1, 25))
-    x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
-    return (x / np.max(np.abs(x)) * 8000).astype(np.int16)
+    """A speech-like signal (the test kit's :func:`~voicegraph.testing.speech_like`)."""
+    from voicegraph.testing.speech import speech_like
+
+    return speech_like(seconds, rate, f0)
 
 
 def speech_chunks(seconds: float) -> list[bytes]:

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 from typing import Any
 
 import numpy as np
 
 from voicegraph import AgentRuntime, CallInterface
 from voicegraph.testing.server import serve_runtime
+from voicegraph.testing.speech import caller_speech
 
 PUBLIC = "http://127.0.0.1"
 TOKEN = "test-auth-token"
 NUMBER = "+14155550199"
 
 
-@cache
 def speech(text: str, rate: int = 16000) -> np.ndarray:
-    """``text`` spoken by espeak-ng, as int16 samples at ``rate``."""
-    import soxr
-    from voicegraph.nodes.offline.espeak import EspeakSynth
-
-    audio = EspeakSynth().synthesize(text).astype(np.float32) / 32768
-    return (soxr.resample(audio, 22050, rate) * 32767).astype(np.int16)
+    """``text`` spoken by espeak-ng, as int16 samples at ``rate`` (the kit's caller_speech)."""
+    return caller_speech(text, rate)
 
 
 def interface(carrier: str, **kw: Any) -> CallInterface:

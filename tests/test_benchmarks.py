@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bargein, concurrency, engine, voice
+from benchmarks import bargein, concurrency, engine, textmode, voice
 from voicegraph.cli import main as cli_main
 
 
@@ -103,3 +103,12 @@ def test_bench_outside_a_checkout_says_where_the_benchmarks_are(
     assert cli_main(["bench", "voice", "--source", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "clone of the voicegraph repository or pass --source DIR" in err
+
+
+def test_textmode_quick_reports_a_five_turn_conversation_with_two_tool_calls(
+    tmp_path: Path,
+) -> None:
+    assert textmode.main(["--quick", "--out", str(tmp_path)]) == 0
+    data = _load(tmp_path, "textmode")
+    assert [(r["turns"], r["tool_calls"]) for r in data["runs"]] == [(5, 2)] * 3
+    assert _finite(data["median_s"])

@@ -98,6 +98,18 @@ async def test_twilio_caller_hangup_ends_the_call_on_the_server() -> None:
 
 
 @pytest.mark.anyio
+async def test_twilio_caller_silence_after_the_agent_hung_up_ends_quietly() -> None:
+    rt = runtime()
+    async with serve_runtime(rt) as base:
+        async with caller(base).dial() as call:
+            await wait_until(lambda: len(rt.calls) == 1)
+            next(iter(rt.calls.values())).stop("the agent hung up")
+            await call.send_silence(1.0, speed=2.0)  # the line goes dead meanwhile
+            await call.send_silence(0.2)  # and stays quiet afterwards
+        assert call.closed and call.closed_by_server
+
+
+@pytest.mark.anyio
 async def test_twilio_caller_with_a_wrong_token_is_rejected() -> None:
     async with serve_runtime(runtime()) as base:
         with pytest.raises(CallRejected) as info:

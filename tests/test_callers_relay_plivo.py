@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import numpy as np
 import pytest
 
@@ -129,3 +130,16 @@ async def test_plivo_caller_speaks_mulaw_when_the_stream_asks_for_it() -> None:
             await call.send_audio(b"\x55" * 800, speed=0)
             await call.wait_for_audio(0.1, timeout=5)
     assert call.heard == b"\x55" * 800
+
+
+@pytest.mark.anyio
+async def test_plivo_caller_silence_after_the_agent_hung_up_ends_quietly() -> None:
+    rt = plivo_runtime()
+    async with serve_runtime(rt) as base:
+        async with plivo_caller(base).dial() as call:
+            with anyio.fail_after(5):
+                while not rt.calls:  # noqa: ASYNC110 - the runtime offers no event for this
+                    await anyio.sleep(0.01)
+            next(iter(rt.calls.values())).stop("the agent hung up")
+            await call.send_silence(1.0, speed=2.0)
+        assert call.closed and call.closed_by_server

@@ -357,3 +357,15 @@ async def test_fake_refuses_an_unsupported_sample_rate() -> None:
             '"output_format":{"container":"raw","encoding":"pcm_s16le","sample_rate":11025}}',
         )
     assert reply["type"] == "error" and reply["error_code"] == "invalid_output_format"
+
+
+@pytest.mark.anyio
+async def test_the_fakes_audio_length_per_character_is_configurable() -> None:
+    default, short = FakeCartesia(), FakeCartesia(seconds_per_char=0.01)
+    audio, words = await default.render("Hi there.", "pcm_s16le", 8000)
+    assert len(audio) == 2 * int(8000 * 0.06 * 3) + 2 * int(8000 * 0.06 * 7)
+    audio, words = await short.render("Hi there.", "pcm_s16le", 8000)
+    assert len(audio) == 2 * int(8000 * 0.01 * 3) + 2 * int(8000 * 0.01 * 7)
+    assert words[-1][0] == "there."
+    with pytest.raises(ValueError, match="seconds_per_char"):
+        FakeCartesia(seconds_per_char=0)

@@ -237,6 +237,35 @@ async def test_greeting_is_requested_before_the_caller_speaks() -> None:
     assert fake.connections[0].events[:2] == ["session.update", "response.create"]
 
 
+async def test_the_greeting_does_not_use_up_the_scripted_replies() -> None:
+    async with FakeOpenAIRealtime(
+        transcripts=["hello"], replies=["First reply."], greeting="Hi, thanks for calling."
+    ) as fake:
+        h = Harness(realtime(fake, greeting="Hi, thanks for calling."))
+
+        async def body() -> None:
+            await h.sink.until(lambda: bool(h.sink.of(AudioDone)))
+            await h.say(speech(300) + silence(700))
+            await h.sink.until(lambda: len(h.sink.of(AudioDone)) == 2)
+
+        await run_with(h, body)
+    said = {}
+    for t in h.sink.of(AgentText):
+        said[t.utterance_id] = said.get(t.utterance_id, "") + t.text
+    assert list(said.values()) == ["Hi, thanks for calling.", "First reply."]
+
+
+async def test_without_a_scripted_greeting_the_fake_says_what_it_was_asked_to() -> None:
+    async with FakeOpenAIRealtime() as fake:
+        h = Harness(realtime(fake, greeting="Luigi's, good evening."))
+
+        async def body() -> None:
+            await h.sink.until(lambda: bool(h.sink.of(AudioDone)))
+
+        await run_with(h, body)
+    assert "".join(t.text for t in h.sink.of(AgentText)) == "Luigi's, good evening."
+
+
 # -------------------------------------------------------------------- tools
 
 ORDER_CALL = RealtimeReply(tool="lookup_order", arguments='{"order_id": "42"}')

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import anyio
 
 from .agent import CallControl, Responder, Turn
 from .channel import EndOfInput
+from .dialogue import Dialogue, Utterance, agent_reply, call_decision, heard_prefix, prefix_of
 from .frames import (
     DTMF,
     AgentText,
@@ -34,7 +33,6 @@ from .frames import (
     SpeechStopped,
     TimelineMark,
     Transcript,
-    Word,
     WordTimestamps,
 )
 from .node import Actor, In, Out
@@ -222,58 +220,6 @@ class BargeIn(Actor):
             self._false_deadline = anyio.current_time() + self.false_window
 
 
-def heard_prefix(
-    text: str, words: list[Word], played: float, sent: float, chars_per_second: float = 14.0
-) -> str:
-    """The prefix of ``text`` the caller heard, given ``played`` seconds acknowledged.
-
-    With word timestamps, the words whose end lies within the played audio; otherwise the played
-    share of the utterance's audio (estimated from ``sent`` and the text length), cut back to a
-    word boundary."""
-    if played <= 0 or not text:
-        return ""
-    if words:
-        n = sum(1 for w in words if w.end <= played + 1e-6)
-    else:
-        total = max(sent, len(text) / chars_per_second)
-        if played >= total:
-            return text
-        n = len(text[: int(len(text) * played / total)].split())
-        if n and not text[: int(len(text) * played / total)].endswith((" ", ".", ",", "!", "?")):
-            n -= 1  # the last word was cut in the middle
-    return _first_words(text, n)
-
-
-def _first_words(text: str, n: int) -> str:
-    tokens = text.split()
-    if n >= len(tokens):
-        return text
-    if n <= 0:
-        return ""
-    pos = 0
-    for tok in tokens[:n]:
-        pos = text.index(tok, pos) + len(tok)
-    return text[:pos]
-
-
-@dataclass
-class _Utterance:
-    uid: int
-    parts: list[str] = field(default_factory=list)
-    words: list[Word] = field(default_factory=list)
-    slot: dict[str, Any] | None = None
-    control: CallControl | None = None
-    done: bool = False
-    interrupted: bool = False
-    resolved: bool = False
-    heard: str = ""
-    settled: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts).strip()
-
-
 class AgentNode(Actor):
     """Runs the agent for each caller turn and keeps the history true to what was heard.
 
@@ -285,7 +231,10 @@ class AgentNode(Actor):
     ``acknowledged``: whether playback acknowledgements arrive (True with playout; False in
     managed mode, where a reply counts as heard unless the carrier reports an interruption with
     the heard text). ``on_false_interrupt``: ``"resume"`` re-speaks the unheard rest of the
-    interrupted reply, ``"reprompt"`` says ``reprompt``, ``"ignore"`` stays quiet."""
+    interrupted reply, ``"reprompt"`` says ``reprompt``, ``"ignore"`` stays quiet.
+
+    The history itself is a :class:`~voicegraph.dialogue.Dialogue` (shared with text mode);
+    this node adds the timing: frames in, text out, heard positions from playout."""
 
     inputs = (
         In("turns", EndOfTurn, Transcript, DTMF),
@@ -315,38 +264,27 @@ class AgentNode(Actor):
         self.on_false_interrupt = on_false_interrupt
         self.reprompt = reprompt
         self.transfer = transfer
-        self.max_history = max_history
         self.settle_timeout = settle_timeout
-        self.history: list[dict[str, Any]] = []
-        self.turns = 0
-        self._next_uid = 0
-        self._utts: dict[int, _Utterance] = {}
-        self._current: _Utterance | None = None
+        self.dialogue = Dialogue(max_history, can_transfer=transfer is not None)
+        self._current: Utterance | None = None
         self._reply_scope: anyio.CancelScope | None = None
-        self._last_interrupted: _Utterance | None = None
+        self._last_interrupted: Utterance | None = None
         self._ended = False
 
     # -- history
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The whole history, assistant slots holding what was heard."""
+        return self.dialogue.history
+
+    @property
+    def turns(self) -> int:
+        return self.dialogue.turns
+
     def llm_history(self) -> list[dict[str, Any]]:
         """History for the model: resolved messages only, empty assistant slots dropped."""
-        out = []
-        for m in self.history:
-            if m.get("role") == "assistant" and "_utterance" in m:
-                if m.get("content"):
-                    out.append({"role": "assistant", "content": m["content"]})
-            else:
-                out.append(m)
-        return out[-self.max_history :]
-
-    def _resolve(self, u: _Utterance, heard: str, override: bool = False) -> None:
-        if u.resolved and not override:
-            return
-        u.resolved, u.heard = True, heard
-        u.settled.set()
-        if u.slot is not None:
-            u.slot["content"] = heard
-            u.slot["interrupted"] = u.interrupted
+        return self.dialogue.llm_history()
 
     # -- run
 
@@ -382,12 +320,13 @@ class AgentNode(Actor):
             u = await self._interrupt_current(reason=frame.reason)
             if heard is not None:
                 # the carrier's report beats the provisional "all heard" of a finished reply
-                target = u or (self._utts.get(self._next_uid) if self._next_uid else None)
+                d = self.dialogue
+                target = u or (d.utterances.get(d.last_uid) if d.last_uid else None)
                 if target is not None:
                     target.interrupted = True
-                    self._resolve(target, _prefix_of(target.text, heard), override=True)
+                    d.resolve(target, prefix_of(target.text, heard), override=True)
         elif isinstance(frame, WordTimestamps):
-            u = self._utts.get(frame.utterance_id)
+            u = self.dialogue.utterances.get(frame.utterance_id)
             if u is not None:
                 u.words.extend(frame.words)
         elif isinstance(frame, PlayedPosition):
@@ -404,7 +343,7 @@ class AgentNode(Actor):
         u.done = True
         await self.send("text", AgentText(text="", utterance_id=u.uid, last=True))
 
-    async def _interrupt_current(self, reason: str) -> _Utterance | None:
+    async def _interrupt_current(self, reason: str) -> Utterance | None:
         u = self._current
         if u is None:
             return None
@@ -415,72 +354,51 @@ class AgentNode(Actor):
         self._last_interrupted = u
         if not self.acknowledged and not u.resolved:
             # No playback acks here: nothing tells us more than the carrier's own report.
-            self._resolve(u, "")
+            self.dialogue.resolve(u, "")
         if self.log.isEnabledFor(10):
             self.log.debug("utterance %d interrupted (%s)", u.uid, reason)
         return u
 
-    def _new_utterance(self) -> _Utterance:
-        self._next_uid += 1
-        u = _Utterance(self._next_uid)
-        u.slot = {"role": "assistant", "content": None, "_utterance": u.uid}
-        self._utts[u.uid] = u
-        if len(self._utts) > 64:  # bounded: forget the oldest resolved utterances
-            for uid in [k for k, v in self._utts.items() if v.resolved][: len(self._utts) - 64]:
-                del self._utts[uid]
-        return u
-
     async def _speak(self, text: str, end_call: bool = False) -> None:
-        u = self._new_utterance()
-        u.parts.append(text)
-        self.history.append(u.slot)  # type: ignore[arg-type]
+        u = self.dialogue.speak(text, end_call=end_call)
         self._current = u
-        u.control = CallControl(can_transfer=self.transfer is not None)
-        if end_call:
-            u.control.ending = text
         await self.send(
             "text", AgentText(text=text, utterance_id=u.uid, last=True, end_call=end_call)
         )
         u.done = True
         if not self.acknowledged:
-            self._resolve(u, u.text)
+            self.dialogue.resolve(u, u.text)
             await self._after_heard(u)
 
     def _start_reply(self, frame: Frame) -> None:
-        self.turns += 1
-        u = self._new_utterance()
+        unsettled = self.dialogue.unsettled()
+        text = getattr(frame, "text", "")
+        dtmf = frame.digit if isinstance(frame, DTMF) else ""
+        turn, u = self.dialogue.open_turn(text, dtmf)
         if isinstance(frame, EndOfTurn):
             self.publish(
                 TimelineMark(turn=u.uid, stage="caller_speech_end", time=frame.capture_time)
             )
             if frame.stt_final_time:
                 self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=frame.stt_final_time))
-        text = getattr(frame, "text", "")
-        dtmf = frame.digit if isinstance(frame, DTMF) else ""
-        control = CallControl(can_transfer=self.transfer is not None)
-        u.control = control
-        turn = Turn(text, [], control, dtmf=dtmf, index=self.turns)
-        unsettled = [v for v in self._utts.values() if v.interrupted and not v.resolved]
-        before = self.llm_history()
-        self.history.append(turn.user_message)
-        self.history.append(u.slot)  # type: ignore[arg-type]
-        if len(self.history) > 2 * self.max_history:
-            # bounded: the model never sees more than max_history messages, so keep twice that
-            del self.history[: len(self.history) - 2 * self.max_history]
         self._current = u
         scope = anyio.CancelScope()
         self._reply_scope = scope
-        self._tg.start_soon(self._reply, turn, u, scope, unsettled, before)
+        self._tg.start_soon(self._reply, turn, u, scope, unsettled)
 
     async def _reply(
-        self,
-        turn: Turn,
-        u: _Utterance,
-        scope: anyio.CancelScope,
-        unsettled: list[_Utterance],
-        before: list[dict[str, Any]],
+        self, turn: Turn, u: Utterance, scope: anyio.CancelScope, unsettled: list[Utterance]
     ) -> None:
         first = True
+
+        async def emit(chunk: str) -> None:
+            nonlocal first
+            if first:
+                first = False
+                self.publish(TimelineMark(turn=u.uid, stage="agent_first_token"))
+            u.parts.append(chunk)
+            await self.send("text", AgentText(text=chunk, utterance_id=u.uid))
+
         try:
             with scope:
                 if unsettled:
@@ -489,67 +407,46 @@ class AgentNode(Actor):
                     with anyio.move_on_after(self.settle_timeout):
                         for v in unsettled:
                             await v.settled.wait()
-                    before = self.llm_history()[:-1]
-                    before = before[:-1] if before and before[-1] == turn.user_message else before
-                turn.history = before
-                try:
-                    async with aclosing(self.agent.respond(turn)) as chunks:  # type: ignore[type-var]
-                        async for chunk in chunks:
-                            if not chunk:
-                                continue
-                            if first:
-                                first = False
-                                self.publish(TimelineMark(turn=u.uid, stage="agent_first_token"))
-                            u.parts.append(chunk)
-                            await self.send("text", AgentText(text=chunk, utterance_id=u.uid))
-                except Exception as exc:
-                    # An agent failure is this turn's problem, not the call's: apologise.
-                    self.log.error(
-                        "agent failed on turn %d: %s: %s", turn.index, type(exc).__name__, exc
-                    )
-                    apology = " Sorry, something went wrong on my side."
-                    u.parts.append(apology)
-                    await self.send("text", AgentText(text=apology, utterance_id=u.uid))
+                    turn.history = self.dialogue.history_before(turn)
+                await agent_reply(self.agent, turn, emit, self.log)
                 ending = u.control.ending is not None if u.control else False
                 await self.send(
                     "text", AgentText(text="", utterance_id=u.uid, last=True, end_call=ending)
                 )
                 u.done = True
         finally:
-            # tool-call messages happened whether or not the reply was heard; they go before the
-            # assistant's (heard) text in the history
-            if turn.messages:
-                at = next((i for i, m in enumerate(self.history) if m is u.slot), len(self.history))
-                self.history[at:at] = turn.messages
+            # tool-call messages happened whether or not the reply was heard
+            self.dialogue.add_tool_messages(turn, u)
         if not scope.cancelled_caught and not self.acknowledged:
-            self._resolve(u, u.text)
+            self.dialogue.resolve(u, u.text)
             await self._after_heard(u)
 
     async def _played(self, pos: PlayedPosition) -> None:
-        u = self._utts.get(pos.utterance_id)
+        u = self.dialogue.utterances.get(pos.utterance_id)
         if u is None:
             return
         if pos.complete:
-            self._resolve(u, u.text)
+            self.dialogue.resolve(u, u.text)
             if not u.interrupted:
                 await self._after_heard(u)
         else:
-            self._resolve(u, heard_prefix(u.text, u.words, pos.played, pos.sent))
+            self.dialogue.resolve(u, heard_prefix(u.text, u.words, pos.played, pos.sent))
 
-    async def _after_heard(self, u: _Utterance) -> None:
+    async def _after_heard(self, u: Utterance) -> None:
         if self._current is u:
             self._current = None
-        c = u.control
-        if c is None or self._ended:
+        if self._ended:
             return
-        if c.transfer_to and self.transfer is not None:
-            self._ended = True
-            await self.transfer(c.transfer_to)
-        elif c.ending is not None:
-            self._ended = True
+        decision = call_decision(u.control, self.transfer is not None)
+        if decision is None:
+            return
+        self._ended = True
+        if decision.action == "transfer":
+            await self.transfer(decision.target)
+        else:
             await self.send("hangup", Hangup(reason="agent ended the call"))
 
-    async def _false_interrupt(self, u: _Utterance) -> None:
+    async def _false_interrupt(self, u: Utterance) -> None:
         with anyio.move_on_after(self.settle_timeout):
             await u.settled.wait()  # the heard position may still be queued behind this frame
         if self._current is not None:
@@ -560,14 +457,6 @@ class AgentNode(Actor):
         rest = u.text[len(u.heard) :].strip() if u.resolved else u.text
         if rest:
             await self._speak(rest)
-
-
-def _prefix_of(text: str, heard: str) -> str:
-    """The prefix of ``text`` matching what a carrier reported as heard (it may normalise)."""
-    heard = heard.strip()
-    if not heard or text.startswith(heard):
-        return heard
-    return _first_words(text, len(heard.split()))
 
 
 def timeline_of(events: list[Frame]) -> dict[int, dict[str, float]]:

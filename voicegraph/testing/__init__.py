@@ -36,6 +36,19 @@ _LAZY: dict[str, str] = {
     "DeepgramFaults": ".fake_deepgram",
     "FakeCartesia": ".fake_cartesia",
     "CartesiaFaults": ".fake_cartesia",
+    "PassRate": ".scenario",
+    "Scenario": ".scenario",
+    "ScenarioResult": ".scenario",
+    "TurnResult": ".scenario",
+    "FakeProviders": ".fakeline",
+    "ServedApp": ".served",
+    "serve_app": ".served",
+    "caller_speech": ".speech",
+    "speech_like": ".speech",
+    "CallEndedError": ".textmode",
+    "TextReply": ".textmode",
+    "TextSession": ".textmode",
+    "ToolCallRecord": ".textmode",
 }
 
 

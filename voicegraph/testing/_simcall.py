@@ -264,6 +264,21 @@ class SimulatedCall:
 
     # -------------------------------------------------------------------- audio out
 
+    async def _quiet(self, data: bytes, speed: float) -> None:
+        """Send silence; once the server ended the call, stop without an error (a quiet caller
+        on a line the agent hung up sends nothing). :attr:`closed_by_server` then says so."""
+        if self.closed and not self._hung_up:
+            return
+        try:
+            await self.send_audio(data, speed=speed)  # type: ignore[attr-defined]
+        except SocketClosed:
+            # the receive loop records who closed; give it a moment to see the close
+            with anyio.move_on_after(1.0):
+                await self._closed.wait()
+            if self._hung_up:
+                raise
+            self.closed_by_server = True
+
     def _wire(self, audio: AudioSource, sample_rate: int | None) -> bytes:
         assert self.format is not None
         return to_wire(audio, self.format, sample_rate)

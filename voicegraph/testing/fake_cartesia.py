@@ -37,6 +37,8 @@ __all__ = ["CartesiaFaults", "CartesiaRequest", "FakeCartesia"]
 ENCODINGS = {"pcm_f32le", "pcm_s16le", "pcm_mulaw", "pcm_alaw"}
 RATES = {8000, 16000, 22050, 24000, 44100, 48000}
 SECONDS_PER_CHAR = 0.06
+"""Default tone length per character (a word of n letters lasts (n + 1) × this): "Hi." is
+0.24 s of audio. ``FakeCartesia(seconds_per_char=...)`` changes it."""
 
 
 class CartesiaFaults(msgspec.Struct, kw_only=True):
@@ -117,7 +119,9 @@ class FakeCartesia(FakeServer):
     ``realtime``: pace chunks at this multiple of real time (``None``: as fast as possible).
     ``audio``: ``"tone"`` or ``"speech"`` (espeak-ng). ``error_shape``: ``"current"`` or
     ``"legacy"`` error messages. ``accept_query_key``: accept the legacy ``?api_key=``.
-    ``known_voices``: voice ids that exist (``None``: any).
+    ``known_voices``: voice ids that exist (``None``: any). ``seconds_per_char``: length of the
+    tone audio per character of text, spaces included (default :data:`SECONDS_PER_CHAR`,
+    0.06 s); espeak-ng speech has its own length.
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class FakeCartesia(FakeServer):
         accept_query_key: bool = True,
         known_voices: Collection[str] | None = None,
         faults: CartesiaFaults | None = None,
+        seconds_per_char: float = SECONDS_PER_CHAR,
     ) -> None:
         super().__init__()
         if audio == "speech":
@@ -147,6 +152,9 @@ class FakeCartesia(FakeServer):
         self.accept_query_key = accept_query_key
         self.known_voices = None if known_voices is None else set(known_voices)
         self.faults = faults or CartesiaFaults()
+        if not 0 < seconds_per_char <= 1:
+            raise ValueError(f"seconds_per_char must be in (0, 1], got {seconds_per_char}")
+        self.seconds_per_char = seconds_per_char
         self.received: list[CartesiaRequest] = []
         self.sent: list[dict[str, Any]] = []
         self.handshakes = 0
@@ -199,16 +207,18 @@ class FakeCartesia(FakeServer):
             x = soxr.resample(syn.audio, syn.sample_rate, rate).astype(np.int16)
             words = [(w.text, w.start, w.end) for w in syn.words]
         else:
-            x, words = _tone(text, rate)
+            x, words = _tone(text, rate, self.seconds_per_char)
         return _encode_audio(x, encoding), words
 
 
-def _tone(text: str, rate: int) -> tuple[np.ndarray[Any, Any], list[tuple[str, float, float]]]:
+def _tone(
+    text: str, rate: int, per_char: float
+) -> tuple[np.ndarray[Any, Any], list[tuple[str, float, float]]]:
     parts: list[np.ndarray[Any, Any]] = []
     words: list[tuple[str, float, float]] = []
     t = 0.0
     for i, w in enumerate(text.split()):
-        dur = SECONDS_PER_CHAR * (len(w) + 1)
+        dur = per_char * (len(w) + 1)
         n = int(rate * dur)
         k = np.arange(n) / rate
         freq = 300.0 + 40.0 * (i % 5)

@@ -215,6 +215,13 @@ class FakeChatCompletions(FakeServer):
                 self._idle.set()
                 self._idle = None
 
+    def llm(self, model: str = "gpt-4o-mini", **options: Any) -> Any:
+        """An :class:`~voicegraph.nodes.OpenAIChatLLM` talking to this fake (use it inside the
+        ``async with``; ``options`` go to the client)."""
+        from voicegraph.nodes.llm.openai_chat import OpenAIChatLLM
+
+        return OpenAIChatLLM(model, api_key=self.api_key, base_url=self.base_url, **options)
+
     async def wait_idle(self) -> None:
         """Wait until no stream is being served (e.g. after a client closed one early)."""
         while self._active:

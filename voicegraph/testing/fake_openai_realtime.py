@@ -409,8 +409,14 @@ class _Session:
                 )
             params = msgspec.to_builtins(ev.response) if ev.response else None
             self.conn.response_creates.append(params)
-            heard = (ev.response.instructions if ev.response else None) or self.last_heard
-            await self.start_response(heard)
+            instructions = ev.response.instructions if ev.response else None
+            if not any(
+                i.role == "user" or i.type == "function_call_output" for i in self.items.values()
+            ):
+                # the model speaks first (a greeting): answered apart from the scripted replies
+                await self.start_response("", self.fake._greeting_reply(instructions or ""))
+                return
+            await self.start_response(instructions or self.last_heard)
         elif isinstance(ev, _ResponseCancel):
             if self.response_id is None or ev.response_id not in (None, self.response_id):
                 raise _ClientError(
@@ -547,7 +553,7 @@ class _Session:
             self.cancel_reason = reason
             self.scope.cancel()
 
-    async def start_response(self, heard: str) -> None:
+    async def start_response(self, heard: str, reply: RealtimeReply | None = None) -> None:
         assert self.tg is not None
         self.response_id = self.new_id("resp")
         self.cancel_reason = ""
@@ -561,7 +567,7 @@ class _Session:
                 "output": [],
             },
         )
-        reply = self.fake._next_reply(heard)
+        reply = reply or self.fake._next_reply(heard)
         self.tg.start_soon(self.respond, self.response_id, self.scope, reply)
 
     async def respond(self, rid: str, scope: anyio.CancelScope, reply: RealtimeReply) -> None:
@@ -714,7 +720,14 @@ class FakeOpenAIRealtime(FakeServer):
     speaks an apology that says so. ``api_key``: the only key accepted (``None``: any).
     ``faults``: one per connection, in order (``None``: healthy). ``ttfb``: delay before the
     first audio; ``chunk_ms``: audio per delta; ``speed``: times real time to send audio at
-    (``None``: at once); ``ms_per_char``: spoken length per character of reply text.
+    (``None``: at once); ``ms_per_char``: spoken length per character of reply text (60 ms:
+    "Hi." is 0.18 s of audio).
+
+    ``greeting``: the reply to a response the client asks for before the caller said anything
+    (an agent's greeting); it never uses up ``replies``, so ``replies[0]`` answers the caller's
+    first utterance. A string, :class:`RealtimeReply`, or a callable taking the response's
+    instructions; ``None`` says what the instructions ask for (the text after "saying exactly:",
+    as voicegraph's greeting request puts it), else "Hello.".
 
     :attr:`url` is the ``base_url`` to give the client; :attr:`connections` records each
     connection (:class:`RealtimeConnection`).
@@ -731,6 +744,7 @@ class FakeOpenAIRealtime(FakeServer):
         chunk_ms: int = 100,
         speed: float | None = None,
         ms_per_char: int = 60,
+        greeting: Reply | None = None,
     ) -> None:
         super().__init__(max_message=16 << 20)
         self.transcripts = list(transcripts)
@@ -741,6 +755,7 @@ class FakeOpenAIRealtime(FakeServer):
         self.chunk_ms = chunk_ms
         self.speed = speed
         self.ms_per_char = ms_per_char
+        self.greeting = greeting
         self.connections: list[RealtimeConnection] = []
         self.handshakes = 0
         self._ids = itertools.count(1)
@@ -778,6 +793,15 @@ class FakeOpenAIRealtime(FakeServer):
         self._reply += 1
         if callable(item):
             item = item(heard)
+        return RealtimeReply(text=item) if isinstance(item, str) else item
+
+    def _greeting_reply(self, instructions: str) -> RealtimeReply:
+        item = self.greeting
+        if item is None:
+            _, said, asked = instructions.partition("saying exactly:")
+            return RealtimeReply(text=(asked if said else "").strip() or "Hello.")
+        if callable(item):
+            item = item(instructions)
         return RealtimeReply(text=item) if isinstance(item, str) else item
 
     async def websocket(self, ws: WebSocketPeer) -> None:

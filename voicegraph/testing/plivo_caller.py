@@ -149,10 +149,11 @@ class PlivoCall(SimulatedCall):
         await self._pace(chunks, self._send_media, speed)
 
     async def send_silence(self, seconds: float, *, speed: float = 1.0) -> None:
-        """Stream ``seconds`` of silence."""
+        """Stream ``seconds`` of silence. If the agent hangs up meanwhile, it ends early and
+        quietly (:attr:`closed_by_server` is then true)."""
         assert self.format is not None
         fill = b"\xff" if self.format.encoding == "mulaw" else b"\x00"
-        await self.send_audio(fill * self.format.bytes_for(seconds), speed=speed)
+        await self._quiet(fill * self.format.bytes_for(seconds), speed)
 
     async def _send_media(self, chunk: bytes) -> None:
         assert self.format is not None

@@ -158,8 +158,9 @@ class TwilioCall(SimulatedCall):
         await self._pace(chunks, self._send_media, speed)
 
     async def send_silence(self, seconds: float, *, speed: float = 1.0) -> None:
-        """Stream ``seconds`` of µ-law silence (what a quiet caller's line sends)."""
-        await self.send_audio(b"\xff" * ULAW_8K.bytes_for(seconds), speed=speed)
+        """Stream ``seconds`` of µ-law silence (what a quiet caller's line sends). If the agent
+        hangs up meanwhile, it ends early and quietly (:attr:`closed_by_server` is then true)."""
+        await self._quiet(b"\xff" * ULAW_8K.bytes_for(seconds), speed)
 
     async def _send_media(self, chunk: bytes) -> None:
         self._chunk += 1
