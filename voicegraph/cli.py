@@ -16,7 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMMANDS", "Command", "CommandError", "load_runtime", "main", "preset_graph"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "CommandError",
+    "describe_lines",
+    "load_runtime",
+    "main",
+    "preset_graph",
+]
 
 
 class CommandError(Exception):
@@ -97,8 +105,12 @@ def load_runtime(spec: str) -> Any:
         raise CommandError(f"APP {spec!r} must look like 'module:attribute', e.g. 'myapp:runtime'")
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")  # like uvicorn/hypercorn: the current directory is importable
+    from voicegraph.interface import CallInterfaceError
+
     try:
         module = importlib.import_module(module_name)
+    except CallInterfaceError as exc:  # raised while the app built its lines: say it plainly
+        raise CommandError(str(exc)) from None
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise CommandError(
@@ -112,7 +124,10 @@ def load_runtime(spec: str) -> Any:
             raise CommandError(f"module {module_name!r} has no attribute {attr!r}; check APP")
         obj = getattr(obj, part)
     if not isinstance(obj, AgentRuntime) and callable(obj) and _no_required_args(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except CallInterfaceError as exc:
+            raise CommandError(str(exc)) from None
     if not isinstance(obj, AgentRuntime):
         raise CommandError(
             f"{spec} is a {type(obj).__name__}, not an AgentRuntime; point APP at an "
@@ -235,6 +250,25 @@ def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
     anyio.run(main, backend="trio")
 
 
+def describe_lines(runtime: Any) -> list[str]:
+    """One line of text per served phone line: number, carrier, mode and webhook path."""
+    return [
+        f"  {i.phone_number}  {i.telephony}  {i.pipeline}  webhook {i.webhook_path}"
+        for i in runtime.interfaces
+    ]
+
+
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", metavar="APP", help="module:attribute of an AgentRuntime (or factory)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    runtime = load_runtime(args.app)  # building the runtime runs the preflight (no network)
+    sys.stdout.write(f"{args.app}: configuration ok, {len(runtime.interfaces)} line(s)\n")
+    sys.stdout.write("\n".join(describe_lines(runtime)) + "\n")
+    return 0
+
+
 # ------------------------------------------------------------------------------ graph
 
 
@@ -325,6 +359,7 @@ def _bench(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "demo": Command("run a whole phone call offline and record it", _demo_args, _demo),
     "serve": Command("serve an AgentRuntime (module:attribute)", _serve_args, _serve),
+    "check": Command("check an app's configuration without serving", _check_args, _check),
     "graph": Command("print a preset's graph as Mermaid", _graph_args, _graph),
     "bench": Command("run latency benchmarks (from a source checkout)", _bench_args, _bench),
 }

@@ -35,6 +35,7 @@ import anyio
 from ._answer import answer_document
 from ._carriers import route_for, serve_stream
 from .interface import CallInterface, CallInterfaceError
+from .preflight import check_runtime
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .stream_token import StreamTokens, derive_secret
 
@@ -97,6 +98,7 @@ class AgentRuntime:
         self.drain_timeout = drain_timeout
         self.max_calls = max_calls
         self._check_routes()
+        check_runtime(self)  # what would fail every call is refused now, not in the first call
         self.tokens = {
             id(i): StreamTokens(derive_secret(i.auth_token), ttl=i.stream_token_ttl)
             for i in self.interfaces
