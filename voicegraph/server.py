@@ -60,6 +60,9 @@ class AgentRuntime:
     ``X-Forwarded-Proto``/``X-Forwarded-Host`` -- only behind a proxy that overwrites them.
     ``drain_timeout``: seconds active calls may run on after shutdown starts.
     ``max_calls``: streams served at once by this process (more are refused with 503).
+    ``max_waiting_streams``: accepted streams that have not sent their start message yet (each
+    waits at most 10 s); more are refused with 503. ``write_timeout``: seconds one write to a
+    carrier socket may stay blocked (the peer stopped reading) before its call is ended.
     """
 
     def __init__(
@@ -71,6 +74,8 @@ class AgentRuntime:
         drain_timeout: float = 30.0,
         max_calls: int = 500,
         on_call: Callable[[Any, Any, Any], None] | None = None,
+        max_waiting_streams: int = 100,
+        write_timeout: float = 10.0,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -92,6 +97,14 @@ class AgentRuntime:
             raise AgentRuntimeError("drain_timeout must be between 0 and 14400 seconds")
         if max_calls < 1:
             raise AgentRuntimeError("max_calls must be at least 1")
+        if max_waiting_streams < 1:
+            raise AgentRuntimeError("max_waiting_streams must be at least 1")
+        if not 0 < write_timeout <= 300:
+            raise AgentRuntimeError("write_timeout must be above 0 and at most 300 seconds")
+        self.max_waiting_streams = max_waiting_streams
+        self.write_timeout = float(write_timeout)
+        self.waiting_streams = 0
+        """Accepted carrier sockets still waiting for their start message."""
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
