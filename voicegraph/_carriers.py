@@ -336,7 +336,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             runtime.on_call(call, session, timeline)
         except Exception as exc:
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
-    runtime.call_started(call_id, call)
+    runtime.call_started(call_id, call, lambda: _shutdown_goodbye(call, session, runtime))
     try:
         result = await call.run()
     finally:
@@ -406,7 +406,20 @@ async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
 GOODBYE_UTTERANCE = 2**31 - 2  # an utterance id no agent uses
 
 
-async def _goodbye(call: Call, session: CallSession) -> None:
+SHUTDOWN_GOODBYE = "I'm sorry, I have to end this call now. Please call again. Goodbye."
+
+
+async def _shutdown_goodbye(call: Call, session: CallSession, runtime: AgentRuntime) -> None:
+    """At the drain deadline: the shutdown goodbye, then the REST hang-up, within the runtime's
+    ``goodbye_timeout``; the call is stopped either way."""
+    with anyio.move_on_after(runtime.goodbye_timeout):
+        await _goodbye(call, session, SHUTDOWN_GOODBYE, runtime.goodbye_timeout - 1.0)
+    call.stop("shutdown")
+
+
+async def _goodbye(
+    call: Call, session: CallSession, text: str | None = None, within: float | None = None
+) -> None:
     """At max duration: say the goodbye, make sure it was heard, then hang up over REST.
 
     With playout in the graph (cascading, or any graph with ``tts`` and ``playout`` nodes) the
@@ -418,18 +431,19 @@ async def _goodbye(call: Call, session: CallSession) -> None:
     from .frames import PlayedPosition
 
     iface: CallInterface = session.interface
-    text = iface.goodbye
+    text = iface.goodbye if text is None else text
+    within = max(1.0, call.grace - 3) if within is None else max(0.5, within)
     if text and iface.pipeline == "managed":
         name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
         await call.inject(name, "in", AgentText(text=text, last=True))
-        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, call.grace - 3))
+        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
     elif text and "tts" in call.graph and "playout" in call.graph:
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
             goodbye = AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
             heard = await call.wait_event(
                 lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
-                max(1.0, call.grace - 3),
+                within,
                 after=lambda: call.inject("tts", port, goodbye),
             )
             if heard is None:
