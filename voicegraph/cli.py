@@ -9,8 +9,10 @@ exit code 2 for bad usage and 1 for a failed run; ``-v`` adds logging.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -168,7 +170,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(f"--workers {args.workers} must be 1..64")
     runtime = load_runtime(args.app)  # fail fast, once, before forking
     if args.workers == 1:
-        _serve_one(args.app, args.host, args.port, args.softphone, runtime)
+        try:
+            _serve_one(args.app, args.host, args.port, args.softphone, runtime)
+        except (OSError, BaseExceptionGroup) as exc:
+            raise CommandError(_bind_error(exc, args.host, args.port), 1) from None
         return 0
     import multiprocessing
 
@@ -192,6 +197,29 @@ def _serve(args: argparse.Namespace) -> int:
     return max((p.exitcode or 0 for p in procs), default=0)
 
 
+def _bind_error(exc: BaseException, host: str, port: int) -> str:
+    """One sentence for a listener that could not start (the server wraps it in groups)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve --host {host!r} ({exc.strerror}); use an address such as 127.0.0.1"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use; stop what uses it or pass another --port"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host!r} is not an address of this machine; use 127.0.0.1 or 0.0.0.0"
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; use a port above 1023"
+    if isinstance(exc, OSError):
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    raise exc  # not a listener problem: a real bug, keep its traceback
+
+
+def _banner(binds: Sequence[str], runtime: Any) -> None:
+    sys.stdout.write(f"voicegraph: serving on {', '.join(binds)} (Ctrl-C to stop)\n")
+    sys.stdout.write("\n".join(describe_lines(runtime)) + "\n")
+    sys.stdout.flush()
+
+
 def _serve_one(
     spec: str, host: str, port: int, softphone: bool, runtime: Any = None, reuse: bool = False
 ) -> None:
@@ -208,7 +236,7 @@ def _serve_one(
     if reuse:
         _serve_reuseport(runtime, host, port)
     else:
-        runtime.run(host, port)
+        runtime.run(host, port, on_ready=lambda binds: _banner(binds, runtime))
 
 
 def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
@@ -373,7 +401,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
-        cmd.configure(sub.add_parser(name, help=cmd.help, description=cmd.help))
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        # -v works after the subcommand too; SUPPRESS keeps a -v given before it
+        p.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more"
+        )
+        cmd.configure(p)
     return parser
 
 

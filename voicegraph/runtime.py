@@ -509,13 +509,15 @@ class Call:
             self._failure = failure
             self._reason = self._reason or "error"
             # errors caused by a peer (bad input, a provider down) carry log_traceback = False
+            cause = exc.__cause__
             self.log.log(
                 logging.ERROR if getattr(exc, "log_traceback", True) else logging.WARNING,
-                "node %r failed in %s: %s: %s",
+                "node %r failed in %s: %s: %s%s",
                 node,
                 phase,
                 type(exc).__name__,
                 exc,
+                f" (caused by {type(cause).__name__}: {cause})" if cause is not None else "",
                 exc_info=exc if getattr(exc, "log_traceback", True) else None,
             )
             if self.on_error is not None and self._actor_tg is not None:

@@ -415,7 +415,9 @@ class WebSocketProvider(Actor):
                 attempt = 0
             attempt += 1
             if attempt > policy.max_attempts:
-                raise ProviderUnavailable(self.provider, policy.max_attempts, last_error)
+                raise ProviderUnavailable(
+                    self.provider, policy.max_attempts, last_error
+                ) from closed
             delay = policy.backoff(attempt, self._rng)
             if up_since is not None:
                 self.log.warning(
