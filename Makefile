@@ -19,8 +19,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps 'silero-vad>=5.1'
 	touch $@
 
+# PYTHONWARNINGS: setuptools' editable install prints a banner warning about import shadowing
+# (true of every editable install) that would bury the demo's own output.
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[offline]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[offline]'
 	touch $@
 
 demo: $(DEMO_STAMP)

@@ -33,6 +33,8 @@ from voicegraph.testing.fake_cartesia import CartesiaFaults, FakeCartesia
 from voicegraph.wsio import connect_websocket
 
 KEY = "test-cartesia-key"
+VOICE_A = "0a1b2c3d-0000-4000-8000-000000000001"  # a voice the fake knows
+VOICE_B = "0a1b2c3d-0000-4000-8000-000000000002"  # well-formed, but no such voice
 FAST = ReconnectPolicy(
     connect_timeout=2.0, max_attempts=3, initial_backoff=0.05, max_backoff=0.1, drain_timeout=3.0
 )
@@ -300,15 +302,15 @@ async def test_wrong_key_ends_the_call_with_an_auth_error() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("shape", ["current", "legacy"])
 async def test_service_error_ends_the_call_with_its_message(shape: str) -> None:
-    async with FakeCartesia(known_voices={"v-1"}, error_shape=shape) as fake:  # type: ignore[arg-type]
+    async with FakeCartesia(known_voices={VOICE_A}, error_shape=shape) as fake:  # type: ignore[arg-type]
 
         async def script(a: Agent) -> None:
             await a.say(1, "Hello.")
             await anyio.sleep(5)
 
-        _, _, result, _ = await run_tts(fake, script, voice_id="nope")
+        _, _, result, _ = await run_tts(fake, script, voice_id=VOICE_B)
     assert result.error is not None and isinstance(result.error.exc, ProviderProtocolError)
-    assert "no voice with id 'nope'" in str(result.error.exc)
+    assert f"no voice with id '{VOICE_B}'" in str(result.error.exc)
 
 
 @pytest.mark.anyio

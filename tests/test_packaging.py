@@ -37,3 +37,12 @@ def test_engine_does_not_import_trio_directly() -> None:
     for name in ("frames", "channel", "node", "graph", "runtime"):
         text = (ROOT / "voicegraph" / f"{name}.py").read_text()
         assert "import trio" not in text, f"voicegraph/{name}.py must use anyio only"
+
+
+def test_license_is_an_spdx_string_so_builds_print_no_deprecation() -> None:
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in meta["build-system"]["requires"]  # the first to accept SPDX

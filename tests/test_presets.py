@@ -401,12 +401,12 @@ def test_provider_templates_give_each_call_independent_nodes() -> None:
         pipeline="cascading",
         agent=Agent("x"),
         stt=DeepgramSTT(api_key="k", endpointing=200),
-        tts=CartesiaTTS(api_key="k", voice_id="v1"),
+        tts=CartesiaTTS(api_key="k", voice_id="11111111-2222-3333-4444-555555555555"),
     )
     a, b = iface.new_stt(), iface.new_stt()
     assert a is not b and a.options == b.options and a.options.endpointing == 200
     assert a._buffer is not b._buffer and a.metrics is not b.metrics
-    assert iface.new_tts().options.voice_id == "v1"
+    assert iface.new_tts().options.voice_id == "11111111-2222-3333-4444-555555555555"
     for template in (EspeakTTS(), PocketsphinxSTT(), OpenAIRealtime(api_key="k", voice="ash")):
         copy = template.clone()
         assert (

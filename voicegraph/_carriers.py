@@ -42,6 +42,7 @@ logger = logging.getLogger("voicegraph.server")
 CLOSE_POLICY = 1008  # WebSocket close code: policy violation (refused authorisation)
 CLOSE_PROTOCOL = 1007
 CLOSE_ERROR = 1011
+WRITE_TIMEOUT = 10.0  # AgentRuntime(write_timeout=...) default
 
 
 class CallSetupError(Exception):
@@ -54,11 +55,17 @@ class AsgiSocket:
     ``receive`` raises ``SocketClosed`` once the peer disconnects; ``send`` raises it once the
     socket is closed; ``close`` is idempotent and never raises."""
 
-    def __init__(self, receive: Any, send: Any) -> None:
+    def __init__(self, receive: Any, send: Any, write_timeout: float = WRITE_TIMEOUT) -> None:
         self._receive = receive
         self._send = send
         self.closed = False
         self.close_code: int | None = None
+        self.write_timeout = write_timeout
+        self.blocked = False
+        """A write stayed blocked for ``write_timeout`` (the peer stopped reading)."""
+        self.on_blocked: Callable[[], None] | None = None
+        """Called once when a write stays blocked: ends the call, whose reader may be waiting
+        for a peer that will never speak again."""
 
     async def accept(self) -> bool:
         msg = await self._receive()
@@ -99,10 +106,20 @@ class AsgiSocket:
             raise SocketClosed(self.close_code, "closed")
         key = "text" if isinstance(message, str) else "bytes"
         try:
-            await self._send({"type": "websocket.send", key: message})
+            with anyio.move_on_after(self.write_timeout) as scope:
+                await self._send({"type": "websocket.send", key: message})
         except Exception as exc:  # the server's view of a broken connection
             self.closed = True
-            raise SocketClosed(None, f"send failed: {type(exc).__name__}") from None
+            raise SocketClosed(None, f"send failed: {type(exc).__name__}: {exc}") from exc
+        if scope.cancelled_caught:
+            # A peer that stops reading would otherwise hold the call (and its slot) until
+            # TCP gives up, which can take many minutes.
+            self.closed = self.blocked = True
+            if self.on_blocked is not None:
+                self.on_blocked()
+            raise SocketClosed(
+                None, f"peer stopped reading: a write blocked {self.write_timeout:g}s"
+            )
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
@@ -218,6 +235,15 @@ async def serve_stream(
         logger.warning("stream refused: %d calls active (max_calls)", len(runtime.calls))
         await sock.reject(503, "at capacity")
         return
+    if runtime.waiting_streams >= runtime.max_waiting_streams:
+        # Unsigned handshakes (Plivo may send none) cost nothing to open: bound the sockets
+        # that are only waiting for their start message.
+        logger.warning(
+            "stream refused: %d sockets already waiting for their start", runtime.waiting_streams
+        )
+        await sock.reject(503, "too many streams starting")
+        return
+    sock.write_timeout = runtime.write_timeout
     if not await sock.accept():
         return
     try:
@@ -230,16 +256,22 @@ async def serve_stream(
 
 
 async def _run_stream(
-    runtime: AgentRuntime, sock: AsgiSocket, carrier: CarrierRoute, allowed: list[CallInterface]
+    runtime: AgentRuntime,
+    sock: AsgiSocket,
+    carrier: CarrierRoute,
+    allowed: list[CallInterface],
 ) -> None:
     from .transports.errors import ProtocolError
 
+    runtime.waiting_streams += 1
     try:
         start = await carrier.accept(sock)
     except ProtocolError as exc:
         logger.warning("stream closed before its start: %s", exc.reason)
         await sock.close(CLOSE_PROTOCOL, exc.reason[:120])
         return
+    finally:
+        runtime.waiting_streams -= 1
     call_id = carrier.call_id(start)
     params = carrier.params(start)
     line = params.get("line", "")
@@ -271,7 +303,18 @@ async def _run_stream(
         if iface.telephony == "twilio"
         else None,
     )
-    await run_call(runtime, session, _build_graph(iface, session))
+    with anyio.CancelScope() as scope:
+        sock.on_blocked = scope.cancel
+        await run_call(runtime, session, _build_graph(iface, session))
+    if sock.blocked:
+        # Nothing can be said to a peer that does not read: end the carrier's call over REST.
+        logger.warning(
+            "[%s] carrier stopped reading (a write blocked %gs); call ended",
+            call_id,
+            sock.write_timeout,
+        )
+        assert session.hangup is not None
+        await session.hangup()
 
 
 async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) -> None:
@@ -294,7 +337,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             runtime.on_call(call, session, timeline)
         except Exception as exc:
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
-    runtime.call_started(call_id, call, session)
+    runtime.call_started(call_id, call, session, lambda: _shutdown_goodbye(call, session, runtime))
     try:
         await register_call(runtime, session)
         result = await call.run()
@@ -366,7 +409,20 @@ async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
 GOODBYE_UTTERANCE = 2**31 - 2  # an utterance id no agent uses
 
 
-async def _goodbye(call: Call, session: CallSession) -> None:
+SHUTDOWN_GOODBYE = "I'm sorry, I have to end this call now. Please call again. Goodbye."
+
+
+async def _shutdown_goodbye(call: Call, session: CallSession, runtime: AgentRuntime) -> None:
+    """At the drain deadline: the shutdown goodbye, then the REST hang-up, within the runtime's
+    ``goodbye_timeout``; the call is stopped either way."""
+    with anyio.move_on_after(runtime.goodbye_timeout):
+        await _goodbye(call, session, SHUTDOWN_GOODBYE, runtime.goodbye_timeout - 1.0)
+    call.stop("shutdown")
+
+
+async def _goodbye(
+    call: Call, session: CallSession, text: str | None = None, within: float | None = None
+) -> None:
     """At max duration: say the goodbye, make sure it was heard, then hang up over REST.
 
     With playout in the graph (cascading, or any graph with ``tts`` and ``playout`` nodes) the
@@ -378,18 +434,19 @@ async def _goodbye(call: Call, session: CallSession) -> None:
     from .frames import PlayedPosition
 
     iface: CallInterface = session.interface
-    text = iface.goodbye
+    text = iface.goodbye if text is None else text
+    within = max(1.0, call.grace - 3) if within is None else max(0.5, within)
     if text and iface.pipeline == "managed":
         name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
         await call.inject(name, "in", AgentText(text=text, last=True))
-        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, call.grace - 3))
+        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
     elif text and "tts" in call.graph and "playout" in call.graph:
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
             goodbye = AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
             heard = await call.wait_event(
                 lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
-                max(1.0, call.grace - 3),
+                within,
                 after=lambda: call.inject("tts", port, goodbye),
             )
             if heard is None:

@@ -9,14 +9,24 @@ exit code 2 for bad usage and 1 for a failed run; ``-v`` adds logging.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMMANDS", "Command", "CommandError", "load_runtime", "main", "preset_graph"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "CommandError",
+    "describe_lines",
+    "load_runtime",
+    "main",
+    "preset_graph",
+]
 
 
 class CommandError(Exception):
@@ -97,8 +107,12 @@ def load_runtime(spec: str) -> Any:
         raise CommandError(f"APP {spec!r} must look like 'module:attribute', e.g. 'myapp:runtime'")
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")  # like uvicorn/hypercorn: the current directory is importable
+    from voicegraph.interface import CallInterfaceError
+
     try:
         module = importlib.import_module(module_name)
+    except CallInterfaceError as exc:  # raised while the app built its lines: say it plainly
+        raise CommandError(str(exc)) from None
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise CommandError(
@@ -112,7 +126,10 @@ def load_runtime(spec: str) -> Any:
             raise CommandError(f"module {module_name!r} has no attribute {attr!r}; check APP")
         obj = getattr(obj, part)
     if not isinstance(obj, AgentRuntime) and callable(obj) and _no_required_args(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except CallInterfaceError as exc:
+            raise CommandError(str(exc)) from None
     if not isinstance(obj, AgentRuntime):
         raise CommandError(
             f"{spec} is a {type(obj).__name__}, not an AgentRuntime; point APP at an "
@@ -153,7 +170,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(f"--workers {args.workers} must be 1..64")
     runtime = load_runtime(args.app)  # fail fast, once, before forking
     if args.workers == 1:
-        _serve_one(args.app, args.host, args.port, args.softphone, runtime)
+        try:
+            _serve_one(args.app, args.host, args.port, args.softphone, runtime)
+        except (OSError, BaseExceptionGroup) as exc:
+            raise CommandError(_bind_error(exc, args.host, args.port), 1) from None
         return 0
     import multiprocessing
 
@@ -177,6 +197,29 @@ def _serve(args: argparse.Namespace) -> int:
     return max((p.exitcode or 0 for p in procs), default=0)
 
 
+def _bind_error(exc: BaseException, host: str, port: int) -> str:
+    """One sentence for a listener that could not start (the server wraps it in groups)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve --host {host!r} ({exc.strerror}); use an address such as 127.0.0.1"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use; stop what uses it or pass another --port"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host!r} is not an address of this machine; use 127.0.0.1 or 0.0.0.0"
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; use a port above 1023"
+    if isinstance(exc, OSError):
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    raise exc  # not a listener problem: a real bug, keep its traceback
+
+
+def _banner(binds: Sequence[str], runtime: Any) -> None:
+    sys.stdout.write(f"voicegraph: serving on {', '.join(binds)} (Ctrl-C to stop)\n")
+    sys.stdout.write("\n".join(describe_lines(runtime)) + "\n")
+    sys.stdout.flush()
+
+
 def _serve_one(
     spec: str, host: str, port: int, softphone: bool, runtime: Any = None, reuse: bool = False
 ) -> None:
@@ -193,7 +236,7 @@ def _serve_one(
     if reuse:
         _serve_reuseport(runtime, host, port)
     else:
-        runtime.run(host, port)
+        runtime.run(host, port, on_ready=lambda binds: _banner(binds, runtime))
 
 
 def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
@@ -233,6 +276,25 @@ def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
                     break
 
     anyio.run(main, backend="trio")
+
+
+def describe_lines(runtime: Any) -> list[str]:
+    """One line of text per served phone line: number, carrier, mode and webhook path."""
+    return [
+        f"  {i.phone_number}  {i.telephony}  {i.pipeline}  webhook {i.webhook_path}"
+        for i in runtime.interfaces
+    ]
+
+
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", metavar="APP", help="module:attribute of an AgentRuntime (or factory)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    runtime = load_runtime(args.app)  # building the runtime runs the preflight (no network)
+    sys.stdout.write(f"{args.app}: configuration ok, {len(runtime.interfaces)} line(s)\n")
+    sys.stdout.write("\n".join(describe_lines(runtime)) + "\n")
+    return 0
 
 
 # ------------------------------------------------------------------------------ graph
@@ -325,6 +387,7 @@ def _bench(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "demo": Command("run a whole phone call offline and record it", _demo_args, _demo),
     "serve": Command("serve an AgentRuntime (module:attribute)", _serve_args, _serve),
+    "check": Command("check an app's configuration without serving", _check_args, _check),
     "graph": Command("print a preset's graph as Mermaid", _graph_args, _graph),
     "bench": Command("run latency benchmarks (from a source checkout)", _bench_args, _bench),
 }
@@ -338,7 +401,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
-        cmd.configure(sub.add_parser(name, help=cmd.help, description=cmd.help))
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        # -v works after the subcommand too; SUPPRESS keeps a -v given before it
+        p.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more"
+        )
+        cmd.configure(p)
     return parser
 
 

@@ -39,6 +39,7 @@ from .node import Actor, In, Out
 
 __all__ = [
     "BARGE_IN_MIN_WORDS",
+    "AgentFailing",
     "AgentNode",
     "BargeIn",
     "CallEnd",
@@ -220,6 +221,19 @@ class BargeIn(Actor):
             self._false_deadline = anyio.current_time() + self.false_window
 
 
+class AgentFailing(Exception):
+    """The agent failed ``turns`` turns in a row (or stalled): the call should end politely."""
+
+    log_traceback = False  # the cause is logged with it; the call's end is the runtime's job
+
+    def __init__(self, turns: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the agent failed {turns} turn(s) in a row (last: {type(cause).__name__}: {cause}); "
+            "ending the call with an apology"
+        )
+        self.turns = turns
+
+
 class AgentNode(Actor):
     """Runs the agent for each caller turn and keeps the history true to what was heard.
 
@@ -227,6 +241,11 @@ class AgentNode(Actor):
     ``control`` (Interrupt, FalseInterrupt), ``playback`` (PlayedPosition from playout,
     WordTimestamps from the TTS). Outputs: ``text`` (AgentText to TTS or ConversationRelay) and
     ``hangup`` (Hangup to the carrier once a goodbye was heard).
+
+    ``max_failed_turns`` (default 2): after this many consecutive turns on which the agent
+    raised (each answered with a spoken "sorry"), or at once when the error says ``ends_call``
+    (a model that stalled even when asked twice), the node raises :class:`AgentFailing` and the
+    runtime ends the call with its apology and a hang-up.
 
     ``acknowledged``: whether playback acknowledgements arrive (True with playout; False in
     managed mode, where a reply counts as heard unless the carrier reports an interruption with
@@ -254,8 +273,14 @@ class AgentNode(Actor):
         transfer: Any = None,
         max_history: int = 200,
         settle_timeout: float = 0.5,
+        max_failed_turns: int = 2,
     ) -> None:
         super().__init__()
+        if max_failed_turns < 1:
+            raise ValueError("max_failed_turns must be at least 1")
+        self.max_failed_turns = max_failed_turns
+        self.failed_turns = 0
+        """Consecutive turns on which the agent raised (reset by a turn that succeeds)."""
         if not hasattr(agent, "respond"):
             raise TypeError(f"agent {agent!r} has no respond(turn) method")
         self.agent = agent
@@ -408,7 +433,21 @@ class AgentNode(Actor):
                         for v in unsettled:
                             await v.settled.wait()
                     turn.history = self.dialogue.history_before(turn)
-                await agent_reply(self.agent, turn, emit, self.log)
+
+                def give_up(exc: Exception) -> bool:
+                    # A model that stalled twice, or fails turn after turn, will not get better:
+                    # end the call (the runtime apologises and hangs up) instead of looping.
+                    self.failed_turns += 1
+                    return bool(getattr(exc, "ends_call", False)) or (
+                        self.failed_turns >= self.max_failed_turns
+                    )
+
+                try:
+                    ok = await agent_reply(self.agent, turn, emit, self.log, give_up=give_up)
+                except Exception as exc:
+                    raise AgentFailing(self.failed_turns, exc) from exc
+                if ok:
+                    self.failed_turns = 0
                 ending = u.control.ending is not None if u.control else False
                 await self.send(
                     "text", AgentText(text="", utterance_id=u.uid, last=True, end_call=ending)

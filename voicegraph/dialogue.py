@@ -202,20 +202,34 @@ class Dialogue:
 
 
 async def agent_reply(
-    agent: Responder, turn: Turn, emit: Callable[[str], Awaitable[None]], log: Any = None
-) -> None:
-    """Stream ``agent.respond(turn)`` to ``emit`` (empty chunks skipped). An exception in the
-    agent is this turn's problem, not the call's: it is logged and :data:`APOLOGY` is emitted.
-    Cancellation closes the agent's generator (and so its model stream) at once."""
+    agent: Responder,
+    turn: Turn,
+    emit: Callable[[str], Awaitable[None]],
+    log: Any = None,
+    *,
+    give_up: Callable[[Exception], bool] | None = None,
+) -> bool:
+    """Stream ``agent.respond(turn)`` to ``emit`` (empty chunks skipped); True if it succeeded.
+
+    An exception in the agent is this turn's problem, not the call's: it is logged and
+    :data:`APOLOGY` is emitted -- unless ``give_up(exc)`` says the call should end instead, in
+    which case the exception propagates. Cancellation closes the agent's generator (and so its
+    model stream) at once."""
     try:
         async with aclosing(agent.respond(turn)) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 if chunk:
                     await emit(chunk)
     except Exception as exc:
+        if give_up is not None and give_up(exc):
+            raise
         if log is not None:
-            log.error("agent failed on turn %d: %s: %s", turn.index, type(exc).__name__, exc)
+            log.error(
+                "agent failed on turn %d: %s: %s", turn.index, type(exc).__name__, exc, exc_info=exc
+            )
         await emit(APOLOGY)
+        return False
+    return True
 
 
 @dataclass(frozen=True)

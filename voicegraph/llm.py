@@ -14,7 +14,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["LLM", "Finish", "LLMError", "LLMEvent", "LLMMetrics", "TextDelta", "ToolCall"]
+__all__ = [
+    "LLM",
+    "Finish",
+    "LLMError",
+    "LLMEvent",
+    "LLMMetrics",
+    "LLMStalled",
+    "TextDelta",
+    "ToolCall",
+]
 
 
 class TextDelta(msgspec.Struct, frozen=True):
@@ -51,6 +60,18 @@ class LLMError(Exception):
         self.status = status
         self.message = message
         self.retryable = retryable
+
+
+class LLMStalled(LLMError):
+    """The model did not start answering within its first-token timeout, also when asked again.
+
+    ``ends_call``: the conversation node ends the call with an apology rather than apologising
+    and waiting for another turn that would stall the same way."""
+
+    ends_call = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None, False)
 
 
 class LLMMetrics:

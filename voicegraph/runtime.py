@@ -72,6 +72,9 @@ class CallResult:
     error: NodeFailure | None = None
     duration: float = 0.0
     stop_errors: list[NodeFailure] = field(default_factory=list)
+    also_failed: list[NodeFailure] = field(default_factory=list)
+    """Nodes that failed after :attr:`error` while the ``on_error`` hook ran (logged, and left
+    to the hook, so an apology is not cut short)."""
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -157,6 +160,8 @@ class Call:
         self._reason: str | None = None
         self._failure: NodeFailure | None = None
         self._stop_errors: list[NodeFailure] = []
+        self._hook_running = False
+        self._also_failed: list[NodeFailure] = []
         self._running = False
         self._ran = False
         self._actor_tg: anyio.abc.TaskGroup | None = None
@@ -504,19 +509,34 @@ class Call:
             self._failure = failure
             self._reason = self._reason or "error"
             # errors caused by a peer (bad input, a provider down) carry log_traceback = False
+            cause = exc.__cause__
             self.log.log(
                 logging.ERROR if getattr(exc, "log_traceback", True) else logging.WARNING,
-                "node %r failed in %s: %s: %s",
+                "node %r failed in %s: %s: %s%s",
                 node,
                 phase,
                 type(exc).__name__,
                 exc,
+                f" (caused by {type(cause).__name__}: {cause})" if cause is not None else "",
                 exc_info=exc if getattr(exc, "log_traceback", True) else None,
             )
             if self.on_error is not None and self._actor_tg is not None:
                 # the rest of the graph keeps running while the hook speaks (bounded by grace)
+                self._hook_running = True
                 self._actor_tg.start_soon(self._error_hook, failure)
                 return
+        elif self._hook_running:
+            # An outage often fails several nodes at once: the later failures must not cut
+            # the apology short; the hook ends the call when it is done (bounded by grace).
+            self._also_failed.append(failure)
+            self.log.warning(
+                "node %r also failed in %s while the error hook runs: %s: %s",
+                node,
+                phase,
+                type(exc).__name__,
+                exc,
+            )
+            return
         if self._scope is not None:
             self._scope.cancel()
 
@@ -573,6 +593,7 @@ class Call:
             error=self._failure,
             duration=anyio.current_time() - t0,
             stop_errors=self._stop_errors,
+            also_failed=self._also_failed,
             stats=self.stats(),
         )
         return self.result

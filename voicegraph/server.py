@@ -19,13 +19,14 @@ WebSockets are served as raw ASGI rather than through Quart: Quart-Trio cancels 
 the peer hangs up, while the carrier nodes need to *see* the close (as
 :class:`~voicegraph.wsio.SocketClosed`) to end the call in order. HTTP webhooks go through
 Quart-Trio. Shutdown (SIGTERM/SIGINT, or :meth:`AgentRuntime.shutdown`) refuses new calls with
-503, lets active calls finish for ``drain_timeout`` seconds, then ends the rest.
+503 (``/readyz`` too), lets active calls finish for ``drain_timeout`` seconds, then says goodbye
+to the rest and hangs them up over REST; a second signal skips to the goodbyes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,7 @@ from ._answer import answer_document
 from ._carriers import route_for, serve_stream
 from ._cluster import admit_call, default_handlers, run_lifespan
 from .interface import CallInterface, CallInterfaceError
+from .preflight import check_runtime
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .state import open_state
 from .stream_token import StreamTokens, derive_secret
@@ -60,7 +62,15 @@ class AgentRuntime:
     ``"https://agent.example.com"``; a path prefix that your proxy strips is allowed). Signatures
     are checked against it. ``trust_forwarded_headers=True`` instead rebuilds the URL from
     ``X-Forwarded-Proto``/``X-Forwarded-Host`` -- only behind a proxy that overwrites them.
-    ``drain_timeout``: seconds active calls may run on after shutdown starts.
+    ``drain_timeout``: seconds active calls may run on after shutdown starts; then each
+    remaining call hears a goodbye and is hung up over REST (within ``goodbye_timeout``, 6 s).
+    The defaults end a shutdown within about 28 s, inside a usual 30 s grace period (set
+    ``drain_timeout`` to your orchestrator's grace minus 10). A second SIGTERM/SIGINT skips the
+    rest of the wait and goes straight to the goodbyes. ``GET /readyz`` answers 503 while
+    draining (a load balancer's readiness probe); ``GET /healthz`` answers 200 while serving.
+    ``max_waiting_streams``: accepted streams that have not sent their start message yet (each
+    waits at most 10 s); more are refused with 503. ``write_timeout``: seconds one write to a
+    carrier socket may stay blocked (the peer stopped reading) before its call is ended.
     ``max_calls``: calls at once (more are refused with 503) -- in this process, or across every
     instance sharing ``state``. ``state``: where single-use tokens, admission and the call
     registry live: None (this process), a Redis URL such as ``"redis://10.0.0.5:6379/0"``, or a
@@ -74,11 +84,13 @@ class AgentRuntime:
         public_url: str | None = None,
         *,
         trust_forwarded_headers: bool = False,
-        drain_timeout: float = 30.0,
+        drain_timeout: float = 20.0,
         max_calls: int = 500,
         on_call: Callable[[Any, Any, Any], None] | None = None,
         state: Any = None,
         control_token: str | None = None,
+        max_waiting_streams: int = 100,
+        write_timeout: float = 10.0,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -110,12 +122,21 @@ class AgentRuntime:
         self.call_handlers = default_handlers()
         """Message type -> ``async handler(runtime, call_id, message)``, run on the worker
         holding the call when ``state.publish(call_id, message)`` is called anywhere."""
+        if max_waiting_streams < 1:
+            raise AgentRuntimeError("max_waiting_streams must be at least 1")
+        if not 0 < write_timeout <= 300:
+            raise AgentRuntimeError("write_timeout must be above 0 and at most 300 seconds")
+        self.max_waiting_streams = max_waiting_streams
+        self.write_timeout = float(write_timeout)
+        self.waiting_streams = 0
+        """Accepted carrier sockets still waiting for their start message."""
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
         self.drain_timeout = drain_timeout
         self.max_calls = max_calls
         self._check_routes()
+        check_runtime(self)  # what would fail every call is refused now, not in the first call
         self.tokens = {
             id(i): StreamTokens(derive_secret(i.auth_token), ttl=i.stream_token_ttl)
             for i in self.interfaces
@@ -129,6 +150,11 @@ class AgentRuntime:
         self.sessions: dict[str, Any] = {}
         """Their :class:`~voicegraph.session.CallSession` s, by call id."""
         self.draining = False
+        self.goodbye_timeout = 6.0
+        """Seconds the goodbye and REST hang-up of calls still active at the drain deadline
+        may take."""
+        self._enders: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._hurry = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
         self._shutdown: anyio.Event | None = None
@@ -276,15 +302,26 @@ class AgentRuntime:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def call_started(self, call_id: str, call: Any, session: Any = None) -> None:
+    def call_started(
+        self,
+        call_id: str,
+        call: Any,
+        session: Any = None,
+        end_politely: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Count ``call`` as active; ``end_politely`` (goodbye, REST hang-up, stop) ends it at
+        the drain deadline (``call.stop`` when not given)."""
         self.calls[call_id] = call
         if session is not None:
             self.sessions[call_id] = session
+        if end_politely is not None:
+            self._enders[call_id] = end_politely
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
 
     def call_ended(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
         self.sessions.pop(call_id, None)
+        self._enders.pop(call_id, None)
         if not self.calls:
             self._idle.set()
 
@@ -295,15 +332,42 @@ class AgentRuntime:
         else:
             self._pending_shutdown = True
 
+    def hurry(self) -> None:
+        """Cut the drain's wait short: go to the goodbyes now (a second signal does this)."""
+        self._hurry.set()
+
     async def drain(self) -> None:
-        """Refuse new calls, wait up to ``drain_timeout`` for active calls, then end the rest."""
+        """Refuse new calls, wait up to ``drain_timeout`` for active calls (or until
+        :meth:`hurry`), then end the rest politely: goodbye, REST hang-up (bounded by
+        ``goodbye_timeout``)."""
         self.draining = True
         logger.info("draining: %d active call(s), up to %gs", len(self.calls), self.drain_timeout)
         with anyio.move_on_after(self.drain_timeout):
-            await self._idle.wait()
+            async with anyio.create_task_group() as tg:
+
+                async def idle() -> None:
+                    await self._idle.wait()
+                    tg.cancel_scope.cancel()
+
+                async def hurried() -> None:
+                    await self._hurry.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(idle)
+                tg.start_soon(hurried)
+        if self.calls:
+            logger.info("drain deadline: saying goodbye to %d call(s)", len(self.calls))
+        with anyio.move_on_after(self.goodbye_timeout + 1.0):
+            async with anyio.create_task_group() as tg:
+                for call_id, call in list(self.calls.items()):
+                    ender = self._enders.get(call_id)
+                    if ender is None:
+                        call.stop("shutdown")
+                    else:
+                        tg.start_soon(ender)
         for call in list(self.calls.values()):
             call.stop("shutdown")
-        with anyio.move_on_after(10):
+        with anyio.move_on_after(2):
             await self._idle.wait()
         logger.info("drained; %d call(s) left", len(self.calls))
 
@@ -314,10 +378,11 @@ class AgentRuntime:
         *,
         handle_signals: bool = True,
         task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED,
+        on_ready: Callable[[list[str]], None] | None = None,
     ) -> None:
         """Serve :attr:`app` with Hypercorn's trio worker until shutdown.
 
-        Reports the bound URLs through ``task_status``. With ``handle_signals`` (main thread
+        Reports the bound URLs through ``task_status`` and to ``on_ready(urls)``. With ``handle_signals`` (main thread
         only), SIGTERM and SIGINT start a graceful shutdown (see :meth:`drain`)."""
         from hypercorn.config import Config
         from hypercorn.trio import serve
@@ -327,7 +392,7 @@ class AgentRuntime:
         config.accesslog = None
         config.errorlog = logger
         config.websocket_max_message_size = MAX_WS_MESSAGE
-        config.graceful_timeout = 5.0  # calls were drained before the listeners close
+        config.graceful_timeout = 1.0  # calls were drained before the listeners close
         self._shutdown = shutdown = anyio.Event()
         if self._pending_shutdown:
             shutdown.set()
@@ -337,12 +402,18 @@ class AgentRuntime:
             await self.drain()
 
         async with anyio.create_task_group() as tg:
+
+            async def server(*, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
+                await serve(self.app, config, shutdown_trigger=trigger, task_status=task_status)
+                tg.cancel_scope.cancel()  # drained and closed: stop watching signals
+
             if handle_signals:
                 await tg.start(self._watch_signals, shutdown)
-            binds = await tg.start(partial(serve, self.app, config, shutdown_trigger=trigger))
+            binds = await tg.start(server)
             logger.info("serving on %s", ", ".join(binds))
             task_status.started(binds)
-            await shutdown.wait()
+            if on_ready is not None:
+                on_ready(binds)
 
     async def _watch_signals(
         self, shutdown: anyio.Event, *, task_status: anyio.abc.TaskStatus[None]
@@ -351,21 +422,34 @@ class AgentRuntime:
 
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             task_status.started()
-            async with anyio.create_task_group() as tg:
-
-                async def wait() -> None:
-                    await shutdown.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(wait)
-                async for signum in signals:
-                    logger.info("signal %d: shutting down gracefully", signum)
+            async for signum in signals:
+                if not shutdown.is_set():
+                    logger.warning(
+                        "signal %d: shutting down gracefully (calls may finish for %gs; "
+                        "signal again to end them now)",
+                        signum,
+                        self.drain_timeout,
+                    )
                     shutdown.set()
-                    tg.cancel_scope.cancel()
+                else:
+                    # Never a silent kill: the remaining calls still get their goodbye.
+                    logger.warning(
+                        "signal %d again: ending %d remaining call(s) now, with a goodbye",
+                        signum,
+                        len(self.calls),
+                    )
+                    self.hurry()
 
-    def run(self, host: str = "0.0.0.0", port: int = 8000) -> None:
-        """Serve until SIGTERM/SIGINT, then drain (blocking; runs the trio event loop)."""
-        anyio.run(partial(self.serve, host, port), backend="trio")
+    def run(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 8000,
+        *,
+        on_ready: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """Serve until SIGTERM/SIGINT, then drain (blocking; runs the trio event loop).
+        ``on_ready(urls)`` is called once the listeners are bound."""
+        anyio.run(partial(self.serve, host, port, on_ready=on_ready), backend="trio")
 
 
 def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
-__all__ = ["MessageSocket", "SocketClosed", "WebSocketClient", "connect_websocket"]
+__all__ = [
+    "MessageSocket",
+    "SocketClosed",
+    "WebSocketClient",
+    "connect_websocket",
+    "describe",
+]
 
 DEFAULT_MAX_MESSAGE = 1 << 20
 
@@ -74,6 +80,21 @@ class WebSocketClient:
                 pass
 
 
+def describe(exc: BaseException) -> str:
+    """``exc`` and its causes as one line (``Type: text <- Cause: text``), so a log line keeps
+    the root cause even where the outer error says nothing."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 5:
+        if isinstance(seen, BaseExceptionGroup):
+            seen = seen.exceptions[0]  # e.g. one error per address tried: the first tells
+            continue
+        text = str(seen)
+        parts.append(f"{type(seen).__name__}: {text}" if text else type(seen).__name__)
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return " <- ".join(parts)
+
+
 def _closed(exc: Exception) -> SocketClosed:
     reason = getattr(exc, "reason", None)
     return SocketClosed(getattr(reason, "code", None), getattr(reason, "reason", "") or "")
@@ -125,9 +146,11 @@ async def connect_websocket(
             exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
         ) from None
     except HandshakeError as exc:
-        raise SocketClosed(None, f"handshake failed: {exc}") from None
+        # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
+        # failure, a refused connection) is its cause: keep it in the message and the chain.
+        raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
     except OSError as exc:
-        raise SocketClosed(None, f"cannot connect: {exc}") from None
+        raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
     client = WebSocketClient(conn)
     try:
         yield client

@@ -8,17 +8,27 @@ Implements :class:`voicegraph.llm.LLM` over httpx: ``POST {base_url}/chat/comple
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
 import httpx
 import msgspec
 
-from voicegraph.llm import Finish, LLMError, LLMEvent, LLMMetrics, TextDelta, ToolCall
+from voicegraph.llm import (
+    Finish,
+    LLMError,
+    LLMEvent,
+    LLMMetrics,
+    LLMStalled,
+    TextDelta,
+    ToolCall,
+)
 
 from ..providers.base import Secret
 
@@ -104,7 +114,10 @@ class OpenAIChatLLM:
     header, never logged or shown in errors or ``repr``.
 
     ``timeout`` bounds connecting and each wait for the next chunk (a stalled stream raises
-    :class:`~voicegraph.llm.LLMError`). Failures before the response starts (connection errors,
+    :class:`~voicegraph.llm.LLMError`). ``first_token_timeout`` (default 10 s; ``None``: off)
+    is the liveness watchdog: a request whose first event has not arrived by then is abandoned
+    and sent once more (nothing was said yet, so the retry repeats nothing); a second stall
+    raises :class:`~voicegraph.llm.LLMStalled`, which ends the call with an apology. Failures before the response starts (connection errors,
     408/409/429/5xx) are retried up to ``max_retries`` times with jittered exponential backoff;
     once a reply has started streaming, a failure raises instead, because a retry would repeat
     text the caller may already have heard. ``max_reply_chars`` bounds one reply.
@@ -128,6 +141,7 @@ class OpenAIChatLLM:
         include_usage: bool = True,
         max_reply_chars: int = 100_000,
         extra_body: dict[str, Any] | None = None,
+        first_token_timeout: float | None = 10.0,
     ) -> None:
         if not model:
             raise ValueError("OpenAIChatLLM needs a model name, e.g. model='gpt-4o-mini'")
@@ -152,6 +166,9 @@ class OpenAIChatLLM:
         self.include_usage = include_usage
         self.max_reply_chars = max_reply_chars
         self.extra_body = dict(extra_body or {})
+        if first_token_timeout is not None and first_token_timeout <= 0:
+            raise ValueError("first_token_timeout must be above 0 seconds (or None: off)")
+        self.first_token_timeout = first_token_timeout
         self.metrics = LLMMetrics()
         self._client: httpx.AsyncClient | None = None
 
@@ -209,15 +226,43 @@ class OpenAIChatLLM:
         client = self._http()
         self.metrics.requests += 1
         attempt = 0
+        stalls = 0
         while True:
             sent = time.monotonic()
             try:
-                async with client.stream(
-                    "POST", url, content=body, headers={"Content-Type": "application/json"}
-                ) as response:
-                    if response.status_code != 200:
-                        raise await _http_error(response)
-                    async for event in self._events(response, sent):
+                async with AsyncExitStack() as stack:
+                    # The first event is awaited under the watchdog, outside any yield.
+                    with anyio.move_on_after(self.first_token_timeout or math.inf) as watch:
+                        response = await stack.enter_async_context(
+                            client.stream(
+                                "POST",
+                                url,
+                                content=body,
+                                headers={"Content-Type": "application/json"},
+                            )
+                        )
+                        if response.status_code != 200:
+                            raise await _http_error(response)
+                        events = self._events(response, sent)
+                        stack.push_async_callback(events.aclose)
+                        first = await anext(events, None)
+                    if watch.cancelled_caught:
+                        stalls += 1
+                        if stalls > 1:
+                            self.metrics.errors += 1
+                            raise LLMStalled(
+                                f"no first token from {self.base_url} within "
+                                f"{self.first_token_timeout:g}s, twice; check the service status"
+                            )
+                        log.warning(
+                            "chat request got no first token within %gs; sending it once more",
+                            self.first_token_timeout,
+                        )
+                        continue
+                    if first is None:
+                        return
+                    yield first
+                    async for event in events:
                         yield event
                     return
             except LLMError as exc:

@@ -36,6 +36,7 @@ __all__ = [
     "ProviderError",
     "ProviderMetrics",
     "ProviderProtocolError",
+    "ProviderStalled",
     "ProviderUnavailable",
     "ReconnectPolicy",
     "Secret",
@@ -68,6 +69,21 @@ class ProviderUnavailable(ProviderError):
         self.last_error = last_error
 
 
+class ProviderStalled(ProviderError):
+    """The provider accepted the connection but stopped answering (see
+    ``ReconnectPolicy.stall_timeout``), also after reconnecting."""
+
+    log_traceback = False  # the provider's fault, not ours: one warning line, no traceback
+
+    def __init__(self, provider: str, timeout: float, reconnects: int) -> None:
+        super().__init__(
+            provider,
+            f"no answer for {timeout:g}s to a pending request, also after {reconnects} "
+            "reconnect(s); check the service status (ReconnectPolicy.stall_timeout sets the wait)",
+        )
+        self.timeout = timeout
+
+
 class ProviderAuthError(ProviderError):
     """The provider refused our credentials (HTTP 401/403 on the handshake)."""
 
@@ -98,6 +114,14 @@ class ReconnectPolicy(msgspec.Struct, frozen=True, kw_only=True):
     buffer_bytes: int = 1 << 20
     drain_timeout: float = 5.0
     """How long end of input waits for the provider to finish (final results, last audio)."""
+    stall_timeout: float | None = None
+    """Liveness watchdog: a request (a ``Finalize``, a TTS utterance) that got no answer while
+    the provider sent nothing at all for this many seconds counts as a stall; the socket is
+    reconnected, and a further stall raises :class:`ProviderStalled`. ``None``: the node's
+    default (:attr:`WebSocketProvider.default_stall_timeout`: 5 s for Deepgram and Cartesia,
+    off for OpenAI Realtime, whose tool calls may legitimately keep it quiet); ``0``: off."""
+    stall_retries: int = 1
+    """Reconnects after a stall before :class:`ProviderStalled` ends the call."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -108,6 +132,10 @@ class ReconnectPolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("ReconnectPolicy timeouts and backoffs must be positive")
         if self.buffer_messages < 0 or self.buffer_bytes < 0:
             raise ValueError("ReconnectPolicy buffer limits must be >= 0")
+        if self.stall_timeout is not None and self.stall_timeout < 0:
+            raise ValueError("ReconnectPolicy.stall_timeout must be >= 0 (0 turns it off)")
+        if not 0 <= self.stall_retries <= 10:
+            raise ValueError("ReconnectPolicy.stall_retries must be between 0 and 10")
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before retry number ``attempt`` (1-based)."""
@@ -138,6 +166,10 @@ class WebSocketProvider(Actor):
     """
 
     provider = "provider"
+    default_stall_timeout: float | None = None
+    """Seconds a pending request may go unanswered while the provider is silent (see
+    ``ReconnectPolicy.stall_timeout``); ``None``: no liveness watchdog unless the policy sets
+    one."""
     keepalive_interval: float | None = None
     """Seconds without any message sent after which :meth:`keepalive_message` is sent."""
 
@@ -155,7 +187,10 @@ class WebSocketProvider(Actor):
         self._closed = anyio.Event()
         self._up = anyio.Event()
         self._last_sent = 0.0
+        self._last_received = 0.0
         self._fatal: BaseException | None = None
+        self.stalls = 0
+        """Stalls the liveness watchdog saw (each one reconnected or ended the call)."""
 
     # ---------------------------------------------------------- subclass API
 
@@ -245,6 +280,8 @@ class WebSocketProvider(Actor):
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._guard, self._connection_loop, tg.cancel_scope)
+            if self.stall_timeout:
+                tg.start_soon(self._guard, self._stall_watch, tg.cancel_scope)
             await self._guard(self._input_loop, tg.cancel_scope)
             tg.cancel_scope.cancel()
         if self._fatal is not None:
@@ -294,6 +331,45 @@ class WebSocketProvider(Actor):
             n = self._buffer.clear_as_dropped()
             self.log.warning("%s: %d buffered messages dropped at end of input", self.provider, n)
 
+    @property
+    def stall_timeout(self) -> float | None:
+        """The liveness watchdog's wait in seconds (``None`` or 0: off)."""
+        t = self.reconnect_policy.stall_timeout
+        return self.default_stall_timeout if t is None else t
+
+    async def _stall_watch(self) -> None:
+        """Liveness: a request unanswered for ``stall_timeout`` while the provider sent nothing
+        at all means it stalled (accepted, then went quiet). Reconnect up to ``stall_retries``
+        times, then raise :class:`ProviderStalled` so the call ends with an apology instead of
+        silence. While no socket is up the reconnect logic is in charge, not this watch."""
+        timeout = self.stall_timeout
+        assert timeout
+        retries = self.reconnect_policy.stall_retries
+        strikes = 0
+        while True:
+            await anyio.sleep(timeout / 4)
+            oldest = self.metrics.oldest_pending()
+            sock = self._sock
+            if oldest is None:
+                strikes = 0  # everything answered: the provider is well again
+                continue
+            now = anyio.current_time()
+            if sock is None or now - oldest < timeout or now - self._last_received < timeout:
+                continue
+            self.stalls += 1
+            strikes += 1
+            if strikes > retries:
+                raise ProviderStalled(self.provider, timeout, retries)
+            self.log.warning(
+                "%s stalled: no answer for %.1fs; reconnecting (%d/%d)",
+                self.provider,
+                now - oldest,
+                strikes,
+                retries,
+            )
+            self.metrics.restart_pending(now)  # the new connection gets the whole wait
+            await sock.close(1000, "stalled")  # the connection loop reconnects
+
     async def _keepalive(self) -> None:
         self._last_sent = anyio.current_time()
         if self._sock is None:
@@ -339,7 +415,9 @@ class WebSocketProvider(Actor):
                 attempt = 0
             attempt += 1
             if attempt > policy.max_attempts:
-                raise ProviderUnavailable(self.provider, policy.max_attempts, last_error)
+                raise ProviderUnavailable(
+                    self.provider, policy.max_attempts, last_error
+                ) from closed
             delay = policy.backoff(attempt, self._rng)
             if up_since is not None:
                 self.log.warning(
@@ -381,11 +459,13 @@ class WebSocketProvider(Actor):
             self._handover = False
             self._sock = sock
             self._up.set()
-            self._last_sent = anyio.current_time()
+            self._last_sent = self._last_received = anyio.current_time()
             if reconnect:
                 self.log.info("%s reconnected", self.provider)
             while True:
-                await self.on_message(await sock.receive())
+                message = await sock.receive()
+                self._last_received = anyio.current_time()
+                await self.on_message(message)
         finally:
             self._handover = False
             self._sock = None

@@ -61,6 +61,15 @@ class ProviderMetrics:
         self.ttfb.append(value)
         return value
 
+    def oldest_pending(self) -> float | None:
+        """When the oldest unanswered request started (``None``: nothing is pending)."""
+        return min(self._pending.values(), default=None)
+
+    def restart_pending(self, at: float) -> None:
+        """Time every pending request from ``at`` (after a reconnect gave them a new chance)."""
+        for key in self._pending:
+            self._pending[key] = at
+
     def request_abandoned(self, key: object) -> None:
         """Forget ``key`` without recording a TTFB (e.g. cancelled before any response)."""
         self._pending.pop(key, None)

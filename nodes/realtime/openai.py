@@ -161,6 +161,11 @@ class OpenAIRealtime(WebSocketProvider):
         reconnect: ReconnectPolicy | None = None,
     ) -> None:
         super().__init__(reconnect=reconnect)
+        if not isinstance(model, str) or "realtime" not in model:
+            raise ValueError(
+                f"model={model!r} is not a realtime model; use a speech-to-speech model such as "
+                "'gpt-realtime', 'gpt-realtime-mini' or 'gpt-4o-realtime-preview'"
+            )
         dialect = dialect or dialect_for(model)
         if dialect not in ("ga", "beta"):
             raise ValueError(f"dialect must be 'ga' or 'beta', got {dialect!r}")

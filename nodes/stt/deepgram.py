@@ -9,6 +9,7 @@ are the base's (:mod:`voicegraph.nodes.providers.base`).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -39,6 +40,13 @@ from ..providers.base import (
 __all__ = ["DeepgramOptions", "DeepgramSTT"]
 
 API_KEY_ENV = "DEEPGRAM_API_KEY"
+# A model family, optionally followed by word suffixes (nova-2-phonecall, whisper-large), or the
+# UUID of a custom-trained model. "nova-9" is refused: versions are part of the family name.
+_MODEL = re.compile(
+    r"(nova-3|nova-2|nova|enhanced|base|whisper|flux)(-[a-z][a-z0-9]*)*"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+_LANGUAGE = re.compile(r"multi|[a-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?")
 
 
 class DeepgramOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +73,21 @@ class DeepgramOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Further query parameters, e.g. ``(("keyterm", "voicegraph"),)``."""
 
     def __post_init__(self) -> None:
+        if self.encoding not in ("mulaw", "pcm16"):
+            raise ValueError(
+                f"DeepgramOptions: encoding={self.encoding!r} is not phone audio; use 'mulaw' "
+                "(Twilio, Plivo µ-law) or 'pcm16' (Plivo L16, or after a decoder)"
+            )
+        if not isinstance(self.model, str) or not _MODEL.fullmatch(self.model):
+            raise ValueError(
+                f"DeepgramOptions: model={self.model!r} is not a Deepgram model; use e.g. "
+                "'nova-3', 'nova-2-phonecall', 'nova-3-medical' or a custom model's UUID"
+            )
+        if not isinstance(self.language, str) or not _LANGUAGE.fullmatch(self.language):
+            raise ValueError(
+                f"DeepgramOptions: language={self.language!r} is not a language tag; use a "
+                "BCP-47 tag such as 'en-US', 'es' or 'fr-CA', or 'multi'"
+            )
         if self.encoding == "mulaw" and self.sample_rate != 8000:
             raise ValueError(
                 f"DeepgramOptions: µ-law audio is 8000 Hz, got sample_rate={self.sample_rate}; "
@@ -180,6 +203,7 @@ class DeepgramSTT(WebSocketProvider):
     """
 
     provider = "deepgram"
+    default_stall_timeout = 5.0  # Deepgram answers a Finalize well within a second
 
     def __init__(
         self,
@@ -293,6 +317,9 @@ class DeepgramSTT(WebSocketProvider):
     async def _on_results(self, r: Results) -> None:
         alts = r.channel.alternatives
         if not alts or not alts[0].transcript:
+            if r.is_final or r.from_finalize:
+                # a Finalize answered with silence is answered: the stall watch must not wait on
+                self.metrics.request_abandoned(self._finalizes)
             return  # silence results are normal
         alt = alts[0]
         off = self._offset

@@ -37,6 +37,7 @@ __all__ = ["CartesiaOptions", "CartesiaTTS"]
 
 API_KEY_ENV = "CARTESIA_API_KEY"
 _RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class CartesiaOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +62,16 @@ class CartesiaOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Send buffered text at a word boundary past this many characters even without a full stop."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.voice_id, str) or not _UUID.fullmatch(self.voice_id):
+            raise ValueError(
+                f"CartesiaOptions: voice_id={self.voice_id!r} is not a Cartesia voice id; copy "
+                "the voice's UUID from the Cartesia playground, like "
+                "'a0e99841-438c-4a64-b679-ae501e7d6091'"
+            )
+        if self.encoding not in ("mulaw", "pcm16"):
+            raise ValueError(
+                f"CartesiaOptions: encoding={self.encoding!r} is not offered; use 'mulaw' or 'pcm16'"
+            )
         if self.sample_rate not in _RATES:
             raise ValueError(
                 f"CartesiaOptions: sample_rate={self.sample_rate} is not offered; use one of {_RATES}"
@@ -184,6 +195,7 @@ class CartesiaTTS(WebSocketProvider):
     """
 
     provider = "cartesia"
+    default_stall_timeout = 5.0  # first audio normally comes within a few hundred ms
 
     def __init__(
         self,
@@ -315,6 +327,7 @@ class CartesiaTTS(WebSocketProvider):
             self._cancelled = set(sorted(self._cancelled)[-512:])
 
     def _finish(self, utt: _Utterance) -> None:
+        self.metrics.request_abandoned(utt.context_id)  # no-op once its audio came
         self._active.pop(utt.context_id, None)
         if self._by_uid.get(utt.uid) is utt:
             del self._by_uid[utt.uid]

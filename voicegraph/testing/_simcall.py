@@ -25,6 +25,10 @@ __all__ = ["CallRejected", "SimulatedCall"]
 MAX_ANSWER = 100 * 1024
 
 
+HANGUP_TIMEOUT = 5.0
+"""Seconds leaving a simulated call may spend on its goodbye and close."""
+
+
 class CallRejected(Exception):
     """The server did not answer the webhook with a stream: HTTP error, or TwiML/XML without
     one (e.g. ``<Say>…</Say><Hangup/>``). ``status`` and ``body`` say what came back."""
@@ -181,7 +185,10 @@ class SimulatedCall:
             try:
                 yield self
             finally:
-                with anyio.CancelScope(shield=True):
+                # Shielded so an error or cancellation still hangs up, and bounded: a server
+                # that no longer reads must not hold the exit forever (nothing else could end
+                # a shielded wait).
+                with anyio.CancelScope(shield=True), anyio.move_on_after(HANGUP_TIMEOUT):
                     await self.hangup()
                 tg.cancel_scope.cancel()
 
@@ -251,15 +258,18 @@ class SimulatedCall:
         raise TimeoutError(f"stream still open after {timeout:g}s")
 
     async def hangup(self) -> None:
-        """Hang up: the carrier's goodbye (if it has one), then close the socket. Idempotent."""
+        """Hang up: the carrier's goodbye (if it has one), then close the socket. Idempotent.
+        The goodbye waits at most ``HANGUP_TIMEOUT`` seconds for a server that stopped
+        reading; the socket is closed either way."""
         if self._hung_up or self.closed:
             self._hung_up = True
             return
         self._hung_up = True
-        try:
-            await self._goodbye()
-        except SocketClosed:
-            pass
+        with anyio.move_on_after(HANGUP_TIMEOUT / 2):
+            try:
+                await self._goodbye()
+            except SocketClosed:
+                pass
         await self.socket.close(1000, "caller hung up")
 
     # -------------------------------------------------------------------- audio out
