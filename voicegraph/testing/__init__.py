@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     "DeepgramFaults": ".fake_deepgram",
     "FakeCartesia": ".fake_cartesia",
     "CartesiaFaults": ".fake_cartesia",
+    "VirtualClockEventLoop": ".clock",
+    "virtual_clock": ".clock",
 }
 
 
