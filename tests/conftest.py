@@ -1,4 +1,9 @@
-"""Shared test set-up: every async test runs on anyio's trio backend."""
+"""Shared test set-up: async tests run on anyio's asyncio backend (voicegraph's default).
+
+Modules whose behaviour must hold on both backends (engine, channel, runtime, playout, one
+end-to-end call per mode and carrier) override ``anyio_backend`` with
+``enginekit.BOTH_BACKENDS``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import pytest
 
 @pytest.fixture
 def anyio_backend() -> str:
-    return "trio"
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ import anyio
 
 from voicegraph import Actor, AudioFrame, Frame, In, Out, Stage
 
+BOTH_BACKENDS = ("asyncio", "trio")
+"""For tests that must hold on both backends: ``@pytest.fixture(params=BOTH_BACKENDS)``."""
+
 
 def audio(i: int, tag: int = 0) -> AudioFrame:
     return AudioFrame(data=bytes(320), timestamp=float(i), utterance_id=tag)

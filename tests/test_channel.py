@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from enginekit import audio
+from enginekit import BOTH_BACKENDS, audio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voicegraph import DTMF, EndOfInput, Inbox, Interrupt, SpeechStarted
 
 
-def run(fn, *args):  # type: ignore[no-untyped-def]
-    return anyio.run(fn, *args, backend="trio")
+def run(fn, *, backend: str):  # type: ignore[no-untyped-def]
+    return anyio.run(fn, backend=backend)
 
 
+@pytest.fixture(params=BOTH_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=40, deadline=None)
 @given(capacity=st.integers(1, 16), n=st.integers(0, 200))
-def test_drop_oldest_keeps_newest_and_counts_every_drop(capacity: int, n: int) -> None:
+def test_drop_oldest_keeps_newest_and_counts_every_drop(
+    backend: str, capacity: int, n: int
+) -> None:
     async def main() -> None:
         inbox = Inbox("sink")
         inbox.add_port("in", capacity=capacity, policy="drop_oldest")
@@ -36,13 +44,14 @@ def test_drop_oldest_keeps_newest_and_counts_every_drop(capacity: int, n: int) -
                 break
         assert got == [float(i) for i in range(max(0, n - capacity), n)]
 
-    run(main)
+    run(main, backend=backend)
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=30, deadline=None)
 @given(capacity=st.integers(1, 8), n=st.integers(0, 120), writers=st.integers(1, 4))
 def test_block_policy_loses_nothing_and_keeps_per_writer_order(
-    capacity: int, n: int, writers: int
+    backend: str, capacity: int, n: int, writers: int
 ) -> None:
     async def main() -> None:
         inbox = Inbox("sink")
@@ -72,12 +81,13 @@ def test_block_policy_loses_nothing_and_keeps_per_writer_order(
         assert inbox.ports["in"].dropped == 0
         assert inbox.ports["in"].high_water <= capacity
 
-    run(main)
+    run(main, backend=backend)
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=40, deadline=None)
 @given(kinds=st.lists(st.booleans(), min_size=1, max_size=60))
-def test_control_frames_overtake_queued_media_in_order(kinds: list[bool]) -> None:
+def test_control_frames_overtake_queued_media_in_order(backend: str, kinds: list[bool]) -> None:
     async def main() -> None:
         inbox = Inbox("sink")
         inbox.add_port("in", capacity=100)
@@ -97,7 +107,7 @@ def test_control_frames_overtake_queued_media_in_order(kinds: list[bool]) -> Non
         assert controls == sorted(controls) and media == sorted(media)
         assert len(got) == len(kinds)
 
-    run(main)
+    run(main, backend=backend)
 
 
 @pytest.mark.anyio

@@ -84,3 +84,50 @@ def test_quick_start_and_readme_examples_build_their_runtimes(monkeypatch) -> No
         exec(compile(code, name, "exec"), scope)
         assert "runtime" in scope or ran, name
     assert len(ran) == 2  # README and interface.md call run()
+
+
+def test_asyncio_page_serving_example_runs_on_the_default_backend(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from voicegraph import AgentRuntime
+
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "doc-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-doc-test")
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(AgentRuntime, "run", lambda self, **kw: calls.append(kw))
+    code = _blocks((DOCS / "asyncio.md").read_text(), "python")[0]
+    exec(compile(code, "asyncio.md", "exec"), {})
+    assert calls == [{"host": "127.0.0.1", "port": 8000}]  # no backend given: asyncio
+
+
+def test_asyncio_page_fastapi_example_mounts_the_runtime_under_its_prefix(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "doc-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-doc-test")
+    code = _blocks((DOCS / "asyncio.md").read_text(), "python")[1]
+    scope: dict[str, object] = {}
+    exec(compile(code, "asyncio.md", "exec"), scope)
+    from starlette.routing import Mount
+
+    mounts = {r.path: r.app for r in scope["app"].routes if isinstance(r, Mount)}  # type: ignore[attr-defined]
+    assert mounts == {"/voice": scope["runtime"].app}  # type: ignore[attr-defined]
+
+
+def test_asyncio_page_pytest_example_passes_under_both_plugins(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = _blocks((DOCS / "asyncio.md").read_text(), "python")[2]
+    (tmp_path / "test_doc_example.py").write_text(code)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_doc_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "3 passed" in run.stdout, run.stdout + run.stderr
+
+
+def test_asyncio_page_virtual_clock_example_runs() -> None:
+    code = _blocks((DOCS / "asyncio.md").read_text(), "python")[3]
+    exec(compile(code, "asyncio.md", "exec"), {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -33,10 +34,35 @@ def test_subpackages_import_under_voicegraph_names() -> None:
     assert Path(voicegraph.transports.__file__).parent.name == "transports"
 
 
-def test_engine_does_not_import_trio_directly() -> None:
-    for name in ("frames", "channel", "node", "graph", "runtime"):
-        text = (ROOT / "voicegraph" / f"{name}.py").read_text()
-        assert "import trio" not in text, f"voicegraph/{name}.py must use anyio only"
+# The modules that must stay on anyio: the engine, every node and every transport. Only the
+# adapters named in voicegraph.backends (wsio, asgi_server, server) know the backend.
+ENGINE = ("frames", "channel", "node", "graph", "runtime", "conversation", "_carriers")
+IMPORTS_OF_A_BACKEND = re.compile(
+    r"^\s*(?:import|from)\s+(?:asyncio|trio|trio_websocket|uvloop)\b", re.M
+)
+
+
+def _anyio_only_modules() -> list[Path]:
+    files = [ROOT / "voicegraph" / f"{name}.py" for name in ENGINE]
+    for top in ("nodes", "transports"):
+        files += sorted((ROOT / top).rglob("*.py"))
+    return files
+
+
+def test_engine_nodes_and_transports_do_not_import_asyncio_or_trio() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in _anyio_only_modules()
+        if IMPORTS_OF_A_BACKEND.search(path.read_text())
+    ]
+    assert offenders == [], "these modules must use anyio only (no asyncio/trio imports)"
+
+
+def test_the_backend_import_check_sees_both_forms() -> None:
+    for line in ("import asyncio", "    from trio import sleep", "import trio.testing"):
+        assert IMPORTS_OF_A_BACKEND.search(line)
+    for line in ("import anyio", "# asyncio is the default", "import asyncpg"):
+        assert not IMPORTS_OF_A_BACKEND.search(line)
 
 
 def test_license_is_an_spdx_string_so_builds_print_no_deprecation() -> None:

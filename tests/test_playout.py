@@ -1,6 +1,7 @@
 """Playout against a fake carrier that plays in real time and echoes marks with a delay.
 
-Time is trio's MockClock (autojump), so schedules are exact and the tests take no real time.
+Time is virtual (voicegraph.testing.virtual_clock: an autojump clock on asyncio and on Trio), so
+schedules are exact and the tests take no real time. Every test runs on both backends.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from dataclasses import dataclass
 import anyio
 import numpy as np
 import pytest
-import trio
-import trio.testing
+from enginekit import BOTH_BACKENDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from voicegraph.nodes.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
@@ -37,15 +37,16 @@ from voicegraph import (
     PlaybackMark,
     PlayedPosition,
 )
+from voicegraph.testing import virtual_clock
 
 MULAW8 = AudioFormat("mulaw", 8000)
 PCM24K = AudioFormat("pcm16", 24000)
 ECHO_DELAY = 0.03
 
 
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict]:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+@pytest.fixture(params=BOTH_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict]:
+    return virtual_clock(request.param)
 
 
 @dataclass
@@ -487,18 +488,25 @@ def test_bad_options_are_rejected(kwargs: dict, message: str) -> None:
         PlayoutOptions(**kwargs)
 
 
-def run_on_mock_clock(items: list[tuple[float, str, Frame]], duration: float) -> Run:
-    """Run one call to its end on a fresh mock clock, from a synchronous (hypothesis) test."""
+def run_virtual(main, backend: str) -> Run:  # type: ignore[no-untyped-def]
+    """Run ``main`` on ``backend`` on a fresh virtual clock, from a synchronous (hypothesis) test."""
+    name, options = virtual_clock(backend)
+    return anyio.run(main, backend=name, backend_options=options)
+
+
+def run_on_mock_clock(items: list[tuple[float, str, Frame]], duration: float, backend: str) -> Run:
+    """Run one call to its end on a fresh virtual clock."""
 
     async def main() -> Run:
         return await run_call(items, duration=duration)
 
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return run_virtual(main, backend)
 
 
 agent_format = st.sampled_from([MULAW8, AudioFormat("pcm16", 8000), PCM24K])
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=25, deadline=None)
 @given(
     fmt=agent_format,
@@ -506,7 +514,7 @@ agent_format = st.sampled_from([MULAW8, AudioFormat("pcm16", 8000), PCM24K])
     speed=st.floats(0.05, 0.6),
 )
 def test_any_faster_than_real_time_delivery_reaches_the_carrier_without_gaps(
-    fmt: AudioFormat, sizes: list[float], speed: float
+    backend: str, fmt: AudioFormat, sizes: list[float], speed: float
 ) -> None:
     """Frames of any size, produced at any speed above real time (the first 150 ms at once),
     reach the carrier back to back, in whole chunks, with nothing lost."""
@@ -534,7 +542,7 @@ def test_any_faster_than_real_time_delivery_reaches_the_carrier_without_gaps(
             )
         start += seconds
     items.append((start * speed, "audio", AudioDone(utterance_id=1)))
-    run = run_on_mock_clock(items, duration=total + 1.0)
+    run = run_on_mock_clock(items, duration=total + 1.0, backend=backend)
     arrivals = run.carrier.arrivals
     for prev, cur in zip(arrivals, arrivals[1:], strict=False):
         assert cur.starts == pytest.approx(prev.starts + prev.frame.duration, abs=1e-9)
@@ -546,17 +554,18 @@ def test_any_faster_than_real_time_delivery_reaches_the_carrier_without_gaps(
     assert run.events[-1].complete
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=25, deadline=None)
 @given(at=st.floats(0.001, 1.4), echo_delay=st.floats(0.0, 0.2))
 def test_played_position_after_a_clear_at_any_moment_is_the_acknowledged_audio(
-    at: float, echo_delay: float
+    backend: str, at: float, echo_delay: float
 ) -> None:
     items = burst(0.0, speech(MULAW8, 1.5, 3), 3) + [(at, "control", Interrupt())]
 
     async def main() -> Run:
         return await run_call(items, duration=2.5, carrier=FakeCarrier(echo_delay=echo_delay))
 
-    run = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run = run_virtual(main, backend)
     acked = [name for t, name, played in run.carrier.echoes if t < at and played]
     [pos] = [e for e in run.events if e.utterance_id == 3]
     assert pos.played == pytest.approx(0.02 * len(acked))

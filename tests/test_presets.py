@@ -1,5 +1,7 @@
 """The three presets: topology, and whole calls over loopback (server, simulated caller, fakes).
 
+One call per mode and carrier runs on both backends (asyncio and Trio).
+
 Each end-to-end call: a greeting, two turns with a tool call, and a barge-in in the middle of a
 long agent sentence; checks what the caller heard, what was sent to cancel, the heard-only
 history and the timeline's order.
@@ -12,6 +14,7 @@ import json
 import anyio
 import pytest
 from e2ekit import TOKEN, interface, served, speech
+from enginekit import BOTH_BACKENDS
 from voicegraph.nodes.llm import OpenAIChatLLM
 from voicegraph.nodes.realtime import OpenAIRealtime
 
@@ -145,6 +148,7 @@ def test_a_preset_can_be_taken_apart() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", BOTH_BACKENDS)
 async def test_managed_call_with_tool_and_interruption() -> None:
     BOOKINGS.clear()
     replies = [
@@ -193,6 +197,7 @@ async def test_managed_call_with_tool_and_interruption() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", BOTH_BACKENDS)
 @pytest.mark.parametrize("carrier", ["twilio", "plivo"])
 async def test_realtime_call_with_tool_and_barge_in_truncates_to_what_was_heard(
     carrier: str,
@@ -301,6 +306,7 @@ ROOMS = (
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", BOTH_BACKENDS)
 @pytest.mark.parametrize("carrier", ["twilio", "plivo"])
 async def test_cascading_call_with_tool_and_barge_in_keeps_only_heard_text(carrier: str) -> None:
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT

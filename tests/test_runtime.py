@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import anyio
 import pytest
-import trio
-import trio.testing
-from enginekit import Lifecycle, MapActor, MapStage, PassActor, Sink, Source, audio
+import sniffio
+from enginekit import BOTH_BACKENDS, Lifecycle, MapActor, MapStage, PassActor, Sink, Source, audio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,10 +23,16 @@ from voicegraph import (
     decode_frame,
     encode_frame,
 )
+from voicegraph.testing import virtual_clock
 
 
-def run(fn, *args):  # type: ignore[no-untyped-def]
-    return anyio.run(fn, *args, backend="trio")
+def run(fn, *, backend: str):  # type: ignore[no-untyped-def]
+    return anyio.run(fn, backend=backend)
+
+
+@pytest.fixture(params=BOTH_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def chain_graph(
@@ -71,6 +76,7 @@ TRANSFORMS = {
 }
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=25, deadline=None)
 @given(
     plan=st.lists(st.sampled_from(sorted(TRANSFORMS)), min_size=1, max_size=4),
@@ -78,7 +84,7 @@ TRANSFORMS = {
     tail=st.booleans(),
 )
 def test_fused_stages_behave_exactly_like_the_same_stages_as_actors(
-    plan: list[str], n: int, tail: bool
+    backend: str, plan: list[str], n: int, tail: bool
 ) -> None:
     frames = [audio(i) for i in range(n)]
 
@@ -106,13 +112,14 @@ def test_fused_stages_behave_exactly_like_the_same_stages_as_actors(
             assert result.reason == "completed"
             outs[kind] = g["sink"].got
 
-    run(main)
+    run(main, backend=backend)
     assert outs["fused"] == outs["unfused"] == outs["actors"]
 
 
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 150), cap=st.integers(1, 4))
-def test_no_loss_under_back_pressure_with_a_slow_consumer(n: int, cap: int) -> None:
+def test_no_loss_under_back_pressure_with_a_slow_consumer(backend: str, n: int, cap: int) -> None:
     async def main() -> None:
         g = Graph()
         g.add("src", Source([audio(i) for i in range(n)]))
@@ -125,7 +132,7 @@ def test_no_loss_under_back_pressure_with_a_slow_consumer(n: int, cap: int) -> N
         assert result.stats["sink"]["dropped"] == 0
         assert result.stats["sink"]["high_water"] <= cap
 
-    run(main)
+    run(main, backend=backend)
 
 
 @pytest.mark.anyio
@@ -213,7 +220,8 @@ async def test_stop_errors_are_collected_not_raised() -> None:
     assert [e.node for e in result.stop_errors] == ["a"]
 
 
-def test_outside_cancellation_stops_every_node_and_leaves_no_task() -> None:
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
+def test_outside_cancellation_stops_every_node_and_leaves_no_task(backend: str) -> None:
     journal: list[str] = []
 
     async def main() -> None:
@@ -231,23 +239,26 @@ def test_outside_cancellation_stops_every_node_and_leaves_no_task() -> None:
             tg.cancel_scope.cancel()
         assert _task_count() == before
 
-    run(main)
+    run(main, backend=backend)
     assert sorted(j for j in journal if j.startswith("stop")) == ["stop a", "stop b"]
 
 
 def _task_count() -> int:
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+    """Live tasks of the running event loop (either backend)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
 
-    return walk(trio.lowlevel.current_root_task())
+        def walk(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+        return walk(trio.lowlevel.current_root_task())
+    import asyncio
+
+    return len(asyncio.all_tasks())
 
 
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
-def test_max_duration_runs_the_goodbye_hook_then_ends(mock_clock: trio.testing.MockClock) -> None:
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
+def test_max_duration_runs_the_goodbye_hook_then_ends(backend: str) -> None:
     journal: list[str] = []
 
     async def goodbye(call: Call) -> None:
@@ -263,11 +274,13 @@ def test_max_duration_runs_the_goodbye_hook_then_ends(mock_clock: trio.testing.M
         assert result.reason == "max_duration"
         assert 31.9 < result.duration < 32.1
 
-    anyio.run(main, backend="trio", backend_options={"clock": mock_clock})
+    name, options = virtual_clock(backend)
+    anyio.run(main, backend=name, backend_options=options)
     assert "goodbye at 30" in journal and "stop a" in journal
 
 
-def test_idle_timeout_ends_a_call_with_no_frames(mock_clock: trio.testing.MockClock) -> None:
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
+def test_idle_timeout_ends_a_call_with_no_frames(backend: str) -> None:
     async def main() -> None:
         g = Graph()
         g.add("src", Source([audio(i) for i in range(5)], delay=1.0))
@@ -281,7 +294,8 @@ def test_idle_timeout_ends_a_call_with_no_frames(mock_clock: trio.testing.MockCl
         # frames flowed for ~5 s, then 8 s of silence (checked in steps of 2 s)
         assert 12.9 < result.duration <= 15.1
 
-    anyio.run(main, backend="trio", backend_options={"clock": mock_clock})
+    name, options = virtual_clock(backend)
+    anyio.run(main, backend=name, backend_options=options)
 
 
 @pytest.mark.anyio
@@ -400,11 +414,12 @@ def test_frames_round_trip_through_msgpack(frame: Frame) -> None:
     assert decode_frame(encode_frame(frame)) == frame
 
 
-def test_a_call_runs_once() -> None:
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
+def test_a_call_runs_once(backend: str) -> None:
     async def main() -> None:
         call = Call(chain_graph([], fuse=True))
         await call.run()
         with pytest.raises(RuntimeError, match="already ran"):
             await call.run()
 
-    run(main)
+    run(main, backend=backend)

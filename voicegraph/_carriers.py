@@ -215,13 +215,19 @@ async def serve_stream(
 ) -> None:
     """Serve one carrier WebSocket (an ASGI ``websocket`` scope) to its end. Never raises."""
     sock = AsgiSocket(receive, send)
+    # Under a mount (or a server's root path) the ASGI path carries the prefix in front of
+    # this app's own path; the signed URL carries it too.
+    root_path = scope.get("root_path", "")
     path = scope["path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :] or "/"
     group = runtime.streams.get(path)
     if not group:
         await sock.reject(404, "no stream endpoint here")
         return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    url = runtime.public_base(scope.get("scheme", "ws"), headers, True) + path
+    url = runtime.public_base(scope.get("scheme", "ws"), headers, True)
+    url += runtime.mount_prefix(root_path) + path
     checks = {id(i): _handshake_ok(i, url, headers) for i in group}
     # Twilio always signs the handshake; Plivo may not, and then the stream token alone decides.
     allowed = [

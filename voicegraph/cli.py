@@ -62,14 +62,13 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import anyio
-
+    from voicegraph.backends import run
     from voicegraph.demo import DemoError, DemoOptions, run_demo
 
     if args.softphone:
         return _demo_softphone(args)
     try:
-        anyio.run(run_demo, DemoOptions(out_dir=args.out), sys.stdout, backend="trio")
+        run(run_demo, DemoOptions(out_dir=args.out), sys.stdout)
     except DemoError as exc:
         raise CommandError(f"demo failed: {exc}", 1) from None
     return 0
@@ -161,6 +160,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="processes, each serving on the same port (Linux SO_REUSEPORT)",
     )
     p.add_argument("--softphone", action="store_true", help="also serve the browser softphone")
+    p.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop: asyncio (default; uvloop where installed) or trio",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -171,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
     runtime = load_runtime(args.app)  # fail fast, once, before forking
     if args.workers == 1:
         try:
-            _serve_one(args.app, args.host, args.port, args.softphone, runtime)
+            _serve_one(args.app, args.host, args.port, args.softphone, runtime, False, args.backend)
         except (OSError, BaseExceptionGroup) as exc:
             raise CommandError(_bind_error(exc, args.host, args.port), 1) from None
         return 0
@@ -182,7 +187,8 @@ def _serve(args: argparse.Namespace) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
-            target=_serve_one, args=(args.app, args.host, args.port, args.softphone, None, True)
+            target=_serve_one,
+            args=(args.app, args.host, args.port, args.softphone, None, True, args.backend),
         )
         for _ in range(args.workers)
     ]
@@ -221,7 +227,13 @@ def _banner(binds: Sequence[str], runtime: Any) -> None:
 
 
 def _serve_one(
-    spec: str, host: str, port: int, softphone: bool, runtime: Any = None, reuse: bool = False
+    spec: str,
+    host: str,
+    port: int,
+    softphone: bool,
+    runtime: Any = None,
+    reuse: bool = False,
+    backend: str = "asyncio",
 ) -> None:
     runtime = runtime if runtime is not None else load_runtime(spec)
     if softphone:
@@ -233,49 +245,15 @@ def _serve_one(
         phone = enable_softphone(runtime, iface)
         sys.stdout.write(f"softphone: {phone.page_url(f'http://{host}:{port}')}\n")
         sys.stdout.flush()
-    if reuse:
-        _serve_reuseport(runtime, host, port)
-    else:
-        runtime.run(host, port, on_ready=lambda binds: _banner(binds, runtime))
-
-
-def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
-    """One worker: a socket bound with SO_REUSEPORT, so the kernel spreads connections over the
-    workers; calls need no shared state (stream tokens are signed)."""
-    import socket
-    from functools import partial
-
-    import anyio
-    from hypercorn.config import Config
-    from hypercorn.trio import serve
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("voicegraph.server")
-    config.websocket_max_message_size = 64 * 1024
-    shutdown = anyio.Event()
-
-    async def main() -> None:
-        async def trigger() -> None:
-            await shutdown.wait()
-            await runtime.drain()
-
-        import signal
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(partial(serve, runtime.app, config, shutdown_trigger=trigger))
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    shutdown.set()
-                    break
-
-    anyio.run(main, backend="trio")
+    # With reuse (several workers), each binds the port with SO_REUSEPORT, so the kernel spreads
+    # connections over the workers; calls need no shared state (stream tokens are signed).
+    runtime.run(
+        host,
+        port,
+        backend=backend,
+        reuse_port=reuse,
+        on_ready=lambda binds: _banner(binds, runtime),
+    )
 
 
 def describe_lines(runtime: Any) -> list[str]:

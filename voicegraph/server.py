@@ -37,6 +37,9 @@ from . import control
 from ._answer import answer_document
 from ._carriers import route_for, serve_stream
 from ._cluster import admit_call, default_handlers, run_lifespan
+from .asgi_server import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
+from .backends import DEFAULT_BACKEND, check_backend, current_backend
+from .backends import run as run_on
 from .interface import CallInterface, CallInterfaceError
 from .preflight import check_runtime
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
@@ -218,10 +221,35 @@ class AgentRuntime:
     # --------------------------------------------------------------------- webhook
 
     def _build_app(self) -> Any:
-        from quart import Response, request
-        from quart_trio import QuartTrio
+        # One Quart app per backend, built on first use: Quart runs on asyncio, Quart-Trio on
+        # Trio. The ASGI app itself is backend-neutral, so one runtime object can be served by
+        # Hypercorn on either backend or mounted into an asyncio framework (FastAPI/Starlette).
+        quarts: dict[str, Any] = {}
 
-        quart = QuartTrio("voicegraph")
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "websocket":
+                await serve_stream(self, scope, receive, send)
+                return
+            backend = current_backend()
+            quart = quarts.get(backend)
+            if quart is None:
+                quart = quarts[backend] = self._build_quart(backend)
+            if scope["type"] == "lifespan":
+                await run_lifespan(self, quart, scope, receive, send)
+            else:
+                await quart(scope, receive, send)
+
+        return app
+
+    def _build_quart(self, backend: str) -> Any:
+        from quart import Quart, Response, request
+
+        if backend == "trio":
+            from quart_trio import QuartTrio
+
+            quart: Any = QuartTrio("voicegraph")
+        else:
+            quart = Quart("voicegraph")
         quart.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
         async def webhook() -> Response:
@@ -230,16 +258,18 @@ class AgentRuntime:
         for n, path in enumerate(self.webhooks):
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
         control.add_routes(quart, self)
+        return quart
 
-        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "websocket":
-                await serve_stream(self, scope, receive, send)
-            elif scope["type"] == "lifespan":
-                await run_lifespan(self, quart, scope, receive, send)
-            else:
-                await quart(scope, receive, send)
-
-        return app
+    def mount_prefix(self, root_path: str) -> str:
+        """The path prefix the carrier's URLs carry in front of this app's own paths: the ASGI
+        ``root_path`` (set by a mount, e.g. ``app.mount("/voice", runtime.app)``, or by the
+        server's ``--root-path``), unless ``public_url`` already ends with it."""
+        root_path = root_path.rstrip("/")
+        if not root_path:
+            return ""
+        if self.public_url is not None and urlsplit(self.public_url).path.endswith(root_path):
+            return ""
+        return root_path
 
     async def _webhook(self, request: Any, response_cls: Any) -> Any:
         def reply(status: int, body: str, ctype: str = "text/plain") -> Any:
@@ -257,8 +287,9 @@ class AgentRuntime:
             pairs, signed = list(request.args.items(multi=True)), None
         values = dict(pairs)
         query = request.query_string.decode("latin-1")
+        prefix = self.mount_prefix(request.root_path)
         url = self.public_base(request.scheme, _lower(request.headers.items()), False)
-        url += request.path + ("?" + query if query else "")
+        url += prefix + request.path + ("?" + query if query else "")
         to_digits = "".join(c for c in values.get("To", "") if c.isdigit())
         iface = next((i for i in group if i.line == to_digits), None)
         headers = request.headers
@@ -294,7 +325,7 @@ class AgentRuntime:
         stream_url = self.public_base(request.scheme, _lower(headers.items()), True)
         doc = answer_document(
             iface,
-            stream_url + iface.stream_path,
+            stream_url + prefix + iface.stream_path,
             {"token": token, "line": iface.line, "caller": caller},
         )
         logger.info("[%s] answered on %s (%s)", call_id, iface.phone_number, iface.pipeline)
@@ -377,22 +408,23 @@ class AgentRuntime:
         port: int = 8000,
         *,
         handle_signals: bool = True,
+        reuse_port: bool = False,
         task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED,
         on_ready: Callable[[list[str]], None] | None = None,
     ) -> None:
-        """Serve :attr:`app` with Hypercorn's trio worker until shutdown.
+        """Serve :attr:`app` with Hypercorn until shutdown: its asyncio worker on asyncio, its
+        trio worker on Trio (whichever backend runs this coroutine).
 
-        Reports the bound URLs through ``task_status`` and to ``on_ready(urls)``. With ``handle_signals`` (main thread
-        only), SIGTERM and SIGINT start a graceful shutdown (see :meth:`drain`)."""
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
-        config = Config()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        config.accesslog = None
-        config.errorlog = logger
-        config.websocket_max_message_size = MAX_WS_MESSAGE
-        config.graceful_timeout = 1.0  # calls were drained before the listeners close
+        Reports the bound URLs through ``task_status`` and to ``on_ready(urls)``. With
+        ``handle_signals`` (main thread only), SIGTERM and SIGINT start a graceful shutdown (see
+        :meth:`drain`). ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes serve
+        one port."""
+        sock = listen_socket(host, port, reuse_port=reuse_port)
+        binds = bound_urls(sock)
+        # calls were drained before the listeners close
+        config = hypercorn_config(
+            sock, errorlog=logger, max_message=MAX_WS_MESSAGE, graceful_timeout=1.0
+        )
         self._shutdown = shutdown = anyio.Event()
         if self._pending_shutdown:
             shutdown.set()
@@ -403,13 +435,13 @@ class AgentRuntime:
 
         async with anyio.create_task_group() as tg:
 
-            async def server(*, task_status: anyio.abc.TaskStatus[list[str]]) -> None:
-                await serve(self.app, config, shutdown_trigger=trigger, task_status=task_status)
+            async def server() -> None:
+                await serve_hypercorn(self.app, config, trigger)
                 tg.cancel_scope.cancel()  # drained and closed: stop watching signals
 
             if handle_signals:
                 await tg.start(self._watch_signals, shutdown)
-            binds = await tg.start(server)
+            tg.start_soon(server)
             logger.info("serving on %s", ", ".join(binds))
             task_status.started(binds)
             if on_ready is not None:
@@ -445,11 +477,15 @@ class AgentRuntime:
         host: str = "0.0.0.0",
         port: int = 8000,
         *,
+        backend: str = DEFAULT_BACKEND,
+        reuse_port: bool = False,
         on_ready: Callable[[list[str]], None] | None = None,
     ) -> None:
-        """Serve until SIGTERM/SIGINT, then drain (blocking; runs the trio event loop).
-        ``on_ready(urls)`` is called once the listeners are bound."""
-        anyio.run(partial(self.serve, host, port, on_ready=on_ready), backend="trio")
+        """Serve until SIGTERM/SIGINT, then drain (blocking). ``backend``: ``"asyncio"`` (the
+        default; on uvloop where it is installed) or ``"trio"``. ``on_ready(urls)`` is called
+        once the listeners are bound."""
+        serve = partial(self.serve, host, port, reuse_port=reuse_port, on_ready=on_ready)
+        run_on(serve, backend=check_backend(backend))
 
 
 def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -1,21 +1,26 @@
-"""One narrow WebSocket interface for every edge: carrier sockets (server side, Quart) and
-provider sockets (client side, trio-websocket).
+"""One narrow WebSocket interface for every edge: carrier sockets (server side, raw ASGI) and
+provider sockets (client side: ``websockets`` on asyncio, trio-websocket on Trio).
 
 Transports and provider nodes depend only on :class:`MessageSocket`; the adapters here and in
-:mod:`voicegraph.server` are the only code that knows the WebSocket library. This module is the
-one place outbound sockets touch trio-websocket (which needs the trio backend).
+:mod:`voicegraph._carriers` are the only code that knows a WebSocket library.
+:func:`connect_websocket` picks the client library by the running backend; both clients get the
+same limits (message size, connect and close timeouts), no compression and no library pings
+(keep-alive and reconnect live above this interface, in ``nodes.providers.base``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import anyio
 
+from .backends import current_backend
+
 __all__ = [
+    "AsyncioWebSocketClient",
     "MessageSocket",
     "SocketClosed",
     "WebSocketClient",
@@ -51,7 +56,7 @@ class MessageSocket(Protocol):
 
 
 class WebSocketClient:
-    """:class:`MessageSocket` over a trio-websocket client connection."""
+    """:class:`MessageSocket` over a trio-websocket client connection (Trio backend)."""
 
     def __init__(self, conn: object) -> None:
         self._conn = conn
@@ -108,7 +113,7 @@ async def connect_websocket(
     connect_timeout: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE,
     close_timeout: float = 1.0,
-) -> AsyncIterator[WebSocketClient]:
+) -> AsyncIterator[MessageSocket]:
     """Open a client WebSocket to ``url`` (``ws://`` or ``wss://``) with extra ``headers``.
 
     Raises ``TimeoutError`` after ``connect_timeout`` and :class:`SocketClosed` (with the HTTP
@@ -116,6 +121,22 @@ async def connect_websocket(
     including on cancellation; the close handshake waits at most ``close_timeout`` (when the
     caller was cancelled the reader is gone and the handshake cannot complete, so this bound is
     what a cancelled socket costs)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"WebSocket URL must start with ws:// or wss://, got {url!r}")
+    opener = _connect_trio if current_backend() == "trio" else _connect_asyncio
+    async with opener(url, headers, connect_timeout, max_message_size, close_timeout) as sock:
+        yield sock
+
+
+@asynccontextmanager
+async def _connect_trio(
+    url: str,
+    headers: Mapping[str, str] | None,
+    connect_timeout: float,
+    max_message_size: int,
+    close_timeout: float,
+) -> AsyncIterator[WebSocketClient]:
     from trio_websocket import (
         ConnectionRejected,
         ConnectionTimeout,
@@ -123,9 +144,6 @@ async def connect_websocket(
         open_websocket_url,
     )
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"WebSocket URL must start with ws:// or wss://, got {url!r}")
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     # No outer timeout scope here: the context manager opens a nursery that outlives this
     # block, and a cancel scope exited around a still-open nursery corrupts trio's scope stack.
@@ -148,6 +166,9 @@ async def connect_websocket(
     except HandshakeError as exc:
         # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
         # failure, a refused connection) is its cause: keep it in the message and the chain.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            raise SocketClosed(None, f"cannot connect: {describe(cause)}") from exc
         raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
     except OSError as exc:
         raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
@@ -160,3 +181,81 @@ async def connect_websocket(
                 await cm.__aexit__(None, None, None)
             except Exception:  # closing a broken socket is not an error here
                 pass
+
+
+class AsyncioWebSocketClient:
+    """:class:`MessageSocket` over a ``websockets`` asyncio client connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def send(self, message: str | bytes) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self._conn.send(message)
+        except ConnectionClosed as exc:
+            raise _ws_closed(exc) from None
+
+    async def receive(self) -> str | bytes:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            return await self._conn.recv()  # type: ignore[no-any-return]
+        except ConnectionClosed as exc:
+            raise _ws_closed(exc) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            try:
+                await self._conn.close(code, reason)
+            except Exception:  # close never raises (see MessageSocket)
+                pass
+
+
+def _ws_closed(exc: Exception) -> SocketClosed:
+    # The peer's close frame if one came, else ours (e.g. 1009 for a message over the size
+    # limit), else an abnormal closure (1006): what trio-websocket reports in each case.
+    frame = getattr(exc, "rcvd", None) or getattr(exc, "sent", None)
+    if frame is None:
+        return SocketClosed(1006, "")
+    return SocketClosed(frame.code, frame.reason or "")
+
+
+@asynccontextmanager
+async def _connect_asyncio(
+    url: str,
+    headers: Mapping[str, str] | None,
+    connect_timeout: float,
+    max_message_size: int,
+    close_timeout: float,
+) -> AsyncIterator[AsyncioWebSocketClient]:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+    try:
+        conn = await connect(
+            url,
+            additional_headers=dict(headers or {}),
+            max_size=max_message_size,
+            open_timeout=connect_timeout,
+            close_timeout=close_timeout,
+            ping_interval=None,  # keep-alive is the provider node's (same on both backends)
+            compression=None,  # trio-websocket does not compress either; saves CPU on audio
+            proxy=None,  # like trio-websocket: connect directly
+            user_agent_header=None,
+        )
+    except TimeoutError:
+        raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise SocketClosed(status, f"handshake rejected with HTTP {status}") from None
+    except InvalidHandshake as exc:
+        raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
+    except OSError as exc:
+        raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
+    client = AsyncioWebSocketClient(conn)
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -181,7 +181,9 @@ class RedisState:
                 timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 socket_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),  # an outage must show at once, not after retries
+                # One immediate retry: after a Redis restart each pooled connection fails once
+                # ("closed by server") before reconnecting. An outage still shows at once.
+                retry=Retry(NoBackoff(), 1),
             )
             client = aioredis.Redis(connection_pool=pool)
             self._scripts = {

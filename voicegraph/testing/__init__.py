@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "TextReply": ".textmode",
     "TextSession": ".textmode",
     "ToolCallRecord": ".textmode",
+    "VirtualClockEventLoop": ".clock",
+    "virtual_clock": ".clock",
 }
 
 

@@ -1,4 +1,5 @@
-"""A small base for fake provider servers: a raw ASGI app served by Hypercorn on 127.0.0.1:0.
+"""A small base for fake provider servers: a raw ASGI app served by Hypercorn on 127.0.0.1:0
+(its asyncio or trio worker, whichever backend the test runs on).
 
 Subclass :class:`FakeServer` and override :meth:`FakeServer.websocket` and/or
 :meth:`FakeServer.http`. Use it as an async context manager; :attr:`FakeServer.port`,
@@ -221,23 +222,20 @@ class FakeServer:
     # -- lifecycle
 
     async def __aenter__(self) -> FakeServer:
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
+        from voicegraph.asgi_server import hypercorn_config, listen_socket, serve_hypercorn
 
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        config.errorlog = logger
-        config.websocket_max_message_size = self.max_message
-        config.graceful_timeout = 0.1
+        # The socket listens before Hypercorn runs (its port is known at once and early
+        # connections wait in the backlog); Hypercorn's asyncio or trio worker, as the running
+        # backend, takes it over.
+        sock = listen_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        config = hypercorn_config(
+            sock, errorlog=logger, max_message=self.max_message, graceful_timeout=0.1
+        )
+        never = anyio.Event()  # a trigger: without one Hypercorn would take over the signals
         self._tg = await anyio.create_task_group().__aenter__()
-        try:
-            binds = await self._tg.start(serve, self._asgi, config)
-        except BaseException:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-            raise
-        self.port = int(binds[0].rsplit(":", 1)[1])
+        self._tg.start_soon(serve_hypercorn, self._asgi, config, never.wait)
+        self.port = port
         return self
 
     async def __aexit__(

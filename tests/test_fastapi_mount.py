@@ -1,0 +1,111 @@
+"""An AgentRuntime mounted into a real FastAPI app served by uvicorn, at the root and under a
+prefix. Twilio's own SDK signs the webhook and the stream handshake, as Twilio would for the
+public URLs; the runtime checks them against its public URL plus the mount's ASGI root_path."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator
+
+from voicegraph.asgi_server import listen_socket
+from voicegraph.interface import CallInterface
+from voicegraph.server import AgentRuntime
+from voicegraph.testing.server import echo_graph
+from voicegraph.testing.twilio_caller import TwilioCall, twilio_webhook_form
+from voicegraph.wsio import connect_websocket
+
+SID = "AC" + "0" * 32
+TOKEN = "twilio-test-token"
+PUBLIC = "https://agent.example.com"
+NUMBER = "+15551234567"
+CALL_SID = "CA" + "1" * 32
+
+
+def fastapi_app(runtime: AgentRuntime, prefix: str) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.mount(prefix or "/", runtime.app)
+    return app
+
+
+@asynccontextmanager
+async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:0; yields the base URL."""
+    import uvicorn
+
+    sock = listen_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(server.serve, sockets=[sock]))
+        try:
+            yield f"http://127.0.0.1:{port}"  # the socket listens: requests wait in its backlog
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+def runtime() -> AgentRuntime:
+    iface = CallInterface("twilio", NUMBER, account_sid=SID, auth_token=TOKEN, graph=echo_graph)
+    return AgentRuntime([iface], public_url=PUBLIC, drain_timeout=5)
+
+
+async def post_signed(base: str, prefix: str, signed_prefix: str) -> httpx.Response:
+    form = twilio_webhook_form(CALL_SID, SID, "+14155550100", NUMBER)
+    signature = RequestValidator(TOKEN).compute_signature(
+        PUBLIC + signed_prefix + "/call/incoming", form
+    )
+    async with httpx.AsyncClient() as client:
+        return await client.post(
+            base + prefix + "/call/incoming", data=form, headers={"X-Twilio-Signature": signature}
+        )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("prefix", ["", "/voice"])
+async def test_a_call_through_fastapi_under_uvicorn_is_answered_and_streams(prefix: str) -> None:
+    async with uvicorn_serving(fastapi_app(runtime(), prefix)) as base:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(base + "/health")).json() == {"ok": True}
+        resp = await post_signed(base, prefix, prefix)
+        assert resp.status_code == 200, resp.text
+        stream = ET.fromstring(resp.text).find("./Connect/Stream")
+        assert stream is not None
+        stream_url = stream.get("url", "")
+        assert stream_url.startswith("wss://agent.example.com" + prefix + "/")
+        params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+        handshake = {
+            "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(stream_url, {})
+        }
+        local = (
+            "ws://127.0.0.1:"
+            + base.rsplit(":", 1)[1]
+            + stream_url[len("wss://agent.example.com") :]
+        )
+        async with connect_websocket(local, handshake) as sock:
+            call = TwilioCall(sock, call_sid=CALL_SID, account_sid=SID, custom_parameters=params)
+            async with call.running():
+                await call.send_audio(b"\x10" * 1600)  # 0.2 s, echoed back by the graph
+                await call.wait_for_audio(0.2, timeout=10)
+    assert call.heard_seconds >= 0.2
+
+
+@pytest.mark.anyio
+async def test_a_webhook_signed_without_the_mount_prefix_is_refused() -> None:
+    async with uvicorn_serving(fastapi_app(runtime(), "/voice")) as base:
+        resp = await post_signed(base, "/voice", "")
+    assert resp.status_code == 403

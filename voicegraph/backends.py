@@ -1,0 +1,65 @@
+"""Which event loop runs voicegraph: asyncio (the default, on uvloop where it is installed) or Trio.
+
+The engine, nodes and transports are written against anyio and run on either. The few places
+that must know the backend -- the provider WebSocket client (:mod:`voicegraph.wsio`), the web
+framework and the ASGI server (:mod:`voicegraph.server`) -- ask :func:`current_backend`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "BackendError",
+    "check_backend",
+    "current_backend",
+    "run",
+    "uvloop_available",
+]
+
+T = TypeVar("T")
+
+BACKENDS = ("asyncio", "trio")
+DEFAULT_BACKEND = "asyncio"
+
+
+class BackendError(ValueError):
+    """An unknown backend name was given."""
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if voicegraph runs on it; raise :class:`BackendError` otherwise."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend={backend!r} is not supported; use 'asyncio' or 'trio'")
+    return backend
+
+
+def uvloop_available() -> bool:
+    """True where uvloop is installed (it is a dependency on CPython outside Windows)."""
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def current_backend() -> str:
+    """``"asyncio"`` or ``"trio"``: the event loop running the calling task."""
+    import sniffio
+
+    name = sniffio.current_async_library()
+    return "trio" if name == "trio" else "asyncio"
+
+
+def backend_options(backend: str) -> dict[str, Any]:
+    """anyio's ``backend_options`` for ``backend``: uvloop on asyncio where available."""
+    if check_backend(backend) == "asyncio" and uvloop_available():
+        return {"use_uvloop": True}
+    return {}
+
+
+def run(fn: Callable[..., Awaitable[T]], *args: Any, backend: str = DEFAULT_BACKEND) -> T:
+    """``anyio.run(fn, *args)`` on ``backend`` (asyncio uses uvloop where it is installed)."""
+    import anyio
+
+    return anyio.run(fn, *args, backend=backend, backend_options=backend_options(backend))
