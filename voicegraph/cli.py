@@ -160,27 +160,18 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         _serve_one(args.app, args.host, args.port, args.softphone, runtime, False, args.backend)
         return 0
-    import multiprocessing
-
     if not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise CommandError("--workers > 1 needs SO_REUSEPORT (Linux or BSD); use --workers 1")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_serve_one,
-            args=(args.app, args.host, args.port, args.softphone, None, True, args.backend),
-        )
-        for _ in range(args.workers)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.join(60)
-    return max((p.exitcode or 0 for p in procs), default=0)
+    from voicegraph.workers import serve_workers
+
+    return serve_workers(
+        args.app,
+        args.host,
+        args.port,
+        args.workers,
+        softphone=args.softphone,
+        backend=args.backend,
+    )
 
 
 def _serve_one(
