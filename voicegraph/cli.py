@@ -241,6 +241,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small smoke-sized runs")
     p.add_argument("--out", default=None, help="directory for the JSON and plots (bench-results)")
     p.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop voicegraph runs on in the benchmark (default asyncio)",
+    )
+    p.add_argument(
         "--source",
         default=None,
         help="voicegraph source checkout holding benchmarks/ (default: the current directory, "
@@ -273,6 +279,7 @@ def _bench(args: argparse.Namespace) -> int:
     runner = _bench_module(args.source)
     if args.out:
         os.environ["VOICEGRAPH_BENCH_DIR"] = args.out  # every benchmark's write_json honours it
+    os.environ["VOICEGRAPH_BENCH_BACKEND"] = args.backend  # read by every benchmark
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
         # each benchmark's finer options: python -m benchmarks NAME --help
