@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -23,6 +24,13 @@ def main(argv: list[str]) -> int:
         print("usage: python -m benchmarks NAME [options]   (NAME: " + ", ".join(names) + ", all)")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    if "--backend" in rest:  # every benchmark: which event loop voicegraph runs on
+        i = rest.index("--backend")
+        if i + 1 >= len(rest) or rest[i + 1] not in ("asyncio", "trio"):
+            print("--backend takes asyncio or trio", file=sys.stderr)
+            return 2
+        os.environ["VOICEGRAPH_BENCH_BACKEND"] = rest[i + 1]
+        rest = rest[:i] + rest[i + 2 :]
     if name == "all":
         for n in names:
             code = importlib.import_module(f"benchmarks.{n}").main(rest)

@@ -6,11 +6,12 @@
 (``profile``: a file for a pyinstrument text profile of the whole run). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
-process's CPU seconds, RSS, live trio task count, active and started calls, and -- when
+process's CPU seconds, RSS, live task count, active and started calls, and -- when
 ``collect`` -- each call's timeline marks and live drop counts. Query: ``gc=1`` collects
 first; with ``"tracemalloc": true``, ``snapshot=1`` takes a baseline and ``top=N`` lists the N
 largest allocation growths since. SIGTERM shuts it down
-gracefully.
+gracefully. It runs on the backend of ``$VOICEGRAPH_BENCH_BACKEND`` (``--backend``; asyncio by
+default).
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ import anyio
 import msgspec
 
 from . import _rig as rig
+from .common import run as run_on_backend
 
 
 def task_count() -> int:
-    """Live tasks in this trio run (the runtime's own and every call's)."""
+    """Live tasks of this event loop (the runtime's own and every call's), on either backend."""
+    from voicegraph.backends import current_backend
+
+    if current_backend() == "asyncio":
+        import asyncio
+
+        return len(asyncio.all_tasks())
     import trio
 
     stack = [trio.lowlevel.current_root_task()]
@@ -121,13 +129,13 @@ def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
     profile = config.get("profile")
     if not profile:
-        anyio.run(start, config, backend="trio")
+        run_on_backend(start, config)
         return 0
     from pyinstrument import Profiler  # pip install pyinstrument
 
     profiler = Profiler(interval=0.001, async_mode="disabled")
     with profiler:
-        anyio.run(start, config, backend="trio")
+        run_on_backend(start, config)
     with open(profile, "w") as f:
         f.write(profiler.output_text(unicode=True, show_all=False))
     return 0

@@ -24,6 +24,7 @@ import logging
 import anyio
 
 from . import _rig as rig
+from .common import run as run_on_backend
 from .common import table, verdict, write_json
 
 TARGET_MS = 20.0
@@ -113,14 +114,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--interruptions must be 1..1000")
     logging.getLogger("voicegraph").setLevel(logging.WARNING)
     lat = rig.Latencies()
-    recs = anyio.run(
-        run,
-        args.interruptions,
-        lat,
-        args.listen,
-        args.speech,
-        args.tokens_per_second,
-        backend="trio",
+    recs = run_on_backend(
+        run, args.interruptions, lat, args.listen, args.speech, args.tokens_per_second
     )
     keys = [k for k in recs[0]] if recs else []
     summary = {k: rig.summary([r[k] for r in recs if r[k] is not None]) for k in keys}  # type: ignore[misc]

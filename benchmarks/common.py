@@ -20,6 +20,24 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[k]
 
 
+BACKEND_ENV = "VOICEGRAPH_BENCH_BACKEND"
+
+
+def backend() -> str:
+    """The backend the benchmarks run voicegraph on: ``$VOICEGRAPH_BENCH_BACKEND`` (set by
+    ``--backend``), else asyncio, voicegraph's default (on uvloop where installed)."""
+    from voicegraph.backends import check_backend
+
+    return check_backend(os.environ.get(BACKEND_ENV, "asyncio"))
+
+
+def run(fn: Any, *args: Any) -> Any:
+    """``anyio.run`` on :func:`backend` (uvloop on asyncio where installed)."""
+    from voicegraph.backends import run as run_on
+
+    return run_on(fn, *args, backend=backend())
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu = platform.processor() or platform.machine()
@@ -36,6 +54,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "backend": backend(),
     }
 
 

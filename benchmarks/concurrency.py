@@ -11,6 +11,7 @@ the largest N that keeps p99 framework-added latency <= 20 ms with no drops. The
 early once the median framework-added latency passes 500 ms (the server is saturated).
 
     python -m benchmarks concurrency [--quick] [--sweep 5,10,20,30,50,100,150,200] [--turns N]
+        [--backend asyncio|trio]
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
-from .common import table, verdict, write_json
+from .common import backend, table, verdict, write_json
+from .common import run as run_on_backend
 
 BUDGET_MS = 20.0
 SATURATED_MS = 500.0
@@ -253,11 +255,12 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--sweep: each N must be between 1 and 1000")
     logging.getLogger("voicegraph").setLevel(logging.ERROR)
     lat = rig.Latencies()
-    print(f"concurrency sweep {sweep}, {args.turns} turn(s) per call", flush=True)
-    profile = str(Path(args.profile).resolve()) if args.profile else None
-    runs = anyio.run(
-        run_sweep, sweep, args.turns, lat, args.speech, args.desync, profile, backend="trio"
+    print(
+        f"concurrency sweep {sweep}, {args.turns} turn(s) per call, backend {backend()}",
+        flush=True,
     )
+    profile = str(Path(args.profile).resolve()) if args.profile else None
+    runs = run_on_backend(run_sweep, sweep, args.turns, lat, args.speech, args.desync, profile)
     ok = [
         r["calls"]
         for r in runs
@@ -280,7 +283,7 @@ def main(argv: list[str]) -> int:
     }
     print(
         table(
-            "Concurrent cascading calls, one server process (framework-added ms)",
+            f"Concurrent cascading calls, one server process on {backend()} (framework-added ms)",
             ["N", "server CPU %", "CPU %/call", "p50", "p99", "drops", "failed", "load CPU %"],
             [
                 [

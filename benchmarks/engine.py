@@ -27,6 +27,7 @@ import anyio
 from voicegraph import Actor, AudioFrame, Call, EndOfInput, Frame, Graph, In, Out, Stage
 
 from .common import percentile, table, verdict, write_json
+from .common import run as run_on_backend
 
 HOPS = 8
 PAYLOAD = bytes(320)
@@ -299,7 +300,7 @@ def main(argv: list[str]) -> int:
                 "realtime": rt,
             }
 
-    anyio.run(run_all, backend="trio")
+    run_on_backend(run_all)
     for mode in ("actors", "fused"):
         results["modes"][mode]["idle_graph_bytes"] = idle_graph_bytes(mode)
 

@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
+from .common import run as run_on_backend
 from .common import table, verdict, write_json
 from .concurrency import get_stats, server_process, wait_idle
 
@@ -131,7 +132,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= args.lanes <= 100:
         raise SystemExit("--lanes must be 1..100")
     logging.getLogger("voicegraph").setLevel(logging.ERROR)
-    r = anyio.run(run, args.calls, args.warmup, args.lanes, args.trace, backend="trio")
+    r = run_on_backend(run, args.calls, args.warmup, args.lanes, args.trace)
     mb = 2**20
     print(
         table(

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
+from .common import run as run_on_backend
 from .common import table, verdict, write_json
 
 TARGET_P50_MS = 10.0
@@ -143,9 +144,7 @@ def main(argv: list[str]) -> int:
         "modes": {},
     }
     for mode in modes:
-        recs, floor = anyio.run(
-            run_mode, mode, lat, args.calls, args.turns, args.speech, backend="trio"
-        )
+        recs, floor = run_on_backend(run_mode, mode, lat, args.calls, args.turns, args.speech)
         results["modes"][mode] = analyse(mode, recs, lat)
         results["modes"][mode]["fake_floor_ms"] = floor
     _print(results)

@@ -180,27 +180,18 @@ def _serve(args: argparse.Namespace) -> int:
         except (OSError, BaseExceptionGroup) as exc:
             raise CommandError(_bind_error(exc, args.host, args.port), 1) from None
         return 0
-    import multiprocessing
-
     if not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise CommandError("--workers > 1 needs SO_REUSEPORT (Linux or BSD); use --workers 1")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_serve_one,
-            args=(args.app, args.host, args.port, args.softphone, None, True, args.backend),
-        )
-        for _ in range(args.workers)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.join(60)
-    return max((p.exitcode or 0 for p in procs), default=0)
+    from voicegraph.workers import serve_workers
+
+    return serve_workers(
+        args.app,
+        args.host,
+        args.port,
+        args.workers,
+        softphone=args.softphone,
+        backend=args.backend,
+    )
 
 
 def _bind_error(exc: BaseException, host: str, port: int) -> str:
@@ -318,6 +309,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small smoke-sized runs")
     p.add_argument("--out", default=None, help="directory for the JSON and plots (bench-results)")
     p.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop voicegraph runs on in the benchmark (default asyncio)",
+    )
+    p.add_argument(
         "--source",
         default=None,
         help="voicegraph source checkout holding benchmarks/ (default: the current directory, "
@@ -350,6 +347,7 @@ def _bench(args: argparse.Namespace) -> int:
     runner = _bench_module(args.source)
     if args.out:
         os.environ["VOICEGRAPH_BENCH_DIR"] = args.out  # every benchmark's write_json honours it
+    os.environ["VOICEGRAPH_BENCH_BACKEND"] = args.backend  # read by every benchmark
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
         # each benchmark's finer options: python -m benchmarks NAME --help
