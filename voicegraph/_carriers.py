@@ -34,6 +34,7 @@ __all__ = [
     "serve_stream",
 ]
 
+from .observability.logjson import call_context
 from .timeline import TurnTimeline
 
 logger = logging.getLogger("voicegraph.server")
@@ -293,12 +294,17 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             runtime.on_call(call, session, timeline)
         except Exception as exc:
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
+    obs = runtime.observability
+    observed = obs.call_started(call, session, timeline) if obs is not None else None
     runtime.call_started(call_id, call)
     try:
-        result = await call.run()
+        with call_context(call_id, iface.line):  # JSON logs name the call and line
+            result = await call.run()
     finally:
         timeline.flush()
         runtime.call_ended(call_id)
+        if observed is not None:
+            observed.ended(call.result.reason if call.result is not None else None)
     logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
 
 
@@ -411,9 +417,10 @@ async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
     """A node failed (a provider stayed down, say): play the pre-rendered apology through the
     still-running playout, wait until the carrier acknowledged it, then hang up over REST. The
     call does not go silent. Skipped when the failure is in the carrier path itself."""
-    from .frames import AudioDone, AudioFrame, PlayedPosition
+    from .frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
 
     if "playout" in call.graph and failure.node not in _CARRIER_NODES:
+        call.publish(TimelineMark(turn=-1, stage="apology"))
 
         async def play() -> None:
             pcm, step = _apology_pcm(), 1600  # 100 ms frames at 8 kHz PCM16

@@ -191,6 +191,7 @@ class BargeIn(Actor):
             if item is None:
                 self._false_deadline = None
                 self.false_interrupts += 1
+                self.publish(TimelineMark(turn=-1, stage="false_interruption"))
                 await self.send("out", FalseInterrupt())
                 continue
             _, frame = item
@@ -460,6 +461,7 @@ class AgentNode(Actor):
         control = CallControl(can_transfer=self.transfer is not None)
         u.control = control
         turn = Turn(text, [], control, dtmf=dtmf, index=self.turns)
+        turn.utterance_id, turn.publish = u.uid, self.publish  # tool and LLM events per turn
         unsettled = [v for v in self._utts.values() if v.interrupted and not v.resolved]
         before = self.llm_history()
         self.history.append(turn.user_message)
@@ -507,6 +509,7 @@ class AgentNode(Actor):
                     self.log.error(
                         "agent failed on turn %d: %s: %s", turn.index, type(exc).__name__, exc
                     )
+                    self.publish(TimelineMark(turn=-1, stage="apology"))
                     apology = " Sorry, something went wrong on my side."
                     u.parts.append(apology)
                     await self.send("text", AgentText(text=apology, utterance_id=u.uid))

@@ -59,6 +59,7 @@ class AgentRuntime:
     ``X-Forwarded-Proto``/``X-Forwarded-Host`` -- only behind a proxy that overwrites them.
     ``drain_timeout``: seconds active calls may run on after shutdown starts.
     ``max_calls``: streams served at once by this process (more are refused with 503).
+    ``observability``: metrics, traces, loop-lag monitor (see ``docs/observability.md``).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class AgentRuntime:
         drain_timeout: float = 30.0,
         max_calls: int = 500,
         on_call: Callable[[Any, Any, Any], None] | None = None,
+        observability: Any = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -91,6 +93,8 @@ class AgentRuntime:
             raise AgentRuntimeError("drain_timeout must be between 0 and 14400 seconds")
         if max_calls < 1:
             raise AgentRuntimeError("max_calls must be at least 1")
+        if observability is not None and not hasattr(observability, "call_started"):
+            raise AgentRuntimeError("observability= takes voicegraph.observability.Observability")
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
@@ -105,6 +109,9 @@ class AgentRuntime:
         """``on_call(call, session, timeline)``, called for each accepted call right after its
         :class:`~voicegraph.runtime.Call` is built (before it runs): observe events, collect the
         :class:`~voicegraph.timeline.TurnTimeline`. Must not block or raise."""
+        self.observability = observability
+        """Metrics route, traces and loop-lag monitor (a
+        :class:`voicegraph.observability.Observability`, or ``None``)."""
         self.calls: dict[str, Any] = {}
         """Active calls of this process: call id -> :class:`~voicegraph.runtime.Call`."""
         self.draining = False
@@ -180,7 +187,9 @@ class AgentRuntime:
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "websocket":
+            if self.observability is not None and self.observability.handles(scope):
+                await self.observability.asgi(scope, receive, send)
+            elif scope["type"] == "websocket":
                 await serve_stream(self, scope, receive, send)
             else:
                 await quart(scope, receive, send)
@@ -305,6 +314,8 @@ class AgentRuntime:
         async with anyio.create_task_group() as tg:
             if handle_signals:
                 await tg.start(self._watch_signals, shutdown)
+            if self.observability is not None:
+                tg.start_soon(self.observability.run, self, shutdown)
             binds = await tg.start(partial(serve, self.app, config, shutdown_trigger=trigger))
             logger.info("serving on %s", ", ".join(binds))
             task_status.started(binds)
