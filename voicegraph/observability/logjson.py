@@ -8,7 +8,8 @@
 
 ``call_id`` and ``node`` come from the call's loggers; ``call_id`` and ``line`` also come from
 :data:`CALL_CONTEXT`, which the runtime sets around each call, so records that user code
-(tools, agents) and libraries log during a call carry them too. Unknown values are ``null``.
+(tools, agents) and libraries log during a call carry them too (:class:`CallContextFilter`
+stamps them on the record when it is logged, for handlers that format later). Unknown values are ``null``.
 The per-turn timeline record (logger ``voicegraph.timeline``) is written with its own keys
 (``turn``, ``ms``) instead of a message, the same keys as its plain-text JSON line.
 """
@@ -24,7 +25,13 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["CALL_CONTEXT", "JsonFormatter", "call_context", "configure_json_logging"]
+__all__ = [
+    "CALL_CONTEXT",
+    "CallContextFilter",
+    "JsonFormatter",
+    "call_context",
+    "configure_json_logging",
+]
 
 CALL_CONTEXT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "voicegraph_call", default=None
@@ -45,12 +52,27 @@ def call_context(call_id: str, line: str) -> Iterator[None]:
 _encoder = msgspec.json.Encoder()
 
 
+class CallContextFilter(logging.Filter):
+    """Stamps ``call_id`` and ``line`` from :data:`CALL_CONTEXT` on each record as it is
+    logged, so a formatter running later or elsewhere (a queue listener) still has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = CALL_CONTEXT.get()
+        if ctx is not None:
+            if not getattr(record, "call_id", None):
+                record.call_id = ctx[0]
+            if record.call_id == ctx[0]:
+                record.line = ctx[1]
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one line of JSON (see the module docs for its keys)."""
 
     def format(self, record: logging.LogRecord) -> str:
         ctx = CALL_CONTEXT.get()
         call_id = getattr(record, "call_id", None) or (ctx[0] if ctx else None)
+        line = getattr(record, "line", None) or (ctx[1] if ctx and ctx[0] == call_id else None)
         node = getattr(record, "node", None)
         secs = int(record.created)
         out: dict[str, Any] = {
@@ -59,7 +81,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "call_id": call_id,
-            "line": ctx[1] if ctx and ctx[0] == call_id else None,
+            "line": line,
             "node": node,
         }
         fields = getattr(record, "json_fields", None)
@@ -90,6 +112,7 @@ def configure_json_logging(level: int = logging.INFO, stream: Any = None) -> log
     logger's handlers with one stream handler using :class:`JsonFormatter`; returns it."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(CallContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
