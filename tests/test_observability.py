@@ -289,6 +289,31 @@ def test_workers_in_multiprocess_mode_are_summed_by_any_workers_scrape(
     assert v[("voicegraph_active_calls", frozenset())] == 1
 
 
+def test_a_worker_marked_dead_no_longer_counts_as_active_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicegraph.observability.prometheus import worker_exited
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, "CA-a", "keep"], env=env)
+    assert worker.wait(timeout=60) == 0
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert scraped(Metrics())[("voicegraph_active_calls", frozenset())] == 1
+    worker_exited(worker.pid)
+    assert scraped(Metrics()).get(("voicegraph_active_calls", frozenset()), 0) == 0
+
+
+def test_the_command_line_can_log_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicegraph import cli
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(cli, "COMMANDS", {"graph": cli.COMMANDS["graph"]})
+    assert cli.main(["--log-format", "json", "graph", "cascading"]) == 0
+    (handler,) = root.handlers
+    assert isinstance(handler.formatter, JsonFormatter)
+
+
 # ----------------------------------------------------------------- tracing
 
 

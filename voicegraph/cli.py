@@ -174,6 +174,10 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         for proc in procs:
             proc.join(60)
+    from .observability.prometheus import worker_exited
+
+    for proc in procs:
+        worker_exited(proc.pid)
     return max((p.exitcode or 0 for p in procs), default=0)
 
 
@@ -227,6 +231,8 @@ def _serve_reuseport(runtime: Any, host: str, port: int) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(partial(serve, runtime.app, config, shutdown_trigger=trigger))
+            if getattr(runtime, "observability", None) is not None:
+                tg.start_soon(runtime.observability.run, runtime, shutdown)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     shutdown.set()
@@ -336,6 +342,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="voicegraph", description="Phone voice agents as graphs of actor nodes."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per log line, with call id, line and node",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         cmd.configure(sub.add_parser(name, help=cmd.help, description=cmd.help))
@@ -346,7 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``voicegraph`` command line; returns the exit code."""
     args = _parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        from .observability.logjson import configure_json_logging
+
+        configure_json_logging(level)
+    else:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.verbose == 0:
         # the server's own start-up chatter is not news on a terminal
         logging.getLogger("voicegraph.server").setLevel(logging.ERROR)

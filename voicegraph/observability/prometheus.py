@@ -21,7 +21,7 @@ from ..events import ProviderEvent, ToolEvent
 from ..frames import TimelineMark
 from ..timeline import TurnRecord
 
-__all__ = ["METRICS", "Metrics", "MetricsError", "OUTCOMES"]
+__all__ = ["METRICS", "Metrics", "MetricsError", "OUTCOMES", "worker_exited"]
 
 STAGE_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -221,6 +221,19 @@ class Metrics:
         else:
             registry = self.registry
         return pc.generate_latest(registry), pc.CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int | None) -> None:
+    """Tell multiprocess mode that worker ``pid`` is gone, so its live gauges (active calls)
+    stop counting. Does nothing outside multiprocess mode or without prometheus-client."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or pid is None:
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    multiprocess.mark_process_dead(pid, directory)
 
 
 def outcome_of(reason: str | None) -> str:
