@@ -309,7 +309,7 @@ def test_the_command_line_can_log_json_lines(monkeypatch: pytest.MonkeyPatch) ->
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])
     monkeypatch.setattr(cli, "COMMANDS", {"graph": cli.COMMANDS["graph"]})
-    assert cli.main(["--log-format", "json", "graph", "cascading"]) == 0
+    assert cli.main(["--log-format", "json", "graph", "--preset", "cascading"]) == 0
     (handler,) = root.handlers
     assert isinstance(handler.formatter, JsonFormatter)
 
