@@ -419,3 +419,21 @@ def test_the_grafana_dashboard_uses_only_metrics_that_exist() -> None:
     assert used <= exposed, used - exposed
     # and every metric is on the dashboard
     assert {re.sub(r"_(total|bucket|sum|count)$", "", m) for m in used} == set(METRICS)
+
+
+def test_the_observability_set_up_example_builds_a_runtime_with_its_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    text = (ROOT / "docs" / "observability.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    monkeypatch.setenv("METRICS_TOKEN", "doc-test-token-0123456789")
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "doc-test")
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)  # keep it local
+    scope: dict[str, Any] = {}
+    exec(compile(code, "observability.md", "exec"), scope)
+    runtime = scope["runtime"]
+    assert runtime.observability.handles({"type": "http", "path": "/metrics"})
+    assert runtime.observability.loop_lag.threshold == 0.1
