@@ -237,10 +237,11 @@ class WebSocketProvider(Actor):
         """Wait until the provider closed the socket after :meth:`end_of_input` began."""
         await self._closed.wait()
 
-    def _event(self, what: str, start: float, **kw: object) -> None:
-        """Publish a :class:`~voicegraph.events.ProviderEvent` ending now (for observers)."""
+    def _event(self, what: str, start: float, end: float | None = None, **kw: object) -> None:
+        """Publish a :class:`~voicegraph.events.ProviderEvent` ending at ``end`` (default: now)
+        for observers (metrics, traces)."""
         if self.call is not None:
-            end = time.monotonic()
+            end = time.monotonic() if end is None else end
             self.call.publish(
                 ProviderEvent(
                     provider=self.provider, what=what, start=start, end=end, node=self.name, **kw
@@ -249,7 +250,7 @@ class WebSocketProvider(Actor):
 
     def _request_answered(self, ttfb: float) -> None:
         now = time.monotonic()
-        self._event("request", now - ttfb, first=now)
+        self._event("request", now - ttfb, now, first=now)
 
     def _hold(self, message: str | bytes, buffer: bool) -> None:
         if self._handover or (buffer and not self._closing):
