@@ -246,6 +246,8 @@ def _observability_row(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any
         "extra_percent": 100 * (b - a) / a if a > 0 else 0.0,
         "p99_framework_added_ms_on": on["framework_added_ms"]["p99"],
         "failed_calls_on": on["failed_calls"],
+        "saturated": max(off["framework_added_ms"]["p50"], on["framework_added_ms"]["p50"])
+        > SATURATED_MS,
     }
 
 
@@ -383,9 +385,12 @@ def main(argv: list[str]) -> int:
         fa = at100["framework_added_ms"]
         targets["framework-added p50 <= 10 ms at 100 calls"] = fa["p50"] <= 10
         targets["framework-added p99 <= 25 ms at 100 calls"] = fa["p99"] <= 25
-    if observe:
-        # judged at the largest N: small N spend their CPU on fixed per-process costs
-        extra = observe[-1]["extra_percent"]
+    judged = [o for o in (observe or []) if not o["saturated"]]
+    if judged:
+        # the median over the N where neither server was saturated: a starved server's CPU
+        # share says more about the machine's other load than about the server
+        extra = sorted(o["extra_percent"] for o in judged)[len(judged) // 2]
+        print(f"metrics + tracing: median extra CPU per call {extra:+.1f} % (unsaturated N)")
         targets[f"metrics + tracing cost <= {OBSERVABILITY_BUDGET:g} % CPU per call"] = (
             extra <= OBSERVABILITY_BUDGET
         )
