@@ -437,3 +437,14 @@ def test_the_observability_set_up_example_builds_a_runtime_with_its_route(
     runtime = scope["runtime"]
     assert runtime.observability.handles({"type": "http", "path": "/metrics"})
     assert runtime.observability.loop_lag.threshold == 0.1
+
+
+def test_a_failing_observer_is_logged_and_the_publishing_node_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    call, tl = FakeCall(), TurnTimeline("CA1")
+    metrics.call_started(call, "twilio", "cascading", tl)
+    metrics["voicegraph_barge_ins"].labels("twilio", "cascading").inc = None  # broken
+    call.publish(TimelineMark(turn=-1, stage="barge_in_decision"))  # does not raise
+    assert "observer" in caplog.text and "failed" in caplog.text

@@ -297,15 +297,15 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
     obs = runtime.observability
     observed = obs.call_started(call, session, timeline) if obs is not None else None
     runtime.call_started(call_id, call)
-    try:
-        with call_context(call_id, iface.line):  # JSON logs name the call and line
+    with call_context(call_id, iface.line):  # JSON logs name the call and line
+        try:
             result = await call.run()
-    finally:
-        timeline.flush()
-        runtime.call_ended(call_id)
-        if observed is not None:
-            observed.ended(call.result.reason if call.result is not None else None)
-    logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
+        finally:
+            timeline.flush()
+            runtime.call_ended(call_id)
+            if observed is not None:
+                observed.ended(call.result.reason if call.result is not None else None)
+        logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
 
 
 def _build_graph(iface: CallInterface, session: CallSession) -> Graph:

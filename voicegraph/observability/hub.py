@@ -95,12 +95,15 @@ class Observability:
     def call_started(self, call: Any, session: Any, timeline: Any) -> CallObservation:
         """Start observing ``call`` (built, not yet running)."""
         parts: list[Any] = []
-        if self.metrics is not None:
-            carrier = str(getattr(session, "carrier", "") or "unknown")
-            mode = str(getattr(session, "mode", "") or "unknown")
-            parts.append(self.metrics.call_started(call, carrier, mode, timeline))
-        if self.tracing is not None:
-            parts.append(self.tracing.call_started(call, session, timeline))
+        try:
+            if self.metrics is not None:
+                carrier = str(getattr(session, "carrier", "") or "unknown")
+                mode = str(getattr(session, "mode", "") or "unknown")
+                parts.append(self.metrics.call_started(call, carrier, mode, timeline))
+            if self.tracing is not None:
+                parts.append(self.tracing.call_started(call, session, timeline))
+        except Exception as exc:  # the call goes on unobserved rather than not at all
+            logger.error("observing call %s failed: %s", call.call_id, exc, exc_info=exc)
         return CallObservation(parts)
 
     # ------------------------------------------------------------------- HTTP

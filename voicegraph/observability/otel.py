@@ -32,6 +32,7 @@ from typing import Any
 from ..events import ProviderEvent, ToolEvent
 from ..frames import TimelineMark
 from ..timeline import TurnRecord
+from ._guard import guarded
 
 __all__ = ["Tracing", "TracingError"]
 
@@ -84,8 +85,8 @@ class Tracing:
         if self.caller_number and getattr(session, "from_number", ""):
             attrs["voicegraph.caller"] = str(session.from_number)
         ct = _CallTrace(self, call.call_id, attrs)
-        call.subscribe(ct.on_event)
-        timeline.listeners.append(ct.on_turn)
+        call.subscribe(guarded(ct.on_event))
+        timeline.listeners.append(guarded(ct.on_turn))
         return ct
 
 

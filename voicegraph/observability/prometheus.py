@@ -20,6 +20,7 @@ from typing import Any
 from ..events import ProviderEvent, ToolEvent
 from ..frames import TimelineMark
 from ..timeline import TurnRecord
+from ._guard import guarded
 
 __all__ = ["METRICS", "Metrics", "MetricsError", "OUTCOMES", "worker_exited"]
 
@@ -179,8 +180,8 @@ class Metrics:
     def call_started(self, call: Any, carrier: str, mode: str, timeline: Any) -> _CallMetrics:
         """Count a call and follow its events until :meth:`_CallMetrics.ended`."""
         obs = _CallMetrics(self, call, carrier, mode)
-        call.subscribe(obs.on_event)
-        timeline.listeners.append(obs.on_turn)
+        call.subscribe(guarded(obs.on_event))
+        timeline.listeners.append(guarded(obs.on_turn))
         self._live[call.call_id] = obs
         return obs
 
