@@ -112,14 +112,22 @@ def test_records_logged_by_user_code_during_a_call_get_the_call_from_its_context
 
 def test_the_turn_timeline_in_json_format_has_the_keys_of_its_plain_json_line() -> None:
     stream = io.StringIO()
+    root, timeline_log = logging.getLogger(), logging.getLogger("voicegraph.timeline")
+    levels = root.level, timeline_log.level
+    handlers = list(root.handlers)
     handler = configure_json_logging(logging.INFO, stream)
+    timeline_log.setLevel(logging.INFO)  # other tests may have quietened "voicegraph"
     try:
         tl = TurnTimeline("CA5")
         tl.on_event(TimelineMark(turn=2, stage="caller_speech_end", time=1.0))
         tl.on_event(TimelineMark(turn=2, stage="first_audio_sent", time=1.25))
         tl.on_event(TimelineMark(turn=2, stage="first_mark_ack", time=1.5))
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(levels[0])
+        timeline_log.setLevel(levels[1])
     (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
     plain = tl.turns[0].as_dict()
     assert {k: line[k] for k in plain} == json.loads(json.dumps(plain))
