@@ -2,8 +2,9 @@
 
     python -m benchmarks._server CONFIG_JSON
 
-``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect", "tracemalloc", "profile"}``
-(``profile``: a file for a pyinstrument text profile of the whole run). It serves an
+``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect", "tracemalloc", "profile",
+"observability"}`` (``profile``: a file for a pyinstrument text profile of the whole run;
+``observability``: serve with Prometheus metrics and OpenTelemetry tracing on). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
 process's CPU seconds, RSS, live task count, active and started calls, and -- when
@@ -89,6 +90,27 @@ def stats(runtime: Any, log: rig.ServerLog, query: str) -> dict[str, Any]:
     return out
 
 
+def observability() -> Any:
+    """Metrics and tracing as in production, with spans batched to an exporter that discards
+    them (the export's network cost is the collector's, not the process's)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from voicegraph.observability import Metrics, Observability, Tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return Observability(metrics=Metrics(), tracing=Tracing(provider))
+
+
 async def start(config: dict[str, Any]) -> None:
     if config.get("tracemalloc"):
         import tracemalloc
@@ -97,7 +119,10 @@ async def start(config: dict[str, Any]) -> None:
     lat = rig.Latencies(**config["latencies"])
     log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))
     runtime = rig.runtime(
-        rig.interface(config["mode"], config["urls"], lat), log.on_call, max_calls=2000
+        rig.interface(config["mode"], config["urls"], lat),
+        log.on_call,
+        max_calls=2000,
+        observability=observability() if config.get("observability") else None,
     )
     inner = runtime.app
 

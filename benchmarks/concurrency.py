@@ -11,7 +11,11 @@ the largest N that keeps p99 framework-added latency <= 20 ms with no drops. The
 early once the median framework-added latency passes 500 ms (the server is saturated).
 
     python -m benchmarks concurrency [--quick] [--sweep 5,10,20,30,50,100,150,200] [--turns N]
-        [--backend asyncio|trio]
+        [--backend asyncio|trio] [--observability]
+
+``--observability`` also runs every N against a second server process with Prometheus metrics
+and OpenTelemetry tracing on, and reports the extra server CPU per call they cost (target:
+at most 10 %).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .common import backend, table, verdict, write_json
 from .common import run as run_on_backend
 
 BUDGET_MS = 20.0
+OBSERVABILITY_BUDGET = 10.0  # % extra server CPU per call with metrics + tracing on
 SATURATED_MS = 500.0
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,11 +190,14 @@ async def run_sweep(
     speech: float,
     desync: float,
     profile: str | None = None,
+    observe: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """The sweep; with ``observe`` (a list), every N runs again on a server with metrics and
+    tracing on, and the comparison rows are appended to ``observe``."""
     import httpx
 
     results = []
-    total = sum(sweep) * turns * 2 + 100
+    total = sum(sweep) * turns * (4 if observe is not None else 2) + 100
     async with rig.run_fakes("cascading", lat, turns=total) as fakes:
         config = {
             "mode": "cascading",
@@ -198,17 +206,50 @@ async def run_sweep(
             "collect": True,
             "profile": profile,
         }
-        async with server_process(config) as url, httpx.AsyncClient(timeout=30) as client:
+        async with (
+            server_process(config) as url,
+            _maybe_server(config, observe is not None) as url_obs,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
             for n in sweep:
                 r = await run_n(url, n, turns, lat, speech, client, desync)
                 results.append(r)
                 _progress(r)
                 await wait_idle(client, url)
+                if observe is not None:
+                    on = await run_n(url_obs, n, turns, lat, speech, client, desync)
+                    await wait_idle(client, url_obs)
+                    observe.append(_observability_row(r, on))
+                    _progress(on, " (metrics + tracing)")
                 if r["framework_added_ms"]["p50"] > SATURATED_MS:
                     # the server is past saturation: larger N only take longer to say so
                     print(f"  stopping the sweep: p50 above {SATURATED_MS:g} ms at N={n}")
                     break
     return results
+
+
+@asynccontextmanager
+async def _maybe_server(config: dict[str, Any], wanted: bool) -> Any:
+    """A second server process with metrics and tracing on, when ``wanted``."""
+    if not wanted:
+        yield None
+        return
+    async with server_process({**config, "observability": True, "profile": None}) as url:
+        yield url
+
+
+def _observability_row(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+    a, b = off["server_cpu_percent_per_call"], on["server_cpu_percent_per_call"]
+    return {
+        "calls": off["calls"],
+        "cpu_percent_per_call_off": a,
+        "cpu_percent_per_call_on": b,
+        "extra_percent": 100 * (b - a) / a if a > 0 else 0.0,
+        "p99_framework_added_ms_on": on["framework_added_ms"]["p99"],
+        "failed_calls_on": on["failed_calls"],
+        "saturated": max(off["framework_added_ms"]["p50"], on["framework_added_ms"]["p50"])
+        > SATURATED_MS,
+    }
 
 
 async def wait_idle(client: Any, url: str) -> None:
@@ -220,10 +261,10 @@ async def wait_idle(client: Any, url: str) -> None:
             await anyio.sleep(0.2)
 
 
-def _progress(r: dict[str, Any]) -> None:
+def _progress(r: dict[str, Any], note: str = "") -> None:
     fa = r["framework_added_ms"]
     print(
-        f"  N={r['calls']}: p99 framework-added {fa['p99']:.1f} ms, server CPU "
+        f"  N={r['calls']}{note}: p99 framework-added {fa['p99']:.1f} ms, server CPU "
         f"{r['server_cpu_percent']:.0f}%, drops {r['dropped_frames']}, load process CPU "
         f"{r['load_process_cpu_percent']:.0f}%",
         flush=True,
@@ -244,6 +285,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--profile", default=None, help="write a pyinstrument profile of the server to this file"
     )
+    ap.add_argument(
+        "--observability",
+        action="store_true",
+        help="also run each N with metrics + tracing on; report the extra CPU per call",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.sweep, args.turns, args.speech, args.desync = "2,4", 1, 0.4, 0.2
@@ -260,7 +306,10 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     profile = str(Path(args.profile).resolve()) if args.profile else None
-    runs = run_on_backend(run_sweep, sweep, args.turns, lat, args.speech, args.desync, profile)
+    observe: list[dict[str, Any]] | None = [] if args.observability else None
+    runs = run_on_backend(
+        run_sweep, sweep, args.turns, lat, args.speech, args.desync, profile, observe
+    )
     ok = [
         r["calls"]
         for r in runs
@@ -301,6 +350,25 @@ def main(argv: list[str]) -> int:
         )
     )
     print(f"largest N with p99 framework-added <= {BUDGET_MS:g} ms and no drops: {best}")
+    if observe is not None:
+        results["observability"] = observe
+        print(
+            table(
+                "Server CPU per call, metrics + tracing off vs on",
+                ["N", "CPU %/call off", "CPU %/call on", "extra %", "p99 on", "failed on"],
+                [
+                    [
+                        o["calls"],
+                        o["cpu_percent_per_call_off"],
+                        o["cpu_percent_per_call_on"],
+                        o["extra_percent"],
+                        o["p99_framework_added_ms_on"],
+                        o["failed_calls_on"],
+                    ]
+                    for o in observe
+                ],
+            )
+        )
     if any(r["load_process_cpu_percent"] > 90 for r in runs):
         print(
             "note: the load process (callers + fakes) was near a full core; its own delays "
@@ -313,6 +381,15 @@ def main(argv: list[str]) -> int:
         fa = at100["framework_added_ms"]
         targets["framework-added p50 <= 10 ms at 100 calls"] = fa["p50"] <= 10
         targets["framework-added p99 <= 25 ms at 100 calls"] = fa["p99"] <= 25
+    judged = [o for o in (observe or []) if not o["saturated"]]
+    if judged:
+        # the median over the N where neither server was saturated: a starved server's CPU
+        # share says more about the machine's other load than about the server
+        extra = sorted(o["extra_percent"] for o in judged)[len(judged) // 2]
+        print(f"metrics + tracing: median extra CPU per call {extra:+.1f} % (unsaturated N)")
+        targets[f"metrics + tracing cost <= {OBSERVABILITY_BUDGET:g} % CPU per call"] = (
+            extra <= OBSERVABILITY_BUDGET
+        )
     if args.quick:
         print("targets: not judged on a --quick run")
     else:

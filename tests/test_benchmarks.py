@@ -82,6 +82,17 @@ def test_concurrency_quick_measures_each_n_of_the_sweep(tmp_path: Path) -> None:
     assert (tmp_path / "concurrency.svg").stat().st_size > 0
 
 
+def test_concurrency_reports_the_cpu_cost_of_metrics_and_tracing(tmp_path: Path) -> None:
+    argv = ["--quick", "--observability", "--no-plot", "--out", str(tmp_path)]
+    assert concurrency.main(argv) == 0
+    rows = _load(tmp_path, "concurrency")["observability"]
+    assert [r["calls"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["failed_calls_on"] == 0
+        assert r["cpu_percent_per_call_off"] > 0 and r["cpu_percent_per_call_on"] > 0
+        assert _finite(r["extra_percent"])
+
+
 def test_memory_quick_via_the_cli_reports_rss_and_tasks_before_and_after(
     tmp_path: Path,
 ) -> None:

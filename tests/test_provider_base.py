@@ -322,3 +322,64 @@ async def test_stopping_the_call_closes_the_provider_socket() -> None:
             call.stop("test")
         with anyio.fail_after(3):
             await srv.disconnected.wait()
+
+
+# ------------------------------------------------------------ events for observers
+
+
+def provider_events(call: Call) -> list[tuple[str, bool, bool, str]]:
+    from voicegraph.events import ProviderEvent
+
+    return [
+        (e.what, e.ok, e.reconnect, e.error)
+        for e in call.recent_events
+        if isinstance(e, ProviderEvent) and e.what != "request"
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_dropped_socket_publishes_its_connect_drop_and_reconnect() -> None:
+    async with EchoServer(drop_on="drop") as srv:
+        p = EchoProvider(srv.ws_url, reconnect=FAST)
+
+        async def script(f: Feeder) -> None:
+            await f.say("drop")
+            await wait_for(lambda: srv.disconnected.is_set() and not p.connected)
+            await f.say("a")
+            await wait_for(lambda: p.metrics.reconnects == 1)
+
+        call, _ = build(p, script)
+        await call.run()
+    assert provider_events(call) == [
+        ("connect", True, False, ""),
+        ("disconnect", False, False, "disconnected"),
+        ("connect", True, True, ""),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_provider_that_stays_down_publishes_each_failed_attempt_then_gives_up() -> None:
+    async with EchoServer(refuse=503) as srv:
+        p = EchoProvider(srv.ws_url, reconnect=FAST)
+
+        async def script(f: Feeder) -> None:
+            await anyio.sleep(10)
+
+        call, _ = build(p, script)
+        await call.run()
+    events = provider_events(call)
+    assert events[:-1] == [("connect", False, False, "connect_failed")] * (1 + FAST.max_attempts)
+    assert events[-1] == ("failed", False, False, "unavailable")
+
+
+@pytest.mark.anyio
+async def test_a_first_response_publishes_the_request_with_its_time_to_first_byte() -> None:
+    from voicegraph.events import ProviderEvent
+
+    p = EchoProvider("ws://127.0.0.1:9/unused")
+    call, _ = build(p, Feeder.say)  # not run: the event bus works from construction
+    p.metrics.request_started("k")
+    assert p.metrics.first_byte("k") is not None
+    (ev,) = [e for e in call.recent_events if isinstance(e, ProviderEvent)]
+    assert (ev.what, ev.provider, ev.node) == ("request", "echo", "p")
+    assert ev.start <= ev.first == ev.end

@@ -35,6 +35,7 @@ __all__ = [
     "serve_stream",
 ]
 
+from .observability.logjson import call_context
 from .timeline import TurnTimeline
 
 logger = logging.getLogger("voicegraph.server")
@@ -343,15 +344,20 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             runtime.on_call(call, session, timeline)
         except Exception as exc:
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
+    obs = runtime.observability
+    observed = obs.call_started(call, session, timeline) if obs is not None else None
     runtime.call_started(call_id, call, session, lambda: _shutdown_goodbye(call, session, runtime))
-    try:
-        await register_call(runtime, session)
-        result = await call.run()
-    finally:
-        timeline.flush()
-        runtime.call_ended(call_id)
-        await release_call(runtime, call_id)
-    logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
+    with call_context(call_id, iface.line):  # JSON logs name the call and line
+        try:
+            await register_call(runtime, session)
+            result = await call.run()
+        finally:
+            timeline.flush()
+            runtime.call_ended(call_id)
+            if observed is not None:
+                observed.ended(call.result.reason if call.result is not None else None)
+            await release_call(runtime, call_id)
+        logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
 
 
 def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
@@ -477,9 +483,10 @@ async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
     """A node failed (a provider stayed down, say): play the pre-rendered apology through the
     still-running playout, wait until the carrier acknowledged it, then hang up over REST. The
     call does not go silent. Skipped when the failure is in the carrier path itself."""
-    from .frames import AudioDone, AudioFrame, PlayedPosition
+    from .frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
 
     if "playout" in call.graph and failure.node not in _CARRIER_NODES:
+        call.publish(TimelineMark(turn=-1, stage="apology"))
 
         async def play() -> None:
             pcm, step = _apology_pcm(), 1600  # 100 ms frames at 8 kHz PCM16

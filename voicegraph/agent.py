@@ -19,7 +19,8 @@ the caller actually heard; ``respond`` gets that history in :attr:`Turn.history`
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,6 +75,11 @@ class Turn:
         self.call = call
         self.index = index
         self.messages: list[dict[str, Any]] = []
+        self.utterance_id = 0
+        """The timeline turn this reply answers (set by the conversation node)."""
+        self.publish: Callable[[Any], None] | None = None
+        """Publishes events on the call's bus (set by the conversation node): ``respond``
+        reports LLM rounds and tool runs through it for metrics and traces."""
 
     @property
     def user_message(self) -> dict[str, Any]:
@@ -164,16 +170,26 @@ class Agent:
             last_round = step == self.max_tool_steps
             calls: list[ToolCall] = []
             said: list[str] = []
-            # aclosing: a cancelled turn closes the model's HTTP stream at once, not at GC time
-            async with aclosing(
-                self.llm.stream(messages, None if last_round else schemas)
-            ) as events:
-                async for ev in events:
-                    if isinstance(ev, TextDelta):
-                        said.append(ev.text)
-                        yield ev.text
-                    elif isinstance(ev, ToolCall):
-                        calls.append(ev)
+            t0, first, outcome = time.monotonic(), 0.0, "cancelled"
+            try:
+                # aclosing: a cancelled turn closes the model's HTTP stream at once, not at GC
+                async with aclosing(
+                    self.llm.stream(messages, None if last_round else schemas)
+                ) as events:
+                    async for ev in events:
+                        first = first or time.monotonic()
+                        if isinstance(ev, TextDelta):
+                            said.append(ev.text)
+                            yield ev.text
+                        elif isinstance(ev, ToolCall):
+                            calls.append(ev)
+                outcome = ""
+            except Exception:
+                outcome = "request_failed"
+                raise
+            finally:
+                if turn.publish is not None:
+                    turn.publish(_llm_event(self.llm, turn, t0, first, outcome))
             if not calls:
                 break
             call_msg = {
@@ -191,7 +207,11 @@ class Agent:
             messages.append(call_msg)
             turn.messages.append({**call_msg, "content": None})
             for c in calls:
+                t0 = time.monotonic()
                 result = await invoke_by_name(by_name, c.name, c.arguments)
+                if turn.publish is not None:
+                    ok = not result.startswith('{"error"')
+                    turn.publish(_tool_event(c.name, turn, t0, ok))
                 msg = {"role": "tool", "tool_call_id": c.id, "content": result}
                 messages.append(msg)
                 turn.messages.append(msg)
@@ -199,3 +219,26 @@ class Agent:
                 if turn.call.ending:
                     yield (" " if said else "") + turn.call.ending
                 return
+
+
+def _llm_event(llm: Any, turn: Turn, start: float, first: float, error: str) -> Any:
+    from .events import ProviderEvent
+
+    name = getattr(llm, "provider", None) or type(llm).__name__
+    return ProviderEvent(
+        provider=str(name),
+        what="request",
+        start=start,
+        end=time.monotonic(),
+        first=first,
+        ok=not error,
+        error=error,
+        node="agent",
+        turn=turn.utterance_id,
+    )
+
+
+def _tool_event(name: str, turn: Turn, start: float, ok: bool) -> Any:
+    from .events import ToolEvent
+
+    return ToolEvent(name=name, start=start, end=time.monotonic(), ok=ok, turn=turn.utterance_id)

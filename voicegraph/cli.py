@@ -375,6 +375,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="voicegraph", description="Phone voice agents as graphs of actor nodes."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per log line, with call id, line and node",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
@@ -390,7 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``voicegraph`` command line; returns the exit code."""
     args = _parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        from .observability.logjson import configure_json_logging
+
+        configure_json_logging(level)
+    else:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.verbose == 0:
         # the server's own start-up chatter is not news on a terminal
         logging.getLogger("voicegraph.server").setLevel(logging.ERROR)

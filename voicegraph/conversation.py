@@ -190,6 +190,7 @@ class BargeIn(Actor):
             if item is None:
                 self._false_deadline = None
                 self.false_interrupts += 1
+                self.publish(TimelineMark(turn=-1, stage="false_interruption"))
                 await self.send("out", FalseInterrupt())
                 continue
             _, frame = item
@@ -406,6 +407,7 @@ class AgentNode(Actor):
             )
             if frame.stt_final_time:
                 self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=frame.stt_final_time))
+        turn.utterance_id, turn.publish = u.uid, self.publish  # tool and LLM events per turn
         self._current = u
         scope = anyio.CancelScope()
         self._reply_scope = scope
@@ -448,6 +450,8 @@ class AgentNode(Actor):
                     raise AgentFailing(self.failed_turns, exc) from exc
                 if ok:
                     self.failed_turns = 0
+                else:
+                    self.publish(TimelineMark(turn=-1, stage="apology"))
                 ending = u.control.ending is not None if u.control else False
                 await self.send(
                     "text", AgentText(text="", utterance_id=u.uid, last=True, end_call=ending)

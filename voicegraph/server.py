@@ -79,6 +79,7 @@ class AgentRuntime:
     registry live: None (this process), a Redis URL such as ``"redis://10.0.0.5:6379/0"``, or a
     :class:`~voicegraph.state.CallState` (see docs/deploy.md). ``control_token``: enables the
     authenticated call-control routes (:mod:`voicegraph.control`).
+    ``observability``: metrics, traces, loop-lag monitor (see ``docs/observability.md``).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class AgentRuntime:
         control_token: str | None = None,
         max_waiting_streams: int = 100,
         write_timeout: float = 10.0,
+        observability: Any = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -133,6 +135,8 @@ class AgentRuntime:
         self.write_timeout = float(write_timeout)
         self.waiting_streams = 0
         """Accepted carrier sockets still waiting for their start message."""
+        if observability is not None and not hasattr(observability, "call_started"):
+            raise AgentRuntimeError("observability= takes voicegraph.observability.Observability")
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
@@ -148,6 +152,9 @@ class AgentRuntime:
         """``on_call(call, session, timeline)``, called for each accepted call right after its
         :class:`~voicegraph.runtime.Call` is built (before it runs): observe events, collect the
         :class:`~voicegraph.timeline.TurnTimeline`. Must not block or raise."""
+        self.observability = observability
+        """Metrics route, traces and loop-lag monitor (a
+        :class:`voicegraph.observability.Observability`, or ``None``)."""
         self.calls: dict[str, Any] = {}
         """Active calls of this process: call id -> :class:`~voicegraph.runtime.Call`."""
         self.sessions: dict[str, Any] = {}
@@ -227,6 +234,9 @@ class AgentRuntime:
         quarts: dict[str, Any] = {}
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if self.observability is not None and self.observability.handles(scope):
+                await self.observability.asgi(scope, receive, send)
+                return
             if scope["type"] == "websocket":
                 await serve_stream(self, scope, receive, send)
                 return
@@ -441,6 +451,8 @@ class AgentRuntime:
 
             if handle_signals:
                 await tg.start(self._watch_signals, shutdown)
+            if self.observability is not None:
+                tg.start_soon(self.observability.run, self, shutdown)
             tg.start_soon(server)
             logger.info("serving on %s", ", ".join(binds))
             task_status.started(binds)

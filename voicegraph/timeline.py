@@ -16,14 +16,16 @@ first_mark_ack       the carrier acknowledged the reply's first chunk played  pl
 
 Barge-ins are recorded too: ``barge_in_decision`` (barge-in controller) and ``clear_sent``
 (playout), keyed ``-1``. :class:`TurnTimeline` groups them, computes the stage-to-stage
-durations, logs one JSON line per completed turn (logger ``voicegraph.timeline``) and keeps the
-last turns for inspection; the benchmarks read the same records.
+durations, logs one JSON line per completed turn (logger ``voicegraph.timeline``), hands each
+completed turn to its :attr:`~TurnTimeline.listeners` (metrics, traces) and keeps the last turns
+for inspection; the benchmarks read the same records.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -62,6 +64,22 @@ class TurnRecord(msgspec.Struct):
             out["voice_to_voice"] = out["first_audio_sent"]
         return out
 
+    def intervals(self) -> list[tuple[str, float, float]]:
+        """Each stage's own interval ``(stage, start, end)`` in monotonic seconds, for the
+        stages after the first one present: it starts when every earlier stage was done (the
+        latest earlier time) and ends at the stage's time, never before its start (an STT
+        final can arrive before the VAD decides the speech ended)."""
+        out: list[tuple[str, float, float]] = []
+        ready: float | None = None
+        for stage in STAGES:
+            t = self.stages.get(stage)
+            if t is None:
+                continue
+            if ready is not None:
+                out.append((stage, ready, max(t, ready)))
+            ready = t if ready is None else max(ready, t)
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "turn": self.turn, "ms": self.durations_ms()}
 
@@ -78,6 +96,8 @@ class TurnTimeline:
         self.turns: deque[TurnRecord] = deque(maxlen=keep)
         self.barge_ins: deque[list[float | None]] = deque(maxlen=keep)
         self._open: dict[int, dict[str, float]] = {}
+        self.listeners: list[Callable[[TurnRecord], None]] = []
+        """Called with each completed turn (metrics and traces subscribe here)."""
 
     @classmethod
     def attach(cls, call: Any, keep: int = 256) -> TurnTimeline:
@@ -110,7 +130,15 @@ class TurnTimeline:
         rec = TurnRecord(self.call_id, turn, stages)
         self.turns.append(rec)
         if logger.isEnabledFor(logging.INFO):
-            logger.info("%s", msgspec.json.encode(rec.as_dict()).decode())
+            fields = rec.as_dict()
+            # json_fields: the JSON log format writes these as the record's own keys
+            logger.info(
+                "%s",
+                msgspec.json.encode(fields).decode(),
+                extra={"call_id": self.call_id, "json_fields": fields},
+            )
+        for listener in self.listeners:
+            listener(rec)
 
     def flush(self) -> None:
         """Close every open turn (at the end of a call)."""

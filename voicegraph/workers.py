@@ -86,6 +86,11 @@ def serve_workers(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         holder.close()
+    from .observability.prometheus import worker_exited
+
+    for proc in procs:  # multiprocess metrics: an exited worker's live gauges stop counting
+        if proc.pid is not None:
+            worker_exited(proc.pid)
     return max((p.exitcode or 0 for p in procs), default=0)
 
 

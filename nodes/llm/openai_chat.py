@@ -126,6 +126,8 @@ class OpenAIChatLLM:
     ``async with``) when done.
     """
 
+    provider = "openai-chat"
+
     def __init__(
         self,
         model: str = "gpt-4o-mini",

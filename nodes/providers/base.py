@@ -18,12 +18,14 @@ once: retrying a wrong key only delays the error.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 import msgspec
 
 from voicegraph.channel import EndOfInput
+from voicegraph.events import ProviderEvent
 from voicegraph.node import Actor
 from voicegraph.wsio import MessageSocket, SocketClosed, connect_websocket
 
@@ -177,6 +179,7 @@ class WebSocketProvider(Actor):
         super().__init__()
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.metrics = ProviderMetrics()
+        self.metrics.on_first_byte = self._request_answered
         self._buffer = SendBuffer(
             self.reconnect_policy.buffer_messages, self.reconnect_policy.buffer_bytes, self.metrics
         )
@@ -191,6 +194,7 @@ class WebSocketProvider(Actor):
         self._fatal: BaseException | None = None
         self.stalls = 0
         """Stalls the liveness watchdog saw (each one reconnected or ended the call)."""
+        self._attempt_start = 0.0
 
     # ---------------------------------------------------------- subclass API
 
@@ -267,6 +271,21 @@ class WebSocketProvider(Actor):
     async def wait_closed(self) -> None:
         """Wait until the provider closed the socket after :meth:`end_of_input` began."""
         await self._closed.wait()
+
+    def _event(self, what: str, start: float, end: float | None = None, **kw: object) -> None:
+        """Publish a :class:`~voicegraph.events.ProviderEvent` ending at ``end`` (default: now)
+        for observers (metrics, traces)."""
+        if self.call is not None:
+            end = time.monotonic() if end is None else end
+            self.call.publish(
+                ProviderEvent(
+                    provider=self.provider, what=what, start=start, end=end, node=self.name, **kw
+                )  # type: ignore[arg-type]
+            )
+
+    def _request_answered(self, ttfb: float) -> None:
+        now = time.monotonic()
+        self._event("request", now - ttfb, now, first=now)
 
     def _hold(self, message: str | bytes, buffer: bool) -> None:
         if self._handover or (buffer and not self._closing):
@@ -384,11 +403,13 @@ class WebSocketProvider(Actor):
         last_error = ""
         while True:
             up_since: float | None = None
+            up_since_wall = self._attempt_start = time.monotonic()
             try:
                 async with connect_websocket(
                     self.url(), self.headers(), connect_timeout=policy.connect_timeout
                 ) as sock:
                     up_since = anyio.current_time()
+                    up_since_wall = time.monotonic()
                     await self._serve(sock)
                     closed: SocketClosed | None = None
             except SocketClosed as exc:
@@ -401,7 +422,18 @@ class WebSocketProvider(Actor):
                 self._closed.set()
                 return
             assert closed is not None
+            if up_since is None:
+                self._event(
+                    "connect",
+                    self._attempt_start,
+                    ok=False,
+                    error="auth" if closed.code in (401, 403) else "connect_failed",
+                    reconnect=self.metrics.connects > 0,
+                )
+            else:
+                self._event("disconnect", up_since_wall, ok=False, error="disconnected")
             if up_since is None and closed.code in (401, 403):
+                self._event("failed", self._attempt_start, ok=False, error="auth")
                 raise ProviderAuthError(
                     self.provider,
                     f"the API key was refused (HTTP {closed.code}); check the key you pass as "
@@ -409,12 +441,14 @@ class WebSocketProvider(Actor):
                 )
             err = self.close_error(closed) if up_since is not None else None
             if err is not None:
+                self._event("failed", up_since_wall, ok=False, error="protocol")
                 raise err
             last_error = closed.reason or f"code {closed.code}"
             if up_since is not None and anyio.current_time() - up_since >= policy.stable_after:
                 attempt = 0
             attempt += 1
             if attempt > policy.max_attempts:
+                self._event("failed", self._attempt_start, ok=False, error="unavailable")
                 raise ProviderUnavailable(
                     self.provider, policy.max_attempts, last_error
                 ) from closed
@@ -444,6 +478,7 @@ class WebSocketProvider(Actor):
         Raises :class:`SocketClosed` when it ends."""
         self.metrics.connects += 1
         reconnect = self.metrics.connects > 1
+        self._event("connect", self._attempt_start, reconnect=reconnect)
         self._handover = True
         try:
             await self.on_connected(reconnect)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import anyio
 
@@ -22,6 +23,7 @@ class ProviderMetrics:
         "dropped_bytes",
         "dropped_messages",
         "last_ttfb",
+        "on_first_byte",
         "ttfb",
         "_pending",
     )
@@ -36,6 +38,8 @@ class ProviderMetrics:
         self.last_ttfb: float | None = None
         self.ttfb: deque[float] = deque(maxlen=history)
         self._pending: dict[object, float] = {}
+        self.on_first_byte: Callable[[float], None] | None = None
+        """Called with each recorded TTFB (the provider base publishes it as an event)."""
 
     @property
     def reconnects(self) -> int:
@@ -59,6 +63,8 @@ class ProviderMetrics:
         value = anyio.current_time() - t0
         self.last_ttfb = value
         self.ttfb.append(value)
+        if self.on_first_byte is not None:
+            self.on_first_byte(value)
         return value
 
     def oldest_pending(self) -> float | None:

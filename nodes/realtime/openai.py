@@ -22,6 +22,7 @@ from urllib.parse import quote
 import anyio
 import msgspec
 
+from voicegraph.events import ToolEvent
 from voicegraph.frames import (
     AgentText,
     AudioDone,
@@ -417,6 +418,7 @@ class OpenAIRealtime(WebSocketProvider):
     async def _run_tool(self, call_id: str, name: str, arguments: str) -> None:
         assert self.tool_handler is not None
         self._tool_tasks += 1
+        t0 = time.monotonic()
         try:
             with anyio.fail_after(self.options.tool_timeout):
                 output = await self.tool_handler(name, arguments)
@@ -430,6 +432,8 @@ class OpenAIRealtime(WebSocketProvider):
             output = _error_json(f"tool {name} failed: {type(exc).__name__}")
         finally:
             self._tool_tasks -= 1
+        ok = not output.startswith('{"error"')
+        self.publish(ToolEvent(name=name, start=t0, end=time.monotonic(), ok=ok))
         await self._tool_output(call_id, output)
 
     # ----------------------------------------------------------------- outputs
