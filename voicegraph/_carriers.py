@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsgiSocket",
+    "answered_outbound",
+    "stream_subject",
     "CallSetupError",
     "CarrierRoute",
     "route_for",
@@ -247,7 +249,7 @@ async def _run_stream(
         if iface is None:
             raise StreamTokenError("stream names no line served here")
         caller = carrier.caller(start, params)
-        runtime.tokens[id(iface)].check(params.get("token"), call_id, f"{line}:{caller}")
+        runtime.tokens[id(iface)].check(params.get("token"), call_id, stream_subject(params))
     except StreamTokenError as exc:
         logger.warning("[%s] stream refused: %s", call_id, exc)
         await sock.close(CLOSE_POLICY, "unauthorised stream")
@@ -261,8 +263,10 @@ async def _run_stream(
         carrier_in=carrier_in,
         carrier_out=carrier_out,
         audio_format=carrier.audio_format(start),
-        from_number=getattr(start, "from_number", "") or caller,
-        to_number=iface.phone_number,
+        from_number=iface.phone_number
+        if "dial" in params
+        else getattr(start, "from_number", "") or caller,
+        to_number=caller if "dial" in params else iface.phone_number,
         params={k: v for k, v in params.items() if k != "token"},
         interface=iface,
         hangup=lambda: _rest_hangup(iface, call_id),
@@ -294,12 +298,45 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
         except Exception as exc:
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
     runtime.call_started(call_id, call)
+    placed = "dial" in session.params
     try:
-        result = await call.run()
+        async with anyio.create_task_group() as tg:
+            if placed:  # reports about a placed call (machine detection) reach this graph
+                tg.start_soon(runtime.registry.attach, call_id, call)
+            result = await call.run()
     finally:
         timeline.flush()
         runtime.call_ended(call_id)
+        if placed:
+            runtime.registry.detach(call_id)
     logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
+
+
+def stream_subject(params: dict[str, str]) -> str:
+    """What a stream token is bound to besides the call id: the line, the other party, and
+    for a placed call whether machine detection runs (so no stream can switch it)."""
+    subject = f"{params.get('line', '')}:{params.get('caller', '')}"
+    return subject + (f":{params['dial']}" if "dial" in params else "")
+
+
+async def answered_outbound(
+    runtime: AgentRuntime, telephony: str, call_id: str, form: dict[str, str], mode: str
+) -> str:
+    """The webhook of a call placed by ``dial()``: link Plivo's request UUID to the call UUID,
+    report the answer (Twilio reports it itself), and return the stream's ``dial`` parameter:
+    ``"amd"`` when machine detection was asked for (the webhook URL says so), else ``"out"``."""
+    from .frames import CallStatus
+
+    if telephony == "plivo":
+        request_uuid = form.get("RequestUUID", "")[:64]
+        if request_uuid:
+            await runtime.registry.alias(request_uuid, call_id)
+        answered = CallStatus(call_id=call_id, status="answered", carrier_status="in-progress")
+        await runtime.registry.deliver(call_id, answered)
+        from .outbound import notify
+
+        await notify(runtime.on_status, answered)
+    return "amd" if mode == "amd" else "out"
 
 
 def _build_graph(iface: CallInterface, session: CallSession) -> Graph:

@@ -235,13 +235,19 @@ class TwilioCaller(Dialer):
 
     @asynccontextmanager
     async def dial(
-        self, path: str = "/call/incoming", *, extra: Mapping[str, str] | None = None
+        self,
+        path: str = "/call/incoming",
+        *,
+        extra: Mapping[str, str] | None = None,
+        call_sid: str | None = None,
     ) -> AsyncIterator[TwilioCall]:
         """Call the server: webhook, TwiML, WebSocket, ``connected`` + ``start``.
 
-        Raises :class:`CallRejected` when the answer holds no ``<Connect><Stream>``. Leaving
-        the block hangs up (``stop``, then close) unless the call already ended."""
-        call_sid = _sid("CA")
+        ``path`` may carry a query; ``call_sid`` defaults to a fresh one (the fake REST API
+        passes the SID it gave a placed call). Raises :class:`CallRejected` when the answer
+        holds no ``<Connect><Stream>``. Leaving the block hangs up (``stop``, then close)
+        unless the call already ended."""
+        call_sid = call_sid or _sid("CA")
         twiml = await self.answer(path, call_sid, extra)
         stream = twiml.find("./Connect/Stream")
         if stream is None or not stream.get("url"):
