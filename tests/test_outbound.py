@@ -99,3 +99,18 @@ async def test_a_person_hears_the_greeting_answers_and_the_call_completes(carrie
     assert placed.call.heard_seconds > 2.0  # greeting and goodbye
     assert rest.hangups == [placed.call_id]  # the agent hung up after its goodbye
     assert all(code == 204 for _, _, code in placed.posted)  # every report was accepted
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+@pytest.mark.parametrize("kind", ["busy", "no-answer"])
+async def test_a_call_that_never_connects_is_reported_on_the_handle(
+    carrier: str, kind: str
+) -> None:
+    async with outbound_line(carrier, Callee(kind)) as (runtime, rest, seen, statuses):  # type: ignore[arg-type]
+        handle = await runtime.dial(CALLEE)
+        final = await handle.outcome(timeout=10)
+    assert final.status == kind and final.duration == 0
+    assert handle.final is final and statuses[-1] == final
+    assert not seen  # no graph ran
+    assert runtime.registry.in_flight() == 0

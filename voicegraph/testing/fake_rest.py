@@ -81,6 +81,7 @@ class FakeCarrierREST(FakeServer):
         callee: Callee | Callable[[str], Callee] | None = None,
         reach: str | None = None,
         playback_rate: float = 1.0,
+        place: bool = True,
     ) -> None:
         if carrier not in ("twilio", "plivo"):
             raise ValueError(f"carrier must be 'twilio' or 'plivo', got {carrier!r}")
@@ -98,6 +99,9 @@ class FakeCarrierREST(FakeServer):
         """Who answers a placed call: one :class:`Callee` for every number, or a function
         from the E.164 number to its callee (default: a silent person)."""
         self.reach = reach
+        self.place = place
+        """False: accept create requests without placing the calls (nothing rings, nothing is
+        posted): for tests of the requests alone."""
         self.playback_rate = playback_rate
         self.placed: list[PlacedCall] = []
         self.errors: list[str] = []
@@ -213,7 +217,8 @@ class FakeCarrierREST(FakeServer):
         self._changed.set()
         self._changed = anyio.Event()
         assert self._tg is not None
-        self._tg.start_soon(Placement(self, placed).run)
+        if self.place:
+            self._tg.start_soon(Placement(self, placed).run)
         await response.send_json(201, msgspec.json.encode(answer))
 
     def _authorised(self, request: HTTPRequest) -> bool:
