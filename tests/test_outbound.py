@@ -114,3 +114,85 @@ async def test_a_call_that_never_connects_is_reported_on_the_handle(
     assert handle.final is final and statuses[-1] == final
     assert not seen  # no graph ran
     assert runtime.registry.in_flight() == 0
+
+
+VOICEMAIL = "Hi, this is Acme. Your appointment is on Monday at nine. Call us back any time."
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_an_answering_machine_gets_the_voicemail_after_its_beep(carrier: str) -> None:
+    rate = _rate(carrier)
+    machine = Callee.answering_machine(
+        speech("hi you have reached Sam please leave a message", rate), rate=rate
+    )
+    async with outbound_line(carrier, machine, voicemail_message=VOICEMAIL) as (
+        runtime,
+        rest,
+        seen,
+        _,
+    ):
+        handle = await runtime.dial(CALLEE, machine_detection=True)
+        final = await handle.outcome(timeout=40)
+        placed = rest.placed[0]
+    assert not rest.errors
+    assert handle.answered_by is not None and handle.answered_by.result == "machine"
+    assert placed.heard_before_beep == 0  # nothing was said over the greeting or the beep
+    assert placed.heard_after_beep > 2.0  # the message, after the beep
+    graph = seen[0][0].graph
+    assert graph["agent"].agent.turns == []  # the agent never talked to the machine
+    assert graph["answering"].state == "done"
+    assert rest.hangups == [placed.call_id] and final.status == "completed"
+
+
+def _onsets(pcm: bytes, rate: int, level: float = 500.0) -> list[float]:
+    """Start times (s) of the 20 ms blocks louder than ``level``."""
+    import numpy as np
+
+    x = np.frombuffer(pcm, "<i2").astype(np.float32)
+    n = rate // 50
+    blocks = x[: len(x) // n * n].reshape(-1, n)
+    loud = np.sqrt((blocks**2).mean(axis=1)) > level
+    return [i / 50 for i in np.flatnonzero(loud)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_a_person_is_greeted_after_the_verdict_and_the_recording_holds_both_sides(
+    carrier: str, tmp_path: Any
+) -> None:
+    import wave
+
+    import numpy as np
+
+    rate = _rate(carrier)
+
+    async def person(call: Any) -> None:
+        await call.wait_for_audio(0.5, timeout=15)  # the greeting, after the verdict
+        await call.send_silence(2.5)  # let the greeting finish
+        await call.send_audio(speech("yes I will be there", rate), sample_rate=rate)
+        while not call.closed:
+            await call.send_silence(0.2)
+
+    async with outbound_line(carrier, Callee.person(person), record=str(tmp_path)) as (
+        runtime,
+        rest,
+        seen,
+        _,
+    ):
+        handle = await runtime.dial(CALLEE, machine_detection=True)
+        await handle.outcome(timeout=40)
+        call = seen[0][0]
+    turns = call.graph["agent"].agent.turns
+    assert [(t.text, t.answered_by) for t in turns] == [("yes I will be there", "human")]
+    with wave.open(str(tmp_path / f"{handle.call_id}.wav"), "rb") as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, rate)
+        frames = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    caller = _onsets(frames[:, 0].tobytes(), rate)
+    agent = _onsets(frames[:, 1].tobytes(), rate)
+    assert caller and agent
+    spoke_from, spoke_to = caller[0], caller[-1]
+    assert agent[0] < spoke_from  # the greeting came first
+    reply = [t for t in agent if t > spoke_to]
+    # the goodbye follows the caller's words, as the caller lived it: after them, not long after
+    assert reply and 0 < reply[0] - spoke_to < 5.0

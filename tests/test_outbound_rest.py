@@ -12,14 +12,14 @@ import anyio
 import httpx
 import pytest
 from e2ekit import PUBLIC, TOKEN, interface
+from voicegraph.transports.plivo.rest import PlivoREST
+from voicegraph.transports.twilio.rest import TwilioREST
 
 from voicegraph import AgentRuntime
 from voicegraph.interface import IncompatibleOptionsError, InvalidOptionError
 from voicegraph.outbound import DialError, OutboundLimitError
 from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.testing.server import serve_runtime
-from voicegraph.transports.plivo.rest import PlivoREST
-from voicegraph.transports.twilio.rest import TwilioREST
 
 TWILIO_SID = "AC" + "0" * 32
 PLIVO_ID = "MA" + "X" * 18

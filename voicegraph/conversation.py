@@ -24,6 +24,7 @@ from .channel import EndOfInput
 from .frames import (
     DTMF,
     AgentText,
+    AnsweredBy,
     EndOfTurn,
     Frame,
     Hangup,
@@ -289,10 +290,13 @@ class AgentNode(Actor):
 
     inputs = (
         In("turns", EndOfTurn, Transcript, DTMF),
-        In("control", Interrupt, FalseInterrupt, required=False),
+        In("control", Interrupt, FalseInterrupt, AnsweredBy, required=False),
         In("playback", PlayedPosition, WordTimestamps, required=False),
     )
     outputs = (Out("text", AgentText), Out("hangup", Hangup, required=False))
+    hold_greeting = False
+    """Set on a placed call with machine detection: the greeting waits for the verdict
+    (:class:`~voicegraph.frames.AnsweredBy`); a machine gets none and no replies."""
 
     def __init__(
         self,
@@ -325,6 +329,7 @@ class AgentNode(Actor):
         self._reply_scope: anyio.CancelScope | None = None
         self._last_interrupted: _Utterance | None = None
         self._ended = False
+        self.answered_by: str | None = None
 
     # -- history
 
@@ -353,7 +358,7 @@ class AgentNode(Actor):
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            if self.greeting:
+            if self.greeting and not self.hold_greeting:
                 await self._speak(self.greeting)
             while True:
                 try:
@@ -364,7 +369,14 @@ class AgentNode(Actor):
             tg.cancel_scope.cancel()
 
     async def _on(self, frame: Frame) -> None:
-        if isinstance(frame, (EndOfTurn, Transcript, DTMF)):
+        if isinstance(frame, AnsweredBy):
+            if self.answered_by is None:
+                self.answered_by = frame.result
+                if frame.result != "machine" and self.greeting and self.hold_greeting:
+                    await self._speak(self.greeting)
+        elif self.answered_by == "machine":
+            return  # the answering-machine policy speaks; the agent stays out of it
+        elif isinstance(frame, (EndOfTurn, Transcript, DTMF)):
             text = frame.text if not isinstance(frame, DTMF) else ""
             if isinstance(frame, Transcript) and not frame.is_final:
                 return
@@ -459,7 +471,7 @@ class AgentNode(Actor):
         dtmf = frame.digit if isinstance(frame, DTMF) else ""
         control = CallControl(can_transfer=self.transfer is not None)
         u.control = control
-        turn = Turn(text, [], control, dtmf=dtmf, index=self.turns)
+        turn = Turn(text, [], control, dtmf=dtmf, index=self.turns, answered_by=self.answered_by)
         unsettled = [v for v in self._utts.values() if v.interrupted and not v.resolved]
         before = self.llm_history()
         self.history.append(turn.user_message)
