@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import pytest
 from e2ekit import PUBLIC, TOKEN, interface, speech
 
@@ -86,10 +87,14 @@ async def test_a_person_hears_the_greeting_answers_and_the_call_completes(carrie
             await call.send_silence(0.2)
 
     async with outbound_line(carrier, Callee.person(person)) as (runtime, rest, seen, statuses):
-        handle = await runtime.dial(CALLEE)
+        handle = await runtime.dial(CALLEE, carrier_recording=carrier == "twilio")
         final = await handle.outcome(timeout=30)
-        placed = rest.placed[0]
+        placed, rest_url = rest.placed[0], rest.base_url
+        with anyio.fail_after(10):
+            await placed.done.wait()  # the recording report comes after the final status
     assert not rest.errors
+    if carrier == "twilio":  # Twilio recorded too, and said where the file is
+        assert [r.url.startswith(rest_url) for r in handle.recordings] == [True]
     assert final.status == "completed" and final.duration is not None and final.duration >= 1
     assert [s.status for s in handle.statuses][-2:] == ["answered", "completed"]
     assert statuses[-1] == final  # the on_status hook saw it too
@@ -196,3 +201,48 @@ async def test_a_person_is_greeted_after_the_verdict_and_the_recording_holds_bot
     reply = [t for t in agent if t > spoke_to]
     # the goodbye follows the caller's words, as the caller lived it: after them, not long after
     assert reply and 0 < reply[0] - spoke_to < 5.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("carrier", "kind"), [("twilio", "machine"), ("plivo", "person")])
+async def test_realtime_mode_follows_the_verdict_too(carrier: str, kind: str) -> None:
+    from voicegraph.nodes.realtime import OpenAIRealtime
+
+    from voicegraph import Agent
+    from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime
+
+    rate = _rate(carrier)
+    said: list[str] = []
+
+    def say_what_was_asked(instructions: str) -> str:
+        said.append(instructions.split(": ", 1)[-1])  # Say becomes "Say exactly ...: <text>"
+        return said[-1]
+
+    async def person(call: Any) -> None:
+        await call.wait_for_audio(1.0, timeout=15)
+        await call.send_silence(1.0)
+
+    fake = FakeOpenAIRealtime(replies=[say_what_was_asked], speed=4.0)
+    callee = Callee.answering_machine(rate=rate) if kind == "machine" else Callee.person(person)
+    async with fake:
+        model = OpenAIRealtime(api_key="test-key", base_url=fake.url)
+        async with outbound_line(
+            carrier,
+            callee,
+            pipeline="realtime",
+            realtime=model,
+            stt=None,
+            tts=None,
+            agent=Agent("You remind people of appointments."),
+            voicemail_message=VOICEMAIL,
+        ) as (runtime, rest, seen, _):
+            handle = await runtime.dial(CALLEE, machine_detection=True)
+            await handle.outcome(timeout=40)
+            placed = rest.placed[0]
+    expected = (
+        VOICEMAIL if kind == "machine" else "Hello, this is Acme calling about your appointment."
+    )
+    assert said == [expected]  # the model was asked to say exactly one thing, the right one
+    assert placed.call.heard_seconds > 1.0
+    if kind == "machine":
+        assert placed.heard_before_beep == 0 and rest.hangups == [placed.call_id]
