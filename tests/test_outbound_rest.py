@@ -292,3 +292,14 @@ async def test_a_report_that_beats_the_create_answer_is_kept_for_the_handle() ->
     handle.call_id = "CA1"
     await registry.add(handle)
     assert handle.status == "ringing"
+
+
+@pytest.mark.anyio
+async def test_a_call_whose_final_report_never_comes_is_closed_as_failed() -> None:
+    async with FakeCarrierREST("twilio", TWILIO_SID, TOKEN, place=False) as rest:
+        runtime = _runtime("twilio", rest.base_url, max_outbound=1)
+        handle = await runtime.dial(CALLEE)
+        handle.expires = 0.0  # as if ring time and the line's time limit had passed
+        again = await runtime.dial(CALLEE)  # the lost call no longer holds the slot
+    assert handle.final is not None and handle.final.status == "failed"
+    assert "no final report" in handle.final.reason and again.final is None

@@ -73,6 +73,9 @@ class OutboundCall:
         self.recordings: list[RecordingReady] = []
         self.call: Call | None = None
         self.created = time.time()
+        self.expires = self.created + 24 * 3600
+        """When a call with no final report counts as lost (``dial()`` sets ring time plus
+        the line's time limit plus a margin); see :meth:`CallRegistry.in_flight`."""
         self._final: CallStatus | None = None
         self._done = anyio.Event()
 
@@ -132,7 +135,17 @@ class CallRegistry:
         self.early_ttl = early_ttl
 
     def in_flight(self) -> int:
-        """Placed calls without a final status yet."""
+        """Placed calls without a final status yet. A call whose final report never came by
+        its ``expires`` time is closed here as ``failed`` (its slot would leak otherwise)."""
+        now = time.time()
+        for handle in list(self.handles.values()):
+            if handle.final is None and now > handle.expires:
+                lost = CallStatus(
+                    call_id=handle.call_id,
+                    status="failed",
+                    reason="no final report from the carrier",
+                )
+                handle._record(lost)
         return sum(1 for h in self.handles.values() if h.final is None)
 
     def _id(self, call_id: str) -> str:
@@ -293,6 +306,7 @@ async def dial(
             "to end or raise AgentRuntime(max_outbound=...)"
         )
     handle = OutboundCall(to, iface, machine_detection)
+    handle.expires = handle.created + ring_timeout + iface.max_call_duration_seconds + 600
     # the query tells the answering worker (any worker) that the verdict will come
     webhook = runtime.public_url + iface.webhook_path + ("?dial=amd" if machine_detection else "")
     status = runtime.public_url + runtime.status_path
