@@ -24,6 +24,8 @@ _LAZY: dict[str, str] = {
     "EnergyAnalyser": ".audio.analysers",
     "WebRTCAnalyser": ".audio.analysers",
     "SileroAnalyser": ".audio.silero",
+    "CallRecorder": ".audio.recorder",
+    "Recording": ".audio.recorder",
     "Playout": ".audio.playout",
     "PlayoutOptions": ".audio.playout",
     "EspeakTTS": ".offline.espeak_tts",

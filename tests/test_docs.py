@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -131,3 +134,38 @@ def test_asyncio_page_pytest_example_passes_under_both_plugins(tmp_path: Path) -
 def test_asyncio_page_virtual_clock_example_runs() -> None:
     code = _blocks((DOCS / "asyncio.md").read_text(), "python")[3]
     exec(compile(code, "asyncio.md", "exec"), {})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("page", ["README.md", "docs/outbound.md"])
+async def test_the_dial_examples_place_a_call_through_the_fake_carrier(page: str) -> None:
+    import socket
+
+    from voicegraph import AgentRuntime, CallInterface
+    from voicegraph.testing.fake_dial import Callee
+    from voicegraph.testing.fake_rest import FakeCarrierREST
+    from voicegraph.testing.server import echo_graph
+
+    code = next(b for b in _blocks((DOCS.parent / page).read_text(), "python") if ".dial(" in b)
+    scope: dict[str, Any] = {}
+    exec(compile(code, page, "exec"), scope)
+    function = next(v for k, v in scope.items() if callable(v) and k in ("call_back", "remind"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    sid, token = "AC" + "0" * 32, "doc-token"
+    async with FakeCarrierREST(
+        "twilio", sid, token, callee=Callee("no-answer"), reach=f"http://127.0.0.1:{port}"
+    ) as rest:
+        line = CallInterface(
+            "twilio",
+            "+15551234567",
+            account_sid=sid,
+            auth_token=token,
+            graph=echo_graph,
+            api_base_url=rest.base_url,
+        )
+        runtime = AgentRuntime([line], public_url="http://127.0.0.1")
+        result = await function(runtime, "+15557654321", "127.0.0.1", port)
+    outcome = result[1] if isinstance(result, tuple) else result
+    assert outcome.status == "no-answer" and rest.placed[0].request["MachineDetection"]

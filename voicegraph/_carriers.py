@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsgiSocket",
+    "answered_outbound",
+    "stream_subject",
     "CallSetupError",
     "CarrierRoute",
     "route_for",
@@ -287,7 +289,9 @@ async def _run_stream(
         if iface is None:
             raise StreamTokenError("stream names no line served here")
         caller = carrier.caller(start, params)
-        await redeem_stream_token(runtime, iface, params.get("token"), call_id, f"{line}:{caller}")
+        await redeem_stream_token(
+            runtime, iface, params.get("token"), call_id, stream_subject(params)
+        )
     except StreamTokenError as exc:
         logger.warning("[%s] stream refused: %s", call_id, exc)
         await sock.close(CLOSE_POLICY, "unauthorised stream")
@@ -301,8 +305,10 @@ async def _run_stream(
         carrier_in=carrier_in,
         carrier_out=carrier_out,
         audio_format=carrier.audio_format(start),
-        from_number=getattr(start, "from_number", "") or caller,
-        to_number=iface.phone_number,
+        from_number=iface.phone_number
+        if "dial" in params
+        else getattr(start, "from_number", "") or caller,
+        to_number=caller if "dial" in params else iface.phone_number,
         params={k: v for k, v in params.items() if k != "token"},
         interface=iface,
         hangup=lambda: _rest_hangup(iface, call_id),
@@ -347,17 +353,51 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
     obs = runtime.observability
     observed = obs.call_started(call, session, timeline) if obs is not None else None
     runtime.call_started(call_id, call, session, lambda: _shutdown_goodbye(call, session, runtime))
+    placed = "dial" in session.params
     with call_context(call_id, iface.line):  # JSON logs name the call and line
         try:
             await register_call(runtime, session)
-            result = await call.run()
+            async with anyio.create_task_group() as tg:
+                if placed:  # reports about a placed call (machine detection) reach this graph
+                    tg.start_soon(runtime.registry.attach, call_id, call)
+                result = await call.run()
+                tg.cancel_scope.cancel()
         finally:
             timeline.flush()
             runtime.call_ended(call_id)
+            if placed:
+                runtime.registry.detach(call_id)
             if observed is not None:
                 observed.ended(call.result.reason if call.result is not None else None)
             await release_call(runtime, call_id)
         logger.info("[%s] call ended: %s after %.1fs", call_id, result.reason, result.duration)
+
+
+def stream_subject(params: dict[str, str]) -> str:
+    """What a stream token is bound to besides the call id: the line, the other party, and
+    for a placed call whether machine detection runs (so no stream can switch it)."""
+    subject = f"{params.get('line', '')}:{params.get('caller', '')}"
+    return subject + (f":{params['dial']}" if "dial" in params else "")
+
+
+async def answered_outbound(
+    runtime: AgentRuntime, telephony: str, call_id: str, form: dict[str, str], mode: str
+) -> str:
+    """The webhook of a call placed by ``dial()``: link Plivo's request UUID to the call UUID,
+    report the answer (Twilio reports it itself), and return the stream's ``dial`` parameter:
+    ``"amd"`` when machine detection was asked for (the webhook URL says so), else ``"out"``."""
+    from .frames import CallStatus
+
+    if telephony == "plivo":
+        request_uuid = form.get("RequestUUID", "")[:64]
+        if request_uuid:
+            await runtime.registry.alias(request_uuid, call_id)
+        answered = CallStatus(call_id=call_id, status="answered", carrier_status="in-progress")
+        await runtime.registry.deliver(call_id, answered)
+        from .outbound import notify
+
+        await notify(runtime.on_status, answered)
+    return "amd" if mode == "amd" else "out"
 
 
 def _build_graph(iface: CallInterface, session: CallSession) -> Graph:

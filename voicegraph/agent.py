@@ -59,7 +59,9 @@ class Turn:
     ``text``: what the caller said (empty for a keypad-only turn); ``dtmf``: digits pressed;
     ``history``: the conversation so far in OpenAI chat format, holding only what was heard;
     ``call``: :class:`CallControl`; ``messages``: tool-call messages ``respond`` appends, which
-    the conversation node adds to the history (they happened, heard or not)."""
+    the conversation node adds to the history (they happened, heard or not); ``answered_by``:
+    on a call placed with machine detection, ``"human"``, ``"machine"`` or ``"unknown"``
+    (``None`` otherwise)."""
 
     def __init__(
         self,
@@ -68,8 +70,10 @@ class Turn:
         call: CallControl,
         dtmf: str = "",
         index: int = 0,
+        answered_by: str | None = None,
     ) -> None:
         self.text = text
+        self.answered_by = answered_by
         self.dtmf = dtmf
         self.history = list(history)
         self.call = call

@@ -365,6 +365,11 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serve an AgentRuntime (module:attribute)", _serve_args, _serve),
     "check": Command("check an app's configuration without serving", _check_args, _check),
     "graph": Command("print a preset's graph as Mermaid", _graph_args, _graph),
+    "dial": Command(
+        "place a call from an AgentRuntime's line and follow it",
+        lambda p: importlib.import_module("voicegraph.dial_cli").configure(p),
+        lambda a: importlib.import_module("voicegraph.dial_cli").run(a),  # type: ignore[no-any-return]
+    ),
     "bench": Command("run latency benchmarks (from a source checkout)", _bench_args, _bench),
 }
 """Subcommand name -> :class:`Command`. Add an entry to add a subcommand."""

@@ -23,6 +23,7 @@ from .dialogue import Dialogue, Utterance, agent_reply, call_decision, heard_pre
 from .frames import (
     DTMF,
     AgentText,
+    AnsweredBy,
     EndOfTurn,
     Frame,
     Hangup,
@@ -258,10 +259,13 @@ class AgentNode(Actor):
 
     inputs = (
         In("turns", EndOfTurn, Transcript, DTMF),
-        In("control", Interrupt, FalseInterrupt, required=False),
+        In("control", Interrupt, FalseInterrupt, AnsweredBy, required=False),
         In("playback", PlayedPosition, WordTimestamps, required=False),
     )
     outputs = (Out("text", AgentText), Out("hangup", Hangup, required=False))
+    hold_greeting = False
+    """Set on a placed call with machine detection: the greeting waits for the verdict
+    (:class:`~voicegraph.frames.AnsweredBy`); a machine gets none and no replies."""
 
     def __init__(
         self,
@@ -296,6 +300,7 @@ class AgentNode(Actor):
         self._reply_scope: anyio.CancelScope | None = None
         self._last_interrupted: Utterance | None = None
         self._ended = False
+        self.answered_by: str | None = None
 
     # -- history
 
@@ -317,7 +322,7 @@ class AgentNode(Actor):
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            if self.greeting:
+            if self.greeting and not self.hold_greeting:
                 await self._speak(self.greeting)
             while True:
                 try:
@@ -328,7 +333,14 @@ class AgentNode(Actor):
             tg.cancel_scope.cancel()
 
     async def _on(self, frame: Frame) -> None:
-        if isinstance(frame, (EndOfTurn, Transcript, DTMF)):
+        if isinstance(frame, AnsweredBy):
+            if self.answered_by is None:
+                self.answered_by = frame.result
+                if frame.result != "machine" and self.greeting and self.hold_greeting:
+                    await self._speak(self.greeting)
+        elif self.answered_by == "machine":
+            return  # the answering-machine policy speaks; the agent stays out of it
+        elif isinstance(frame, (EndOfTurn, Transcript, DTMF)):
             text = frame.text if not isinstance(frame, DTMF) else ""
             if isinstance(frame, Transcript) and not frame.is_final:
                 return
@@ -408,6 +420,7 @@ class AgentNode(Actor):
             if frame.stt_final_time:
                 self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=frame.stt_final_time))
         turn.utterance_id, turn.publish = u.uid, self.publish  # tool and LLM events per turn
+        turn.answered_by = self.answered_by
         self._current = u
         scope = anyio.CancelScope()
         self._reply_scope = scope

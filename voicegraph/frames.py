@@ -30,9 +30,11 @@ import msgspec
 
 __all__ = [
     "AgentText",
+    "AnsweredBy",
     "AudioFormat",
     "AudioDone",
     "AudioFrame",
+    "CallStatus",
     "Cleared",
     "Clear",
     "DTMF",
@@ -47,6 +49,8 @@ __all__ = [
     "MarkAck",
     "PlaybackMark",
     "PlayedPosition",
+    "RecordingReady",
+    "Say",
     "SpeechStarted",
     "SpeechStopped",
     "StreamStarted",
@@ -348,6 +352,65 @@ class ErrorEvent(Frame, frozen=True, kw_only=True):
     node: str
     message: str
     fatal: bool = False
+
+
+# ------------------------------------------------------- the call as a whole
+
+
+class AnsweredBy(Frame, frozen=True, kw_only=True):
+    """Who answered an outbound call, as the carrier's machine detection says.
+
+    ``result``: ``"human"``, ``"machine"`` or ``"unknown"``; ``detail``: the carrier's own
+    word (Twilio ``machine_end_beep``, Plivo ``true``...); ``greeting_over``: the carrier
+    already waited for the end of the machine's greeting (Twilio's ``machine_end_*``), so a
+    message can be left at once."""
+
+    kind: ClassVar[Kind] = Kind.CONTROL
+    result: Literal["human", "machine", "unknown"]
+    detail: str = ""
+    greeting_over: bool = False
+
+
+class Say(Frame, frozen=True, kw_only=True):
+    """Ask a speech model to say ``text`` as it is (realtime mode's greeting or voicemail)."""
+
+    kind: ClassVar[Kind] = Kind.CONTROL
+    text: str
+
+
+class CallStatus(Frame, frozen=True, kw_only=True):
+    """A call-progress report from the carrier's status callback.
+
+    ``status``: ``initiated``, ``ringing``, ``answered``, ``completed``, ``busy``,
+    ``no-answer``, ``failed`` or ``canceled`` (the last five are final); ``duration``: seconds
+    the call was connected (final statuses), ``carrier_status`` the carrier's own word,
+    ``at``: ``time.time()`` when it arrived."""
+
+    kind: ClassVar[Kind] = Kind.EVENT
+    call_id: str
+    status: str
+    duration: float | None = None
+    carrier_status: str = ""
+    reason: str = ""
+    at: float = msgspec.field(default_factory=time.time)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+
+
+class RecordingReady(Frame, frozen=True, kw_only=True):
+    """A recording of the call is available: the carrier's URL (``carrier=True``) or the path
+    the recorder node wrote (``carrier=False``; empty when it went to a callback)."""
+
+    kind: ClassVar[Kind] = Kind.EVENT
+    call_id: str
+    url: str
+    duration: float = 0.0
+    carrier: bool = True
 
 
 # ------------------------------------------------------------ recording

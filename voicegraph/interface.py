@@ -117,6 +117,13 @@ class CallInterface:
     ``goodbye`` is said when ``max_call_duration_seconds`` is reached. ``api_base_url``
     overrides the carrier REST host (tests point it at a fake). ``stream_token_ttl`` bounds the
     time from answering the webhook to the carrier opening the stream.
+
+    ``voicemail_message`` is left on an answering machine when a call placed with
+    ``AgentRuntime.dial(..., machine_detection=True)`` reaches one (without it the call just
+    hangs up). ``record`` records every call of the line as time-aligned stereo (caller left,
+    agent right; cascading and realtime): a directory, where ``<call id>.wav`` is written, or
+    a callable (sync or async) that gets a
+    :class:`~voicegraph.nodes.audio.recorder.Recording`.
     """
 
     def __init__(
@@ -147,6 +154,8 @@ class CallInterface:
         goodbye: str = "We have reached the time limit for this call. Goodbye.",
         api_base_url: str | None = None,
         stream_token_ttl: float = 60.0,
+        voicemail_message: str | None = None,
+        record: str | os.PathLike[str] | Callable[[Any], Any] | None = None,
     ) -> None:
         self.telephony = _choice("telephony", telephony, TELEPHONY)
         self.pipeline = _choice("pipeline", pipeline, PIPELINES)
@@ -188,10 +197,16 @@ class CallInterface:
                 f"stream_token_ttl={stream_token_ttl!r} must be in (0, 3600] seconds"
             )
         self.stream_token_ttl = float(stream_token_ttl)
-        for name, text, limit in (("greeting", greeting, 1000), ("goodbye", goodbye, 1000)):
+        for name, text, limit in (
+            ("greeting", greeting, 1000),
+            ("goodbye", goodbye, 1000),
+            ("voicemail_message", voicemail_message, 2000),
+        ):
             if text is not None and (not isinstance(text, str) or len(text) > limit):
                 raise InvalidOptionError(f"{name} must be a string of at most {limit} characters")
         self.greeting, self.goodbye = greeting, goodbye
+        self.voicemail_message = voicemail_message
+        self.record = self._check_record(record, pipeline)
         if voice is not None and (not isinstance(voice, str) or not 0 < len(voice) <= 200):
             raise InvalidOptionError("voice must be a non-empty string of at most 200 characters")
         self.voice = voice
@@ -213,6 +228,30 @@ class CallInterface:
         self._load_credentials(account_sid, auth_token, auth_id)
 
     # ---------------------------------------------------------------- validation
+
+    @staticmethod
+    def _check_record(record: Any, pipeline: str) -> Any:
+        if record is None:
+            return None
+        if pipeline == "managed":
+            raise IncompatibleOptionsError(
+                "record= records the call's audio, which managed mode never sees; use "
+                "pipeline='cascading' or 'realtime', or remove record="
+            )
+        if callable(record):
+            return record
+        if not isinstance(record, (str, os.PathLike)):
+            raise InvalidOptionError(
+                "record= must be a directory path or a callable taking a Recording"
+            )
+        try:
+            os.makedirs(record, exist_ok=True)
+        except OSError as exc:
+            raise InvalidOptionError(
+                f"record={os.fspath(record)!r} is not a directory that can be written "
+                f"({exc.strerror}); pass an existing writable directory"
+            ) from None
+        return record
 
     def _check_pipeline(self, managed_stt: str | None, managed_tts: str | None) -> None:
         p = self.pipeline

@@ -289,6 +289,25 @@ def build_for_session(session: CallSession) -> Graph:
         )
     if session.audio_format is None:
         raise GraphError(f"{mode} mode needs a media stream with an audio format")
+    return _extras(_media_preset(session, agent), session)
+
+
+def _extras(g: Graph, session: CallSession) -> Graph:
+    """What a line or a placed call adds to a media preset: machine detection, recording."""
+    if session.params.get("dial") == "amd":
+        from .amd import with_machine_detection
+
+        with_machine_detection(g, session)
+    if session.interface.record is not None:
+        from .recording import with_recorder
+
+        with_recorder(g, session)
+    return g
+
+
+def _media_preset(session: CallSession, agent: Any) -> Graph:
+    iface, mode = session.interface, session.mode
+    assert session.audio_format is not None
     if mode == "cascading":
         return cascading(
             carrier_in=session.carrier_in,
@@ -304,10 +323,11 @@ def build_for_session(session: CallSession) -> Graph:
             transfer=session.transfer,
         )
     if mode == "realtime":
+        held = session.params.get("dial") == "amd"  # the greeting waits for the verdict
         model = realtime_model_for(
             iface.new_realtime(),
             agent,
-            greeting=iface.greeting,
+            greeting=None if held else iface.greeting,
             sensitivity=iface.interrupt_sensitivity,
             audio_format=session.audio_format,
             voice=iface.voice,

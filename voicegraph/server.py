@@ -33,17 +33,20 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from . import control
+from . import control, outbound
 from ._answer import answer_document
-from ._carriers import route_for, serve_stream
+from ._carriers import answered_outbound, route_for, serve_stream, stream_subject
 from ._cluster import admit_call, default_handlers, run_lifespan
 from .asgi_server import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
 from .backends import DEFAULT_BACKEND, check_backend, current_backend
 from .backends import run as run_on
+from .interface import _PATH as _STATUS_PATH
 from .interface import CallInterface, CallInterfaceError
+from .outbound import CallRegistry, OutboundCall
 from .preflight import check_runtime
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .state import open_state
+from .status import status_webhook
 from .stream_token import StreamTokens, derive_secret
 
 __all__ = ["AgentRuntime", "AgentRuntimeError"]
@@ -80,6 +83,10 @@ class AgentRuntime:
     :class:`~voicegraph.state.CallState` (see docs/deploy.md). ``control_token``: enables the
     authenticated call-control routes (:mod:`voicegraph.control`).
     ``observability``: metrics, traces, loop-lag monitor (see ``docs/observability.md``).
+    ``status_path``: where the carriers post call-status, machine-detection and recording
+    reports for calls placed with :meth:`dial` (signature-checked like the webhook);
+    ``max_outbound``: calls placed by this process and not yet over; ``on_status``: called
+    (sync or async) with each :class:`~voicegraph.frames.CallStatus` report.
     """
 
     def __init__(
@@ -96,6 +103,9 @@ class AgentRuntime:
         max_waiting_streams: int = 100,
         write_timeout: float = 10.0,
         observability: Any = None,
+        status_path: str = "/call/status",
+        max_outbound: int = 50,
+        on_status: Callable[[Any], Any] | None = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -137,13 +147,21 @@ class AgentRuntime:
         """Accepted carrier sockets still waiting for their start message."""
         if observability is not None and not hasattr(observability, "call_started"):
             raise AgentRuntimeError("observability= takes voicegraph.observability.Observability")
+        if not 1 <= max_outbound <= 10_000:
+            raise AgentRuntimeError("max_outbound must be between 1 and 10000")
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
         self.drain_timeout = drain_timeout
         self.max_calls = max_calls
+        self.status_path = status_path
+        self.max_outbound = max_outbound
+        self.on_status = on_status
         self._check_routes()
         check_runtime(self)  # what would fail every call is refused now, not in the first call
+        self.registry = CallRegistry()
+        """Placed calls and live calls by carrier call id (see :mod:`voicegraph.outbound`)."""
+        self.dialing = 0
         self.tokens = {
             id(i): StreamTokens(derive_secret(i.auth_token), ttl=i.stream_token_ttl)
             for i in self.interfaces
@@ -206,6 +224,13 @@ class AgentRuntime:
                 "webhook_path and stream_path must not be /healthz, /readyz or under /calls/"
             )
         clash = set(self.webhooks) & set(self.streams)
+        if self.status_path in (*self.webhooks, *self.streams) or not _STATUS_PATH.fullmatch(
+            self.status_path
+        ):
+            raise AgentRuntimeError(
+                f"status_path={self.status_path!r} must be an absolute URL path like "
+                "'/call/status', different from every webhook_path and stream_path"
+            )
         if clash:
             raise AgentRuntimeError(
                 f"{sorted(clash)[0]!r} is both a webhook_path and a stream_path; use different paths"
@@ -267,6 +292,11 @@ class AgentRuntime:
 
         for n, path in enumerate(self.webhooks):
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
+
+        async def status() -> Response:
+            return await status_webhook(self, request, Response)
+
+        quart.add_url_rule(self.status_path, "status", status, methods=["POST"])
         control.add_routes(quart, self)
         return quart
 
@@ -300,8 +330,11 @@ class AgentRuntime:
         prefix = self.mount_prefix(request.root_path)
         url = self.public_base(request.scheme, _lower(request.headers.items()), False)
         url += prefix + request.path + ("?" + query if query else "")
-        to_digits = "".join(c for c in values.get("To", "") if c.isdigit())
-        iface = next((i for i in group if i.line == to_digits), None)
+        # an outbound call's webhook names our line as From and the callee as To
+        outbound = values.get("Direction", "").startswith("outbound")
+        ours, theirs = ("From", "To") if outbound else ("To", "From")
+        line_digits = "".join(c for c in values.get(ours, "") if c.isdigit())
+        iface = next((i for i in group if i.line == line_digits), None)
         headers = request.headers
         if telephony == "twilio":
             sig = headers.get("X-Twilio-Signature")
@@ -324,22 +357,56 @@ class AgentRuntime:
         call_id = values.get("CallSid" if telephony == "twilio" else "CallUUID", "")
         if not call_id or len(call_id) > 64 or not call_id.replace("-", "").isalnum():
             return reply(400, "missing or malformed call id")
-        caller = values.get("From", "")
+        caller = values.get(theirs, "")
         if telephony == "plivo":
             caller = "".join(c for c in caller if c.isdigit())
         caller = caller[:64]
         refusal = await admit_call(self, call_id, iface)
         if refusal is not None:
             return reply(503, refusal)
-        token = self.tokens[id(iface)].mint(call_id, f"{iface.line}:{caller}")
+        params = {"line": iface.line, "caller": caller}
+        if outbound:
+            mode = request.args.get("dial", "")
+            params["dial"] = await answered_outbound(self, telephony, call_id, values, mode)
+        token = self.tokens[id(iface)].mint(call_id, stream_subject(params))
         stream_url = self.public_base(request.scheme, _lower(headers.items()), True)
         doc = answer_document(
-            iface,
-            stream_url + prefix + iface.stream_path,
-            {"token": token, "line": iface.line, "caller": caller},
+            iface, stream_url + prefix + iface.stream_path, {"token": token, **params}
         )
         logger.info("[%s] answered on %s (%s)", call_id, iface.phone_number, iface.pipeline)
         return reply(200, doc, "application/xml")
+
+    # ------------------------------------------------------------------ outbound
+
+    async def dial(
+        self,
+        to: str,
+        *,
+        line: CallInterface | str | None = None,
+        machine_detection: bool = False,
+        ring_timeout: int = 30,
+        carrier_recording: bool = False,
+    ) -> OutboundCall:
+        """Call ``to`` (E.164) from ``line`` (its phone number or the interface; the only line
+        by default) through the carrier's REST API; the answered call runs the line's graph
+        like an inbound one. Returns the :class:`~voicegraph.outbound.OutboundCall` handle.
+
+        ``machine_detection`` asks the carrier whether a person or a machine answered (the
+        graph holds the greeting for the verdict; a machine gets the line's
+        ``voicemail_message`` after its beep). ``ring_timeout``: seconds to ring.
+        ``carrier_recording`` (Twilio) also has Twilio record the call; its URL arrives as a
+        :class:`~voicegraph.frames.RecordingReady` event. Raises ``InvalidOptionError`` for a
+        number that is not E.164, :class:`~voicegraph.outbound.OutboundLimitError` at
+        ``max_outbound``, and ``DialError`` when the carrier refuses (its message says why).
+        The call must be placed while this runtime serves (the carrier calls back)."""
+        return await outbound.dial(
+            self,
+            to,
+            line=line,
+            machine_detection=machine_detection,
+            ring_timeout=ring_timeout,
+            carrier_recording=carrier_recording,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -32,6 +32,7 @@ from voicegraph.frames import (
     Frame,
     Interrupt,
     PlayedPosition,
+    Say,
     SpeechStarted,
     SpeechStopped,
     ToolCallRequest,
@@ -126,7 +127,8 @@ class OpenAIRealtime(WebSocketProvider):
     """Speech-to-speech with OpenAI Realtime.
 
     Inputs: ``audio`` (AudioFrame in ``audio_format``), ``control`` (Interrupt: cancel the
-    response and drop its remaining audio), ``events`` (PlayedPosition: after an
+    response and drop its remaining audio; Say: have the model say a text as it is),
+    ``events`` (PlayedPosition: after an
     interruption, truncate the model's item at the heard position; ToolCallResult: return a
     tool's output and ask the model to go on).
 
@@ -199,7 +201,7 @@ class OpenAIRealtime(WebSocketProvider):
         self.tool_handler = tool_handler
         self.inputs = (
             In("audio", AudioFrame, format=audio_format, policy="drop_oldest", capacity=100),
-            In("control", Interrupt, required=False),
+            In("control", Interrupt, Say, required=False),
             In("events", PlayedPosition, ToolCallResult, required=False),
         )
         self.outputs = (
@@ -354,6 +356,8 @@ class OpenAIRealtime(WebSocketProvider):
             await self.transmit(m.encode(m.InputAudioAppend(audio=frame.data)))
         elif isinstance(frame, Interrupt):
             await self._interrupt(frame.utterance_id)
+        elif isinstance(frame, Say):
+            await self._request_response(f"Say exactly this, nothing else: {frame.text}")
         elif isinstance(frame, PlayedPosition):
             await self._played(frame)
         elif isinstance(frame, ToolCallResult):

@@ -1,20 +1,22 @@
-"""Plivo REST: end a call (``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/``)."""
+"""Plivo REST: place a call (``POST /v1/Account/{auth_id}/Call/``, a JSON body) and end one
+(``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/``)."""
 
 from __future__ import annotations
 
 import re
 
-from .._rest import HangupError, RetryPolicy, send_with_retries
+from .._rest import DialError, HangupError, RetryPolicy, create_with_retries, send_with_retries
 
 __all__ = ["PlivoREST"]
 
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _CALL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 
 
 class PlivoREST:
-    """Hangs up Plivo calls. ``base_url`` is configurable so tests can reach a fake."""
+    """Places and hangs up Plivo calls. ``base_url`` is configurable so tests can reach a fake."""
 
     def __init__(
         self,
@@ -50,3 +52,83 @@ class PlivoREST:
             policy=self.policy,
             what=f"plivo hang-up of {call_uuid}",
         )
+
+    async def create_call(
+        self,
+        to: str,
+        from_: str,
+        answer_url: str,
+        *,
+        hangup_url: str,
+        ring_url: str | None = None,
+        ring_timeout: int = 30,
+        time_limit: int | None = None,
+        machine_detection: bool = False,
+        machine_detection_url: str | None = None,
+    ) -> str:
+        """Place a call from ``from_`` to ``to`` (both E.164) whose answer fetches
+        ``answer_url``; ``hangup_url`` hears how it ended, ``ring_url`` that it rings;
+        ``machine_detection`` reports a machine or a person to ``machine_detection_url``.
+        Returns Plivo's request UUID (the call UUID comes with the answer). Raises
+        :class:`DialError` when Plivo refuses or cannot be reached."""
+        body = await create_with_retries(
+            f"{self.base_url}/v1/Account/{self.auth_id}/Call/",
+            auth=(self.auth_id, self._auth_token),
+            json=create_call_body(
+                to,
+                from_,
+                answer_url,
+                hangup_url=hangup_url,
+                ring_url=ring_url,
+                ring_timeout=ring_timeout,
+                time_limit=time_limit,
+                machine_detection=machine_detection,
+                machine_detection_url=machine_detection_url,
+            ),
+            policy=self.policy,
+            what=f"plivo call to {to}",
+        )
+        uuid = body.get("request_uuid")
+        if isinstance(uuid, list) and len(uuid) == 1:
+            uuid = uuid[0]  # one call: Plivo answers a one-element list for bulk calls
+        if not isinstance(uuid, str) or not _CALL_UUID.fullmatch(uuid):
+            raise DialError("Plivo accepted the call but its answer holds no request_uuid")
+        return uuid
+
+
+def create_call_body(
+    to: str,
+    from_: str,
+    answer_url: str,
+    *,
+    hangup_url: str,
+    ring_url: str | None,
+    ring_timeout: int,
+    time_limit: int | None,
+    machine_detection: bool,
+    machine_detection_url: str | None,
+) -> dict[str, object]:
+    """The JSON body of Plivo's create-call request, with the names and types plivo-python
+    sends (numbers as digits with the country code, no ``+``)."""
+    for name, number in (("to", to), ("from_", from_)):
+        if not _E164.fullmatch(number):
+            raise DialError(f"{name}={number!r} is not E.164 (like +15551234567)")
+    body: dict[str, object] = {
+        "from": from_[1:],
+        "to": to[1:],
+        "answer_url": answer_url,
+        "answer_method": "POST",
+        "hangup_url": hangup_url,
+        "hangup_method": "POST",
+        "ring_timeout": int(ring_timeout),
+    }
+    if ring_url is not None:
+        body["ring_url"] = ring_url
+        body["ring_method"] = "POST"
+    if time_limit is not None:
+        body["time_limit"] = int(time_limit)
+    if machine_detection:
+        body["machine_detection"] = "true"
+        body["machine_detection_url"] = machine_detection_url or hangup_url
+        body["machine_detection_method"] = "POST"
+    return body

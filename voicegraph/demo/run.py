@@ -5,7 +5,9 @@ pocketsphinx, and a simulated Twilio caller speaking a scripted (synthesised) pa
 with :class:`~voicegraph.testing.TwilioCaller`, speaks the caller's lines over a continuous
 line (silence between them, as a phone sends), barges in on the agent's long confirmation,
 and says goodbye. It prints the live transcript and each turn's latency, then writes
-``call.wav`` (caller left, agent right, time-aligned, 8 kHz) and ``call.json``. Everything runs
+``call.wav`` (caller left, agent right, time-aligned, 8 kHz: the line's
+:class:`~voicegraph.nodes.audio.recorder.CallRecorder`, ``CallInterface(record=...)``) and
+``call.json``. Everything runs
 in real time: playout paces the agent's audio as a carrier would play it.
 """
 
@@ -23,7 +25,7 @@ import msgspec
 from voicegraph.frames import AudioFormat, Frame, TimelineMark
 
 from .agent import GRAMMAR, GREETING, FrontDesk, ToolCallRecord
-from .record import CallRecord, TrackRecorder, write_stereo_wav
+from .record import CallRecord
 from .tap import TranscriptTap, add_tap
 
 __all__ = ["CALLER_SCRIPT", "DemoError", "DemoOptions", "demo_interface", "run_demo"]
@@ -180,24 +182,20 @@ def _latency_line(ms: dict[str, float]) -> str:
 
 class _Line:
     """The caller's side of the phone line: silence, or a queued line of speech, always paced
-    in real time, recorded as sent."""
+    in real time."""
 
-    def __init__(self, call: Any, track: TrackRecorder, t0: float) -> None:
+    def __init__(self, call: Any) -> None:
         self.call = call
-        self.track = track
-        self.t0 = t0
         self._speech: bytes | None = None
         self._sent = anyio.Event()
 
     async def run(self) -> None:
-        from voicegraph.testing.wav import wire_to_pcm16
         from voicegraph.wsio import SocketClosed
 
         silence = b"\xff" * _ULAW.bytes_for(_LINE_TICK)
         try:
             while True:
                 data, self._speech = self._speech or silence, None
-                self.track.add(anyio.current_time() - self.t0, wire_to_pcm16(data, _ULAW))
                 await self.call.send_audio(data)
                 if data is not silence:
                     self._sent.set()
@@ -208,23 +206,6 @@ class _Line:
         self._sent = anyio.Event()
         self._speech = wire
         await self._sent.wait()
-
-
-async def _record_agent(call: Any, track: TrackRecorder, t0: float) -> None:
-    """Put what the caller hears on the agent track at the time it is played."""
-    from voicegraph.testing.wav import wire_to_pcm16
-
-    pb = call.playback
-    seen = 0
-    while True:
-        await pb.wait_changed()
-        n = len(pb.heard)
-        if n > seen:
-            pcm = wire_to_pcm16(bytes(pb.heard[seen:n]), _ULAW)
-            dur = (n - seen) / _ULAW.sample_rate
-            # the newest 20 ms tick starts playing now; older unseen ticks started before it
-            track.add(anyio.current_time() - t0 - max(dur - 0.02, 0.0), pcm)
-            seen = n
 
 
 async def _agent_speaks(call: Any, beyond: float, timeout: float) -> bool:
@@ -279,10 +260,12 @@ def demo_interface(
     graph: Callable[[Any], Any] | None = None,
     api_base_url: str | None = None,
     max_call_seconds: float = 600.0,
+    record: Any = None,
 ) -> Any:
     """The demo's phone line: Twilio, cascading preset, pocketsphinx with the front desk's
     grammar, espeak-ng speaking µ-law 8 kHz, and the :class:`FrontDesk` agent. Needs the
-    ``offline`` extra. ``auth_token`` defaults to a random one (nothing real calls it)."""
+    ``offline`` extra. ``auth_token`` defaults to a random one (nothing real calls it);
+    ``record`` is the line's ``CallInterface(record=...)``."""
     from voicegraph.interface import CallInterface
 
     tts_cls, tts_opts, stt_cls, stt_opts, _ = _offline_nodes()
@@ -299,6 +282,7 @@ def demo_interface(
         graph=graph,
         api_base_url=api_base_url,
         max_call_duration_seconds=max_call_seconds,
+        record=record,
     )
 
 
@@ -346,8 +330,7 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
         conv.call, conv.timeline = call, timeline
         call.subscribe(conv.on_event)
 
-    caller_track = TrackRecorder(_ULAW.sample_rate)
-    agent_track = TrackRecorder(_ULAW.sample_rate)
+    recordings: list[Any] = []  # the line's recorder node hands over the call's recording
     async with FakeCarrierREST("twilio", _ACCOUNT, token) as rest:
         iface = demo_interface(
             auth_token=token,
@@ -355,6 +338,7 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
             graph=graph,
             api_base_url=rest.base_url,
             max_call_seconds=options.max_call_seconds,
+            record=recordings.append,
         )
         runtime = AgentRuntime([iface], public_url="http://127.0.0.1", on_call=on_call)
         async with serve_runtime(runtime) as url:
@@ -365,10 +349,8 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
                 url, token, account_sid=_ACCOUNT, to=_PHONE, public_url="http://127.0.0.1"
             )
             async with caller.dial() as call, anyio.create_task_group() as tg:
-                t0 = anyio.current_time()
-                line = _Line(call, caller_track, t0)
+                line = _Line(call)
                 tg.start_soon(line.run)
-                tg.start_soon(_record_agent, call, agent_track, t0)
                 await _script(call, line, lines, options)
                 tg.cancel_scope.cancel()
             clears = call.clears
@@ -383,8 +365,11 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
     if conv.timeline is not None:
         conv.timeline.flush()
 
+    if not recordings:
+        raise DemoError("the call ended without a recording; run with -v to see why")
+    recording = recordings[0]
     wav = os.path.join(options.out_dir, "call.wav")
-    write_stereo_wav(wav, caller_track.pcm, agent_track.pcm, _ULAW.sample_rate)
+    await anyio.Path(wav).write_bytes(recording.wav())
     history = conv.agent_node.llm_history() if conv.agent_node is not None else []
     record = CallRecord(
         call_id=result.call_id,
@@ -401,8 +386,8 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
             "file": "call.wav",
             "sample_rate": _ULAW.sample_rate,
             "channels": ["caller", "agent"],
-            "caller_seconds": round(caller_track.seconds, 3),
-            "agent_seconds": round(agent_track.seconds, 3),
+            "caller_seconds": round(len(recording.caller) / 2 / _ULAW.sample_rate, 3),
+            "agent_seconds": round(len(recording.agent) / 2 / _ULAW.sample_rate, 3),
             "carrier_clears": clears,
             "rest_hangups": hangups,
         },

@@ -12,6 +12,8 @@ from voicegraph._lazy import lazy_exports
 _LAZY: dict[str, str] = {
     "EchoNode": ".server",
     "FakeCarrierREST": ".fake_rest",
+    "Callee": ".fake_dial",
+    "PlacedCall": ".fake_dial",
     "RecordedHangup": ".fake_rest",
     "echo_graph": ".server",
     "serve_runtime": ".server",

@@ -1,5 +1,14 @@
-"""A fake of the carriers' REST APIs, for what voicegraph calls them for: hanging up, and
-(Twilio) transferring a call.
+"""A fake of the carriers' REST APIs, for what voicegraph calls them for: placing a call,
+hanging up, and (Twilio) transferring a call.
+
+* Placing: Twilio ``POST /2010-04-01/Accounts/{AccountSid}/Calls.json`` (a form) -> 201 and a
+  call resource; Plivo ``POST /v1/Account/{auth_id}/Call/`` (a JSON body) -> 201 with a
+  ``request_uuid``. Fields are checked as the carrier checks them (400 with the carrier's error
+  otherwise). The fake then places the call (:mod:`voicegraph.testing.fake_dial`): it rings the
+  :class:`~voicegraph.testing.fake_dial.Callee` that ``callee`` names for the number, dials the
+  runtime's webhook for a callee who answers (``reach``: where the runtime really listens, when
+  its public URL is not where it listens), and posts signed status callbacks. Each placed call
+  is a :class:`~voicegraph.testing.fake_dial.PlacedCall` in :attr:`FakeCarrierREST.placed`.
 
 * Twilio: ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with
   ``Status=completed`` -> 200 and a JSON call resource; 404 ``{"code": 20404}`` for a call that
@@ -18,6 +27,8 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -25,9 +36,14 @@ from urllib.parse import parse_qs
 import anyio
 import msgspec
 
+from .fake_dial import Callee, PlacedCall, Placement, plivo_create_errors, twilio_create_errors
 from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
 
-__all__ = ["FakeCarrierREST", "RecordedHangup"]
+__all__ = ["Callee", "FakeCarrierREST", "PlacedCall", "RecordedHangup"]
+
+_TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls\.json")
+_PLIVO_CREATE = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/")
+MAX_PLACED = 1000
 
 _TWILIO = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json")
 _DIAL = re.compile(r"<Response><Dial>(?P<number>\+[1-9][0-9]{1,14})</Dial></Response>")
@@ -62,6 +78,10 @@ class FakeCarrierREST(FakeServer):
         fail_first: int = 0,
         ended: set[str] | None = None,
         on_hangup: Callable[[str], None] | None = None,
+        callee: Callee | Callable[[str], Callee] | None = None,
+        reach: str | None = None,
+        playback_rate: float = 1.0,
+        place: bool = True,
     ) -> None:
         if carrier not in ("twilio", "plivo"):
             raise ValueError(f"carrier must be 'twilio' or 'plivo', got {carrier!r}")
@@ -75,6 +95,17 @@ class FakeCarrierREST(FakeServer):
         self.requests: list[RecordedHangup] = []
         self.transfers: list[tuple[str, str]] = []
         """``(call id, number)`` of each accepted Twilio transfer."""
+        self.callee = callee
+        """Who answers a placed call: one :class:`Callee` for every number, or a function
+        from the E.164 number to its callee (default: a silent person)."""
+        self.reach = reach
+        self.place = place
+        """False: accept create requests without placing the calls (nothing rings, nothing is
+        posted): for tests of the requests alone."""
+        self.playback_rate = playback_rate
+        self.placed: list[PlacedCall] = []
+        self.errors: list[str] = []
+        """Why placed calls failed on the runtime's side (webhook refused, no stream...)."""
         self._changed = anyio.Event()
 
     def __repr__(self) -> str:
@@ -107,6 +138,89 @@ class FakeCarrierREST(FakeServer):
             return True
         return False
 
+    async def wait_placed(self, count: int = 1, timeout: float = 10.0) -> PlacedCall:
+        """Wait until ``count`` calls were placed and return the last; ``TimeoutError`` after
+        ``timeout`` seconds."""
+        with anyio.move_on_after(timeout):
+            while len(self.placed) < count:
+                await self._changed.wait()
+            return self.placed[count - 1]
+        raise TimeoutError(f"{len(self.placed)} call(s) placed, not {count}, in {timeout:g}s")
+
+    def _callee_for(self, number: str) -> Callee:
+        if self.callee is None:
+            return Callee()
+        return self.callee if isinstance(self.callee, Callee) else self.callee(number)
+
+    async def _create(self, request: HTTPRequest, response: HTTPResponse) -> None:
+        twilio = self.carrier == "twilio"
+        match = (_TWILIO_CREATE if twilio else _PLIVO_CREATE).fullmatch(request.path)
+        assert match is not None
+        if not (self._authorised(request) and match["account"] == self.account_id):
+            await response.send_json(401, b'{"code": 20003, "message": "Authenticate"}')
+            return
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            await response.send_json(503, b'{"message": "service unavailable (injected)"}')
+            return
+        if len(self.placed) >= MAX_PLACED:
+            await response.send_json(429, b'{"message": "too many calls"}')
+            return
+        if twilio:
+            form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+            bad = twilio_create_errors(form)
+            if bad is not None:
+                body = {"code": bad[0], "message": bad[1], "status": 400}
+                await response.send_json(400, msgspec.json.encode(body))
+                return
+            req: dict[str, object] = {k: v if len(v) > 1 else v[0] for k, v in form.items()}
+            if "StatusCallbackEvent" in form:
+                req["StatusCallbackEvent"] = form["StatusCallbackEvent"]
+            call_id = request_id = "CA" + secrets.token_hex(16)
+            to, from_ = str(req["To"]), str(req["From"])
+            answer: dict[str, object] = {
+                "sid": call_id,
+                "account_sid": self.account_id,
+                "to": to,
+                "from": from_,
+                "status": "queued",
+                "direction": "outbound-api",
+                "api_version": "2010-04-01",
+                "uri": f"/2010-04-01/Accounts/{self.account_id}/Calls/{call_id}.json",
+            }
+        else:
+            try:
+                req = msgspec.json.decode(request.body)
+            except msgspec.DecodeError:
+                req = None  # type: ignore[assignment]
+            bad_plivo = plivo_create_errors(req)
+            if bad_plivo is not None:
+                await response.send_json(400, msgspec.json.encode({"error": bad_plivo}))
+                return
+            request_id, call_id = str(uuid.uuid4()), str(uuid.uuid4())
+            to, from_ = str(req["to"]), str(req["from"])
+            answer = {
+                "api_id": str(uuid.uuid4()),
+                "message": "call fired",
+                "request_uuid": request_id,
+            }
+        placed = PlacedCall(
+            self.carrier,
+            call_id,
+            request_id,
+            to,
+            from_,
+            req,
+            self._callee_for(to if twilio else "+" + to),
+        )
+        self.placed.append(placed)
+        self._changed.set()
+        self._changed = anyio.Event()
+        assert self._tg is not None
+        if self.place:
+            self._tg.start_soon(Placement(self, placed).run)
+        await response.send_json(201, msgspec.json.encode(answer))
+
     def _authorised(self, request: HTTPRequest) -> bool:
         header = request.headers.get("authorization", "")
         expected = "Basic " + base64.b64encode(
@@ -115,6 +229,10 @@ class FakeCarrierREST(FakeServer):
         return hmac.compare_digest(header.encode(), expected.encode())
 
     async def http(self, request: HTTPRequest, response: HTTPResponse) -> None:
+        create = _TWILIO_CREATE if self.carrier == "twilio" else _PLIVO_CREATE
+        if request.method == "POST" and create.fullmatch(request.path):
+            await self._create(request, response)
+            return
         if self.carrier == "twilio":
             match, method = _TWILIO.fullmatch(request.path), "POST"
         else:

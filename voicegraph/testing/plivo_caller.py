@@ -236,12 +236,17 @@ class PlivoCaller(Dialer):
 
     @asynccontextmanager
     async def dial(
-        self, path: str = "/call/incoming", *, extra: Mapping[str, str] | None = None
+        self,
+        path: str = "/call/incoming",
+        *,
+        extra: Mapping[str, str] | None = None,
+        call_uuid: str | None = None,
     ) -> AsyncIterator[PlivoCall]:
-        """Call the server: answer webhook, XML, WebSocket, ``start``. Raises
-        :class:`CallRejected` when the answer holds no bidirectional ``<Stream>``. Leaving the
-        block hangs up (closes the socket) unless the call already ended."""
-        call_uuid = str(uuid.uuid4())
+        """Call the server: answer webhook, XML, WebSocket, ``start``. ``path`` may carry a
+        query; ``call_uuid`` defaults to a fresh one. Raises :class:`CallRejected` when the
+        answer holds no bidirectional ``<Stream>``. Leaving the block hangs up (closes the
+        socket) unless the call already ended."""
+        call_uuid = call_uuid or str(uuid.uuid4())
         form = {
             "CallUUID": call_uuid,
             "From": self.from_,

@@ -241,14 +241,17 @@ class TwilioCaller(Dialer):
         *,
         extra: Mapping[str, str] | None = None,
         via: str | None = None,
+        call_sid: str | None = None,
     ) -> AsyncIterator[TwilioCall]:
         """Call the server: webhook, TwiML, WebSocket, ``connected`` + ``start``.
 
-        ``via``: the base URL of the instance that takes the stream, when a load balancer sends
-        it to another one than the webhook (default: ``base_url``). Raises
-        :class:`CallRejected` when the answer holds no ``<Connect><Stream>``. Leaving the block
-        hangs up (``stop``, then close) unless the call already ended."""
-        call_sid = _sid("CA")
+        ``path`` may carry a query; ``call_sid`` defaults to a fresh one (the fake REST API
+        passes the SID it gave a placed call). ``via``: the base URL of the instance that takes
+        the stream, when a load balancer sends it to another one than the webhook (default:
+        ``base_url``). Raises :class:`CallRejected` when the answer holds no
+        ``<Connect><Stream>``. Leaving the block hangs up (``stop``, then close) unless the
+        call already ended."""
+        call_sid = call_sid or _sid("CA")
         twiml = await self.answer(path, call_sid, extra)
         async with self.open_stream(twiml, call_sid, via=via) as call:
             yield call
