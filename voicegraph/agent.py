@@ -74,6 +74,13 @@ class Turn:
         self.call = call
         self.index = index
         self.messages: list[dict[str, Any]] = []
+        self.gate: Any = None  # an anyio.Event while the turn is not yet confirmed
+
+    async def confirmed(self) -> None:
+        """Wait until the caller's turn is confirmed over. A reply prepared early (see
+        voicegraph.preemptive) may be thrown away until then: do side effects after this."""
+        if self.gate is not None:
+            await self.gate.wait()
 
     @property
     def user_message(self) -> dict[str, Any]:
@@ -176,6 +183,7 @@ class Agent:
                         calls.append(ev)
             if not calls:
                 break
+            await turn.confirmed()  # a preemptive reply runs no tool before confirmation
             call_msg = {
                 "role": "assistant",
                 "content": "".join(said) or None,

@@ -38,6 +38,8 @@ from .frames import (
     WordTimestamps,
 )
 from .node import Actor, In, Out
+from .preemptive import HeldReply
+from .turn_policy import Backchannel, EarlyTurn, TurnContinues
 
 __all__ = [
     "BARGE_IN_MIN_WORDS",
@@ -179,6 +181,7 @@ class BargeIn(Actor):
         self._candidate = False
         self._candidate_time = 0.0
         self._false_deadline: float | None = None
+        self._fired_at = -1e9
 
     async def run(self) -> None:
         speech = self.interruptible in ("speech", "any")
@@ -213,9 +216,13 @@ class BargeIn(Actor):
                 if dtmf and self.speaking():
                     await self._fire("dtmf", time.monotonic(), watch_false=False)
 
+    def fired_within(self, seconds: float) -> bool:
+        """Whether an interruption fired in the last ``seconds`` (the agent was speaking)."""
+        return time.monotonic() - self._fired_at < seconds
+
     async def _fire(self, reason: str, onset: float, watch_false: bool) -> None:
         self.interrupts += 1
-        now = time.monotonic()
+        now = self._fired_at = time.monotonic()
         self.publish(TimelineMark(turn=-1, stage="barge_in_decision", time=now))
         await self.send("out", Interrupt(reason=reason, capture_time=onset or now))
         if watch_false:
@@ -266,6 +273,7 @@ class _Utterance:
     done: bool = False
     interrupted: bool = False
     resolved: bool = False
+    gate: anyio.Event | None = None  # closed while a preemptive reply waits for its turn
     heard: str = ""
     settled: anyio.Event = field(default_factory=anyio.Event)
 
@@ -288,7 +296,7 @@ class AgentNode(Actor):
     interrupted reply, ``"reprompt"`` says ``reprompt``, ``"ignore"`` stays quiet."""
 
     inputs = (
-        In("turns", EndOfTurn, Transcript, DTMF),
+        In("turns", EndOfTurn, Transcript, DTMF, EarlyTurn, TurnContinues, Backchannel),
         In("control", Interrupt, FalseInterrupt, required=False),
         In("playback", PlayedPosition, WordTimestamps, required=False),
     )
@@ -325,6 +333,10 @@ class AgentNode(Actor):
         self._reply_scope: anyio.CancelScope | None = None
         self._last_interrupted: _Utterance | None = None
         self._ended = False
+        self._held: HeldReply | None = None
+        self.preempted = 0
+        """Replies prepared early (EarlyTurn); ``preempt_used`` of them were played."""
+        self.preempt_used = 0
 
     # -- history
 
@@ -335,6 +347,8 @@ class AgentNode(Actor):
             if m.get("role") == "assistant" and "_utterance" in m:
                 if m.get("content"):
                     out.append({"role": "assistant", "content": m["content"]})
+            elif m.get("backchannel"):
+                out.append({"role": "user", "content": m["content"]})
             else:
                 out.append(m)
         return out[-self.max_history :]
@@ -371,8 +385,24 @@ class AgentNode(Actor):
             if not text.strip() and not isinstance(frame, DTMF):
                 return
             self._last_interrupted = None
+            held, self._held = self._held, None
             await self._cut_generation()
+            if held is not None and isinstance(frame, EndOfTurn) and held.matches(text):
+                self.preempt_used += 1
+                held.release(frame)
+                return
+            if held is not None:
+                held.cancel()
             self._start_reply(frame)
+        elif isinstance(frame, (EarlyTurn, TurnContinues)):
+            if self._held is not None:
+                self._held.cancel()
+                self._held = None
+            if isinstance(frame, EarlyTurn) and frame.text.strip():
+                self.preempted += 1
+                self._held = self._start_reply(frame, held=True)
+        elif isinstance(frame, Backchannel):
+            self._backchannel(frame.text)
         elif isinstance(frame, FalseInterrupt):
             u, self._last_interrupted = self._last_interrupted, None
             if u is not None and self.on_false_interrupt != "ignore":
@@ -446,15 +476,8 @@ class AgentNode(Actor):
             self._resolve(u, u.text)
             await self._after_heard(u)
 
-    def _start_reply(self, frame: Frame) -> None:
-        self.turns += 1
+    def _start_reply(self, frame: Frame, held: bool = False) -> HeldReply | None:
         u = self._new_utterance()
-        if isinstance(frame, EndOfTurn):
-            self.publish(
-                TimelineMark(turn=u.uid, stage="caller_speech_end", time=frame.capture_time)
-            )
-            if frame.stt_final_time:
-                self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=frame.stt_final_time))
         text = getattr(frame, "text", "")
         dtmf = frame.digit if isinstance(frame, DTMF) else ""
         control = CallControl(can_transfer=self.transfer is not None)
@@ -462,15 +485,31 @@ class AgentNode(Actor):
         turn = Turn(text, [], control, dtmf=dtmf, index=self.turns)
         unsettled = [v for v in self._utts.values() if v.interrupted and not v.resolved]
         before = self.llm_history()
-        self.history.append(turn.user_message)
-        self.history.append(u.slot)  # type: ignore[arg-type]
-        if len(self.history) > 2 * self.max_history:
-            # bounded: the model never sees more than max_history messages, so keep twice that
-            del self.history[: len(self.history) - 2 * self.max_history]
-        self._current = u
         scope = anyio.CancelScope()
-        self._reply_scope = scope
+
+        def commit(confirmed: Frame) -> None:
+            self.turns += 1
+            turn.index = self.turns
+            if isinstance(confirmed, EndOfTurn):
+                t = confirmed.capture_time
+                self.publish(TimelineMark(turn=u.uid, stage="caller_speech_end", time=t))
+                if confirmed.stt_final_time:
+                    t = confirmed.stt_final_time
+                    self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=t))
+            self.history.append(turn.user_message)
+            self.history.append(u.slot)  # type: ignore[arg-type]
+            if len(self.history) > 2 * self.max_history:
+                # bounded: the model never sees more than max_history messages, so keep twice
+                del self.history[: len(self.history) - 2 * self.max_history]
+            self._current = u
+            self._reply_scope = scope
+
+        if held:
+            u.gate = turn.gate = anyio.Event()
+        else:
+            commit(frame)
         self._tg.start_soon(self._reply, turn, u, scope, unsettled, before)
+        return HeldReply(text, u.gate, scope, commit) if u.gate is not None else None
 
     async def _reply(
         self,
@@ -489,8 +528,9 @@ class AgentNode(Actor):
                     with anyio.move_on_after(self.settle_timeout):
                         for v in unsettled:
                             await v.settled.wait()
-                    before = self.llm_history()[:-1]
-                    before = before[:-1] if before and before[-1] == turn.user_message else before
+                    before = self.llm_history()
+                    if before and before[-1] == turn.user_message:  # committed: not yet history
+                        before = before[:-1]
                 turn.history = before
                 try:
                     async with aclosing(self.agent.respond(turn)) as chunks:  # type: ignore[type-var]
@@ -499,6 +539,7 @@ class AgentNode(Actor):
                                 continue
                             if first:
                                 first = False
+                                await self._confirmed(u)
                                 self.publish(TimelineMark(turn=u.uid, stage="agent_first_token"))
                             u.parts.append(chunk)
                             await self.send("text", AgentText(text=chunk, utterance_id=u.uid))
@@ -508,9 +549,11 @@ class AgentNode(Actor):
                         "agent failed on turn %d: %s: %s", turn.index, type(exc).__name__, exc
                     )
                     apology = " Sorry, something went wrong on my side."
+                    await self._confirmed(u)
                     u.parts.append(apology)
                     await self.send("text", AgentText(text=apology, utterance_id=u.uid))
                 ending = u.control.ending is not None if u.control else False
+                await self._confirmed(u)
                 await self.send(
                     "text", AgentText(text="", utterance_id=u.uid, last=True, end_call=ending)
                 )
@@ -524,6 +567,19 @@ class AgentNode(Actor):
         if not scope.cancelled_caught and not self.acknowledged:
             self._resolve(u, u.text)
             await self._after_heard(u)
+
+    async def _confirmed(self, u: _Utterance) -> None:
+        """A preemptive reply says nothing until its turn is confirmed (voicegraph.preemptive)."""
+        if u.gate is not None:
+            await u.gate.wait()
+
+    def _backchannel(self, text: str) -> None:
+        """The caller acknowledged while the agent spoke: keep it in the history as said, and
+        if the acknowledgement's voice stopped the reply, say the unheard rest at once."""
+        self.history.append({"role": "user", "content": text, "backchannel": True})
+        u, self._last_interrupted = self._last_interrupted, None
+        if u is not None and self.on_false_interrupt == "resume":
+            self._tg.start_soon(self._false_interrupt, u)
 
     async def _played(self, pos: PlayedPosition) -> None:
         u = self._utts.get(pos.utterance_id)
