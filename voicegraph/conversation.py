@@ -149,7 +149,9 @@ class BargeIn(Actor):
     at the VAD's speech start, or -- when the sensitivity asks for words
     (:data:`BARGE_IN_MIN_WORDS`) -- once the STT heard that many. DTMF interrupts when it is
     ``"dtmf"`` or ``"any"``. After an interruption, if no words arrive within ``false_window``
-    seconds, a :class:`FalseInterrupt` follows so the agent can resume or re-prompt."""
+    seconds, a :class:`FalseInterrupt` follows so the agent can resume or re-prompt.
+    ``backchannel`` (text -> bool, e.g. ``TurnPolicy.is_backchannel``): transcripts it accepts
+    count as no words, so an acknowledgement never meets the word threshold."""
 
     inputs = (
         In("vad", SpeechStarted, SpeechStopped),
@@ -164,6 +166,7 @@ class BargeIn(Actor):
         interruptible: Interruptible = "any",
         sensitivity: Sensitivity = "medium",
         false_window: float = 1.5,
+        backchannel: Any = None,
     ) -> None:
         super().__init__()
         if interruptible not in ("none", "dtmf", "speech", "any"):
@@ -176,6 +179,7 @@ class BargeIn(Actor):
         self.interruptible = interruptible
         self.min_words = BARGE_IN_MIN_WORDS[sensitivity]
         self.false_window = false_window
+        self.backchannel = backchannel  # text -> bool: acknowledgements are no interruption
         self.interrupts = 0
         self.false_interrupts = 0
         self._candidate = False
@@ -207,6 +211,8 @@ class BargeIn(Actor):
                 self._candidate = False
             elif isinstance(frame, Transcript):
                 words = len(frame.text.split())
+                if words and self.backchannel is not None and self.backchannel(frame.text):
+                    words = 0  # "mm-hmm" while the agent speaks: not words that interrupt
                 if words:
                     self._false_deadline = None
                 if self._candidate and words >= self.min_words and self.speaking():

@@ -115,7 +115,12 @@ def cascading(
         g.connect("decode", "vad")
     else:
         g.connect("carrier_in.audio", "vad", policy="drop_oldest", capacity=100)
-    barge_in = BargeIn(lambda: playout.speaking, interruptible, sensitivity)
+    barge_in = BargeIn(
+        lambda: playout.speaking,
+        interruptible,
+        sensitivity,
+        backchannel=policy.is_backchannel if isinstance(policy, TurnPolicy) else None,
+    )
     agent_node = AgentNode(
         agent, greeting, transfer=transfer, on_false_interrupt=on_false_interrupt
     )
