@@ -84,3 +84,10 @@ def test_quick_start_and_readme_examples_build_their_runtimes(monkeypatch) -> No
         exec(compile(code, name, "exec"), scope)
         assert "runtime" in scope or ran, name
     assert len(ran) == 2  # README and interface.md call run()
+
+
+def test_turn_taking_example_runs() -> None:
+    code = _blocks((DOCS / "turn-taking.md").read_text(), "python")[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "turn-taking.md", "exec"), scope)
+    assert scope["policy"].language == "es"  # type: ignore[attr-defined]
