@@ -247,9 +247,11 @@ async def run_fakes(
     turns: int = 10_000,
     reply: str = AGENT_SAYS,
     tokens_per_second: float | None = None,
+    transcripts: list[str] | None = None,
 ) -> AsyncIterator[Fakes]:
     """Start the fakes ``mode`` needs on 127.0.0.1, configured with ``lat``; ``turns`` bounds
-    the scripted turns (transcripts and replies)."""
+    the scripted turns (transcripts and replies); ``transcripts`` replaces the caller's
+    sentence with a script, one entry per speech segment."""
     from voicegraph.testing import FakeCartesia, FakeDeepgram, FakeOpenAIRealtime
 
     f = Fakes()
@@ -257,7 +259,7 @@ async def run_fakes(
         if mode == "cascading":
             f.deepgram = await stack.enter_async_context(
                 FakeDeepgram(
-                    [CALLER_SAYS] * turns,
+                    transcripts if transcripts is not None else [CALLER_SAYS] * turns,
                     endpointing_delay=lat.stt_endpointing,
                     latency=lat.stt_latency,
                     first_interim_delay=10.0,  # interims are off the critical path; skip them
@@ -288,8 +290,9 @@ async def run_fakes(
         yield f
 
 
-def interface(mode: Mode, urls: dict[str, str], lat: Latencies) -> Any:
-    """The server's :class:`CallInterface` for ``mode`` against the fakes at ``urls``."""
+def interface(mode: Mode, urls: dict[str, str], lat: Latencies, turns: Any = None) -> Any:
+    """The server's :class:`CallInterface` for ``mode`` against the fakes at ``urls``.
+    ``turns`` (cascading): the preset's end-of-turn policy (``None``: its default)."""
     from voicegraph import CallInterface
 
     common: dict[str, Any] = {
@@ -305,16 +308,38 @@ def interface(mode: Mode, urls: dict[str, str], lat: Latencies) -> Any:
         from voicegraph.nodes import CartesiaTTS, DeepgramSTT, OpenAIChatLLM
 
         llm = OpenAIChatLLM(api_key="test-key", base_url=urls["chat"])
-        return CallInterface(
-            **common,
-            stt=DeepgramSTT(
-                api_key="test-deepgram-key",
-                base_url=urls["deepgram"],
-                endpointing=round(lat.stt_endpointing * 1000),
-            ),
-            tts=CartesiaTTS(api_key="test-cartesia-key", base_url=urls["cartesia"]),
-            agent=Agent("You are a booking line.", llm, call_tools=False),
+        built: list[Any] = []
+
+        def build(session: Any) -> Any:
+            from voicegraph import presets
+
+            iface = built[0]
+            return presets.cascading(
+                carrier_in=session.carrier_in,
+                carrier_out=session.carrier_out,
+                carrier_format=session.audio_format,
+                stt=iface.new_stt(),
+                tts=iface.new_tts(),
+                agent=iface.new_agent(),
+                hangup=session.hangup,
+                transfer=session.transfer,
+                turns=turns,
+            )
+
+        built.append(
+            CallInterface(
+                **common,
+                graph=build if turns is not None else None,
+                stt=DeepgramSTT(
+                    api_key="test-deepgram-key",
+                    base_url=urls["deepgram"],
+                    endpointing=round(lat.stt_endpointing * 1000),
+                ),
+                tts=CartesiaTTS(api_key="test-cartesia-key", base_url=urls["cartesia"]),
+                agent=Agent("You are a booking line.", llm, call_tools=False),
+            )
         )
+        return built[0]
     from voicegraph.nodes import OpenAIRealtime
 
     return CallInterface(

@@ -169,3 +169,10 @@ async def test_the_dial_examples_place_a_call_through_the_fake_carrier(page: str
         result = await function(runtime, "+15557654321", "127.0.0.1", port)
     outcome = result[1] if isinstance(result, tuple) else result
     assert outcome.status == "no-answer" and rest.placed[0].request["MachineDetection"]
+
+
+def test_turn_taking_example_runs() -> None:
+    code = _blocks((DOCS / "turn-taking.md").read_text(), "python")[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "turn-taking.md", "exec"), scope)
+    assert scope["policy"].language == "es"  # type: ignore[attr-defined]

@@ -84,6 +84,13 @@ class Turn:
         self.publish: Callable[[Any], None] | None = None
         """Publishes events on the call's bus (set by the conversation node): ``respond``
         reports LLM rounds and tool runs through it for metrics and traces."""
+        self.gate: Any = None  # an anyio.Event while the turn is not yet confirmed
+
+    async def confirmed(self) -> None:
+        """Wait until the caller's turn is confirmed over. A reply prepared early (see
+        voicegraph.preemptive) may be thrown away until then: do side effects after this."""
+        if self.gate is not None:
+            await self.gate.wait()
 
     @property
     def user_message(self) -> dict[str, Any]:
@@ -196,6 +203,7 @@ class Agent:
                     turn.publish(_llm_event(self.llm, turn, t0, first, outcome))
             if not calls:
                 break
+            await turn.confirmed()  # a preemptive reply runs no tool before confirmation
             call_msg = {
                 "role": "assistant",
                 "content": "".join(said) or None,

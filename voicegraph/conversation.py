@@ -37,6 +37,8 @@ from .frames import (
     WordTimestamps,
 )
 from .node import Actor, In, Out
+from .preemptive import HeldReply
+from .turn_policy import Backchannel, EarlyTurn, TurnContinues
 
 __all__ = [
     "BARGE_IN_MIN_WORDS",
@@ -147,7 +149,9 @@ class BargeIn(Actor):
     at the VAD's speech start, or -- when the sensitivity asks for words
     (:data:`BARGE_IN_MIN_WORDS`) -- once the STT heard that many. DTMF interrupts when it is
     ``"dtmf"`` or ``"any"``. After an interruption, if no words arrive within ``false_window``
-    seconds, a :class:`FalseInterrupt` follows so the agent can resume or re-prompt."""
+    seconds, a :class:`FalseInterrupt` follows so the agent can resume or re-prompt.
+    ``backchannel`` (text -> bool, e.g. ``TurnPolicy.is_backchannel``): transcripts it accepts
+    count as no words, so an acknowledgement never meets the word threshold."""
 
     inputs = (
         In("vad", SpeechStarted, SpeechStopped),
@@ -162,6 +166,7 @@ class BargeIn(Actor):
         interruptible: Interruptible = "any",
         sensitivity: Sensitivity = "medium",
         false_window: float = 1.5,
+        backchannel: Any = None,
     ) -> None:
         super().__init__()
         if interruptible not in ("none", "dtmf", "speech", "any"):
@@ -174,11 +179,13 @@ class BargeIn(Actor):
         self.interruptible = interruptible
         self.min_words = BARGE_IN_MIN_WORDS[sensitivity]
         self.false_window = false_window
+        self.backchannel = backchannel  # text -> bool: acknowledgements are no interruption
         self.interrupts = 0
         self.false_interrupts = 0
         self._candidate = False
         self._candidate_time = 0.0
         self._false_deadline: float | None = None
+        self._fired_at = -1e9
 
     async def run(self) -> None:
         speech = self.interruptible in ("speech", "any")
@@ -205,6 +212,8 @@ class BargeIn(Actor):
                 self._candidate = False
             elif isinstance(frame, Transcript):
                 words = len(frame.text.split())
+                if words and self.backchannel is not None and self.backchannel(frame.text):
+                    words = 0  # "mm-hmm" while the agent speaks: not words that interrupt
                 if words:
                     self._false_deadline = None
                 if self._candidate and words >= self.min_words and self.speaking():
@@ -214,9 +223,13 @@ class BargeIn(Actor):
                 if dtmf and self.speaking():
                     await self._fire("dtmf", time.monotonic(), watch_false=False)
 
+    def fired_within(self, seconds: float) -> bool:
+        """Whether an interruption fired in the last ``seconds`` (the agent was speaking)."""
+        return time.monotonic() - self._fired_at < seconds
+
     async def _fire(self, reason: str, onset: float, watch_false: bool) -> None:
         self.interrupts += 1
-        now = time.monotonic()
+        now = self._fired_at = time.monotonic()
         self.publish(TimelineMark(turn=-1, stage="barge_in_decision", time=now))
         await self.send("out", Interrupt(reason=reason, capture_time=onset or now))
         if watch_false:
@@ -258,7 +271,7 @@ class AgentNode(Actor):
     this node adds the timing: frames in, text out, heard positions from playout."""
 
     inputs = (
-        In("turns", EndOfTurn, Transcript, DTMF),
+        In("turns", EndOfTurn, Transcript, DTMF, EarlyTurn, TurnContinues, Backchannel),
         In("control", Interrupt, FalseInterrupt, AnsweredBy, required=False),
         In("playback", PlayedPosition, WordTimestamps, required=False),
     )
@@ -301,6 +314,10 @@ class AgentNode(Actor):
         self._last_interrupted: Utterance | None = None
         self._ended = False
         self.answered_by: str | None = None
+        self._held: HeldReply | None = None
+        self.preempted = 0
+        """Replies prepared early (EarlyTurn); ``preempt_used`` of them were played."""
+        self.preempt_used = 0
 
     # -- history
 
@@ -347,8 +364,24 @@ class AgentNode(Actor):
             if not text.strip() and not isinstance(frame, DTMF):
                 return
             self._last_interrupted = None
+            held, self._held = self._held, None
             await self._cut_generation()
+            if held is not None and isinstance(frame, EndOfTurn) and held.matches(text):
+                self.preempt_used += 1
+                held.release(frame)
+                return
+            if held is not None:
+                held.cancel()
             self._start_reply(frame)
+        elif isinstance(frame, (EarlyTurn, TurnContinues)):
+            if self._held is not None:
+                self._held.cancel()
+                self._held = None
+            if isinstance(frame, EarlyTurn) and frame.text.strip():
+                self.preempted += 1
+                self._held = self._start_reply(frame, held=True)
+        elif isinstance(frame, Backchannel):
+            self._backchannel(frame.text)
         elif isinstance(frame, FalseInterrupt):
             u, self._last_interrupted = self._last_interrupted, None
             if u is not None and self.on_false_interrupt != "ignore":
@@ -408,23 +441,32 @@ class AgentNode(Actor):
             self.dialogue.resolve(u, u.text)
             await self._after_heard(u)
 
-    def _start_reply(self, frame: Frame) -> None:
+    def _start_reply(self, frame: Frame, held: bool = False) -> HeldReply | None:
         unsettled = self.dialogue.unsettled()
         text = getattr(frame, "text", "")
         dtmf = frame.digit if isinstance(frame, DTMF) else ""
-        turn, u = self.dialogue.open_turn(text, dtmf)
-        if isinstance(frame, EndOfTurn):
-            self.publish(
-                TimelineMark(turn=u.uid, stage="caller_speech_end", time=frame.capture_time)
-            )
-            if frame.stt_final_time:
-                self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=frame.stt_final_time))
+        turn, u = self.dialogue.prepare_turn(text, dtmf)
         turn.utterance_id, turn.publish = u.uid, self.publish  # tool and LLM events per turn
         turn.answered_by = self.answered_by
-        self._current = u
         scope = anyio.CancelScope()
-        self._reply_scope = scope
+
+        def commit(confirmed: Frame) -> None:
+            self.dialogue.commit_turn(turn, u)
+            if isinstance(confirmed, EndOfTurn):
+                t = confirmed.capture_time
+                self.publish(TimelineMark(turn=u.uid, stage="caller_speech_end", time=t))
+                if confirmed.stt_final_time:
+                    t = confirmed.stt_final_time
+                    self.publish(TimelineMark(turn=u.uid, stage="stt_final", time=t))
+            self._current = u
+            self._reply_scope = scope
+
+        if held:
+            u.gate = turn.gate = anyio.Event()
+        else:
+            commit(frame)
         self._tg.start_soon(self._reply, turn, u, scope, unsettled)
+        return HeldReply(text, u.gate, scope, commit) if u.gate is not None else None
 
     async def _reply(
         self, turn: Turn, u: Utterance, scope: anyio.CancelScope, unsettled: list[Utterance]
@@ -435,6 +477,7 @@ class AgentNode(Actor):
             nonlocal first
             if first:
                 first = False
+                await self._confirmed(u)
                 self.publish(TimelineMark(turn=u.uid, stage="agent_first_token"))
             u.parts.append(chunk)
             await self.send("text", AgentText(text=chunk, utterance_id=u.uid))
@@ -466,6 +509,7 @@ class AgentNode(Actor):
                 else:
                     self.publish(TimelineMark(turn=-1, stage="apology"))
                 ending = u.control.ending is not None if u.control else False
+                await self._confirmed(u)
                 await self.send(
                     "text", AgentText(text="", utterance_id=u.uid, last=True, end_call=ending)
                 )
@@ -473,9 +517,24 @@ class AgentNode(Actor):
         finally:
             # tool-call messages happened whether or not the reply was heard
             self.dialogue.add_tool_messages(turn, u)
+            if u.gate is not None and not u.gate.is_set():
+                self.dialogue.discard(u)  # a preemptive reply that never became the turn's
         if not scope.cancelled_caught and not self.acknowledged:
             self.dialogue.resolve(u, u.text)
             await self._after_heard(u)
+
+    async def _confirmed(self, u: Utterance) -> None:
+        """A preemptive reply says nothing until its turn is confirmed (voicegraph.preemptive)."""
+        if u.gate is not None:
+            await u.gate.wait()
+
+    def _backchannel(self, text: str) -> None:
+        """The caller acknowledged while the agent spoke: keep it in the history as said, and
+        if the acknowledgement's voice stopped the reply, say the unheard rest at once."""
+        self.dialogue.backchannel(text)
+        u, self._last_interrupted = self._last_interrupted, None
+        if u is not None and self.on_false_interrupt == "resume":
+            self._tg.start_soon(self._false_interrupt, u)
 
     async def _played(self, pos: PlayedPosition) -> None:
         u = self.dialogue.utterances.get(pos.utterance_id)

@@ -100,6 +100,7 @@ class Utterance:
     done: bool = False
     interrupted: bool = False
     resolved: bool = False
+    gate: anyio.Event | None = None  # closed while a preemptive reply waits for its turn
     heard: str = ""
     settled: anyio.Event = field(default_factory=anyio.Event)
 
@@ -134,6 +135,8 @@ class Dialogue:
             if m.get("role") == "assistant" and "_utterance" in m:
                 if m.get("content"):
                     out.append({"role": "assistant", "content": m["content"]})
+            elif m.get("backchannel"):
+                out.append({"role": "user", "content": m["content"]})
             else:
                 out.append(m)
         return out[-self.max_history :]
@@ -174,21 +177,42 @@ class Dialogue:
     def open_turn(self, text: str, dtmf: str = "") -> tuple[Turn, Utterance]:
         """Start the agent's reply to a caller turn: the caller's message and an empty reply
         slot go into the history; ``turn.history`` is what the model may see before it."""
-        self.turns += 1
+        turn, u = self.prepare_turn(text, dtmf)
+        self.commit_turn(turn, u)
+        return turn, u
+
+    def prepare_turn(self, text: str, dtmf: str = "") -> tuple[Turn, Utterance]:
+        """A reply to a caller turn that is not in the history yet (a preemptive reply may be
+        thrown away): :meth:`commit_turn` enters it, :meth:`discard` forgets it."""
         u = self._new_utterance()
         assert u.control is not None
-        turn = Turn(text, self.llm_history(), u.control, dtmf=dtmf, index=self.turns)
+        turn = Turn(text, self.llm_history(), u.control, dtmf=dtmf, index=self.turns + 1)
+        return turn, u
+
+    def commit_turn(self, turn: Turn, u: Utterance) -> None:
+        """Enter a prepared turn: the caller's message and the reply's slot join the history."""
+        self.turns += 1
+        turn.index = self.turns
         self.history.append(turn.user_message)
         self.history.append(u.slot)  # type: ignore[arg-type]
         if len(self.history) > 2 * self.max_history:
             # bounded: the model never sees more than max_history messages, so keep twice that
             del self.history[: len(self.history) - 2 * self.max_history]
-        return turn, u
+
+    def discard(self, u: Utterance) -> None:
+        """Forget a prepared reply that never entered the history."""
+        self.utterances.pop(u.uid, None)
+
+    def backchannel(self, text: str) -> None:
+        """The caller acknowledged ("mm-hmm") while the agent spoke: kept as said, no turn."""
+        self.history.append({"role": "user", "content": text, "backchannel": True})
 
     def history_before(self, turn: Turn) -> list[dict[str, Any]]:
         """The model's history before ``turn``, read again now (after late heard reports)."""
-        before = self.llm_history()[:-1]
-        return before[:-1] if before and before[-1] == turn.user_message else before
+        before = self.llm_history()
+        if before and before[-1] == turn.user_message:  # committed: not the turn's own history
+            before = before[:-1]
+        return before
 
     def unsettled(self) -> list[Utterance]:
         """Interrupted utterances whose heard position has not been reported yet."""

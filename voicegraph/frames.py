@@ -51,6 +51,8 @@ __all__ = [
     "PlayedPosition",
     "RecordingReady",
     "Say",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "SpeechStopped",
     "StreamStarted",
@@ -244,6 +246,19 @@ class SpeechStopped(Frame, frozen=True, kw_only=True):
     kind: ClassVar[Kind] = Kind.CONTROL
     timestamp: float = 0.0
     capture_time: float = 0.0
+
+
+class SpeechPaused(SpeechStopped, frozen=True, kw_only=True):
+    """An early, provisional stop: the caller fell silent ``silence`` seconds ago, well before
+    the VAD would say ``SpeechStopped`` (a VAD with ``pause`` set emits it). A subclass of
+    ``SpeechStopped``, so an STT that finalizes on a stop finalizes here already; a
+    ``SpeechResumed`` follows if voice comes back before the real ``SpeechStopped``."""
+
+    silence: float = 0.0
+
+
+class SpeechResumed(SpeechStarted, frozen=True, kw_only=True):
+    """Voice came back after a ``SpeechPaused`` (a ``SpeechStarted`` for every consumer)."""
 
 
 class Interrupt(Frame, frozen=True, kw_only=True):

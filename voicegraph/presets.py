@@ -37,6 +37,7 @@ from .frames import (
 from .graph import Graph, GraphError
 from .node import Actor, Node
 from .session import CallSession
+from .turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 
 __all__ = ["build_for_session", "cascading", "managed", "realtime"]
 
@@ -49,6 +50,14 @@ def _only(node: Node, port: str, *types: type) -> tuple[type, ...]:
     has no clear confirmation, Plivo sends ``clearedAudio``)."""
     declared = node.output(port).types
     return tuple(t for t in types if any(issubclass(t, d) or issubclass(d, t) for d in declared))
+
+
+def _asked(agent: AgentNode) -> bool:
+    """Whether the agent's last heard words were a question (a short answer ends the turn)."""
+    for m in reversed(agent.history):
+        if m.get("role") == "assistant" and m.get("content"):
+            return str(m["content"]).rstrip().endswith("?")
+    return False
 
 
 def _fmt(node: Node, port: str, direction: str) -> AudioFormat | None:
@@ -72,13 +81,17 @@ def cascading(
     transfer: Any = None,
     on_false_interrupt: Literal["resume", "reprompt", "ignore"] = "resume",
     playout_lead: float = 0.1,
+    turns: TurnPolicy | Literal["fixed"] | None = None,
 ) -> Graph:
     """Caller audio -> VAD -> STT -> turn detector -> agent -> TTS -> playout -> caller, with a
     barge-in controller fed by the VAD, the STT and DTMF.
 
     ``agent`` is an :class:`~voicegraph.agent.Agent` or any object with ``respond(turn)``.
-    ``vad`` defaults to ``VAD(WebRTCAnalyser(), sensitivity)``. ``hangup`` (async, optional)
-    ends the call through the carrier's REST API after the agent's goodbye was played."""
+    ``vad`` defaults to ``VAD(WebRTCAnalyser(), sensitivity)`` with the turn policy's early
+    pause. ``hangup`` (async, optional) ends the call through the carrier's REST API after the
+    agent's goodbye was played. ``turns``: the end-of-turn policy (default
+    ``turn_policy(sensitivity)``: adaptive windows, preemptive replies, backchannels; see
+    docs/turn-taking.md), or ``"fixed"`` for the plain STT-endpoint/VAD-silence detector."""
     from voicegraph.nodes.audio import VAD, MulawDecode, Playout, WebRTCAnalyser
 
     g = Graph("cascading")
@@ -92,7 +105,9 @@ def cascading(
         capacity=100,
         convert=stt_fmt is not None and stt_fmt != carrier_format,
     )
-    vad = vad if vad is not None else VAD(WebRTCAnalyser(), sensitivity=sensitivity)
+    policy = turn_policy(sensitivity) if turns is None else turns
+    pause = policy.pause if isinstance(policy, TurnPolicy) else None
+    vad = vad if vad is not None else VAD(WebRTCAnalyser(), sensitivity=sensitivity, pause=pause)
     g.add("vad", vad)
     if carrier_format.encoding == "mulaw":
         g.add("decode", MulawDecode())
@@ -100,12 +115,30 @@ def cascading(
         g.connect("decode", "vad")
     else:
         g.connect("carrier_in.audio", "vad", policy="drop_oldest", capacity=100)
-    g.add("turns", TurnDetector())
-    g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
-    g.add(
-        "agent",
-        AgentNode(agent, greeting, transfer=transfer, on_false_interrupt=on_false_interrupt),
+    barge_in = BargeIn(
+        lambda: playout.speaking,
+        interruptible,
+        sensitivity,
+        backchannel=policy.is_backchannel if isinstance(policy, TurnPolicy) else None,
     )
+    agent_node = AgentNode(
+        agent, greeting, transfer=transfer, on_false_interrupt=on_false_interrupt
+    )
+    if isinstance(policy, TurnPolicy):
+        g.add(
+            "turns",
+            AdaptiveTurnDetector(
+                policy,
+                asked=lambda: _asked(agent_node),
+                # a barge-in may already have silenced the agent when the words arrive
+                agent_speaking=lambda: playout.speaking or barge_in.fired_within(1.0),
+                vad_stop_lag=getattr(getattr(vad, "profile", None), "min_silence", 0.5),
+            ),
+        )
+    else:
+        g.add("turns", TurnDetector())
+    g.add("barge_in", barge_in)
+    g.add("agent", agent_node)
     g.add("tts", tts)
     playout = Playout(carrier_format, lead=playout_lead)
     g.add("playout", playout)
@@ -113,6 +146,7 @@ def cascading(
     g.add("call_end", CallEnd(hangup))
 
     speech = (SpeechStarted, SpeechStopped)
+    # with the policy's early pause, SpeechPaused / SpeechResumed (subclasses) travel these too
     g.connect("vad", "stt.audio", types=speech, policy="drop_oldest", capacity=100)
     g.connect("vad", "turns.vad", types=speech)
     g.connect("vad", "barge_in.vad", types=speech)

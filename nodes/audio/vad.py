@@ -11,23 +11,44 @@ Hysteresis: speech starts after ``min_speech`` seconds of windows at or above
 holds it), and stops after ``min_silence`` seconds of windows below ``stop_threshold`` (any window
 at or above it resets the count). :data:`SENSITIVITY` is the one table of these numbers; the
 barge-in controller reads it too.
+
+Early pause (``pause``, off by default): while speech lasts, once the caller has been quiet for
+``pause`` seconds (much less than ``min_silence``) a :class:`~voicegraph.frames.SpeechPaused`
+follows the frame, and if voice comes back before ``SpeechStopped``, a
+:class:`~voicegraph.frames.SpeechResumed`. Quiet means a window below ``stop_threshold`` or a
+frame level :data:`PAUSE_DROP_DB` below the speech's running level: the level test sees a
+pause at once, where some analysers (WebRTC's) keep saying "speech" for ~100 ms after it. Turn-taking uses the pair to
+prepare a reply early and to drop it the moment the caller goes on; the speaking state and the
+started/stopped events are unchanged by it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
 import numpy as np
 
-from voicegraph.frames import AudioFormat, AudioFrame, Frame, SpeechStarted, SpeechStopped
+from voicegraph.frames import (
+    AudioFormat,
+    AudioFrame,
+    Frame,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+)
 from voicegraph.node import In, Out, Stage
 
 from .analysers import Analyser, EnergyAnalyser, require_rate
 from .pcm import AudioInputError, check_audio
 
-__all__ = ["SENSITIVITY", "Sensitivity", "VAD", "VADOptions", "VADProfile"]
+__all__ = ["PAUSE_DROP_DB", "SENSITIVITY", "Sensitivity", "VAD", "VADOptions", "VADProfile"]
+
+PAUSE_DROP_DB = 30.0
+"""A frame this many dB below the speech's running level counts as quiet for the early pause."""
 
 Sensitivity = Literal["low", "medium", "high"]
 
@@ -62,11 +83,13 @@ class VADOptions(msgspec.Struct, frozen=True):
 
     ``sensitivity`` picks a row of :data:`SENSITIVITY`; ``profile`` replaces it wholesale.
     ``sample_rate`` (8000 or 16000) pins the input port's format so a wrong edge fails when the
-    graph is built; ``None`` accepts either, checked per frame."""
+    graph is built; ``None`` accepts either, checked per frame. ``pause`` (seconds, below the
+    profile's ``min_silence``) turns on the early ``SpeechPaused`` / ``SpeechResumed`` pair."""
 
     sensitivity: Sensitivity = "medium"
     profile: VADProfile | None = None
     sample_rate: int | None = None
+    pause: float | None = None
 
 
 class VAD(Stage):
@@ -88,10 +111,11 @@ class VAD(Stage):
         *,
         profile: VADProfile | None = None,
         sample_rate: int | None = None,
+        pause: float | None = None,
         options: VADOptions | None = None,
     ) -> None:
         super().__init__()
-        opts = options or VADOptions(sensitivity, profile, sample_rate)
+        opts = options or VADOptions(sensitivity, profile, sample_rate, pause)
         if opts.sensitivity not in SENSITIVITY:
             raise ValueError(
                 f"sensitivity must be one of {', '.join(SENSITIVITY)}, got {opts.sensitivity!r}"
@@ -100,6 +124,15 @@ class VAD(Stage):
             require_rate("VAD", opts.sample_rate)
         self.options = opts
         self.profile = opts.profile or SENSITIVITY[opts.sensitivity]
+        if opts.pause is not None and not 0 < opts.pause < self.profile.min_silence:
+            raise ValueError(
+                f"VAD pause={opts.pause} must be above 0 and below the profile's min_silence "
+                f"({self.profile.min_silence} s); use a shorter pause or pause=None"
+            )
+        self.pause = opts.pause
+        self._paused = False
+        self._quiet = 0.0  # seconds quiet while speaking (early pause)
+        self._level = -90.0  # running speech level, dBFS
         self.analyser: Analyser = analyser if analyser is not None else EnergyAnalyser()
         fmt = AudioFormat("pcm16", opts.sample_rate) if opts.sample_rate else None
         self.inputs = (In("in", format=fmt),)
@@ -125,6 +158,7 @@ class VAD(Stage):
             self._admit(frame)  # raises for bad audio; configures the analyser on the first frame
         self._last = frame
         event: Frame | None = None
+        hint: Frame | None = None
         for p, seconds in self.analyser.analyse(np.frombuffer(data, dtype="<i2")):
             self.probability = p
             if self._step(p, seconds):
@@ -136,7 +170,33 @@ class VAD(Stage):
                     if event is not None
                     else cls(timestamp=frame.timestamp, capture_time=frame.capture_time)
                 )
+                self._paused, self._quiet, self._level = False, 0.0, -90.0
+        if self.pause is not None and self.speaking and event is None:
+            hint = self._pause_hint(frame)
+            if hint is not None:
+                return (frame, hint)
         return frame if event is None else (frame, event)
+
+    def _pause_hint(self, frame: AudioFrame) -> Frame | None:
+        """SpeechPaused once quiet for ``pause``; SpeechResumed when voice comes back."""
+        x = np.frombuffer(frame.data, dtype="<i2").astype(np.float32)
+        level = 10.0 * math.log10(float(np.dot(x, x)) / len(x) / 32768.0**2 + 1e-10)
+        prof = self.profile
+        if self.probability < prof.stop_threshold or level < self._level - PAUSE_DROP_DB:
+            self._quiet += frame.duration
+            if not self._paused and self._quiet >= self.pause - 1e-9:  # type: ignore[operator]
+                self._paused = True
+                return SpeechPaused(
+                    timestamp=frame.timestamp, capture_time=frame.capture_time, silence=self._quiet
+                )
+            return None
+        self._quiet = 0.0
+        # follow the speech's level: quickly up, slowly down (quieter syllables are not pauses)
+        self._level = level if level > self._level else self._level + 0.05 * (level - self._level)
+        if self._paused:
+            self._paused = False
+            return SpeechResumed(timestamp=frame.timestamp, capture_time=frame.capture_time)
+        return None
 
     def _admit(self, frame: AudioFrame) -> None:
         name = self.name or "VAD"
@@ -182,7 +242,7 @@ class VAD(Stage):
     def finish(self) -> Frame | Iterable[Frame] | None:
         if not self.speaking or self._last is None:
             return None
-        self.speaking = False
+        self.speaking, self._paused = False, False
         last = self._last
         return SpeechStopped(
             timestamp=last.timestamp + last.duration, capture_time=last.capture_time

@@ -21,6 +21,8 @@ from voicegraph.frames import (
     AudioFrame,
     EndOfTurn,
     Frame,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
     TimelineMark,
@@ -194,7 +196,9 @@ class DeepgramSTT(WebSocketProvider):
 
     Input ``audio``: :class:`AudioFrame` in ``options.audio_format`` (drop-oldest: a stalled
     socket must not stall the carrier; drops are counted by the inbox), plus
-    :class:`SpeechStarted` / :class:`SpeechStopped` from a local VAD (stopped -> ``Finalize``).
+    :class:`SpeechStarted` / :class:`SpeechStopped` from a local VAD (stopped -> ``Finalize``;
+    an early :class:`SpeechPaused` finalizes at once, so the final transcript arrives while the
+    turn is still being judged, and the ``SpeechStopped`` after it sends nothing more).
     Output ``out``: :class:`Transcript` (interim and final; ``speech_final`` from Deepgram's
     endpointing) and ``EndOfTurn(reason="utterance_end")`` once per turn on ``UtteranceEnd``.
 
@@ -230,6 +234,7 @@ class DeepgramSTT(WebSocketProvider):
         self._offset = 0.0  # caller-audio seconds at the start of the current connection
         self._turn_text: list[str] = []
         self._finalizes = 0
+        self._flushed = False  # Finalize already sent for the current silence
         self.malformed = 0
         """Provider messages that could not be decoded (logged and skipped)."""
 
@@ -282,7 +287,12 @@ class DeepgramSTT(WebSocketProvider):
             if frame.data:  # an empty binary frame would close the stream
                 self._note_audio(len(frame.data))
                 await self.transmit(frame.data)
-        elif isinstance(frame, SpeechStopped):
+        elif isinstance(frame, (SpeechStarted, SpeechResumed)):
+            self._flushed = False
+        elif isinstance(frame, (SpeechStopped, SpeechPaused)):
+            if self._flushed:
+                return  # this silence was already finalized at its early pause
+            self._flushed = isinstance(frame, SpeechPaused)
             # Control frames overtake queued media, so audio the VAD judged before this
             # SpeechStopped may still be queued: send it first, or Finalize would cut it off.
             try:

@@ -67,7 +67,7 @@ def add_tap(graph: Graph, tap: TranscriptTap, name: str = "transcript") -> None:
     """Fan the cascading graph's turns, agent text, word timings and playback reports out to
     ``tap`` too (the other edges are untouched)."""
     graph.add(name, tap)
-    graph.connect("turns.out", f"{name}.caller")
+    graph.connect("turns.out", f"{name}.caller", types=(EndOfTurn,))
     graph.connect("agent.text", f"{name}.agent")
     graph.connect("tts.audio", f"{name}.words", types=(WordTimestamps,))
     graph.connect("playout.events", f"{name}.played")
