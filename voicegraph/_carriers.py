@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
@@ -370,12 +371,14 @@ async def _goodbye(call: Call, session: CallSession) -> None:
     goodbye goes to the TTS under its own utterance id and the hang-up waits for playout's
     ``PlayedPosition(complete=True)`` -- the carrier's acknowledgement -- bounded by the grace.
     In managed mode Twilio speaks it and confirms nothing, so we wait an estimate of its
-    speaking time (about 2.5 words per second plus a second). Realtime graphs have no text
-    input to speak from and hang up at once."""
-    from .frames import PlayedPosition
+    speaking time (about 2.5 words per second plus a second). In realtime graphs the model
+    (a node with a ``say`` input) is asked to say it once its current reply is over, under the
+    goodbye's utterance id, and the hang-up waits for playout's acknowledgement the same way."""
+    from .frames import PlayedPosition, Say
 
     iface: CallInterface = session.interface
     text = iface.goodbye
+    inject: Callable[[], Awaitable[None]] | None = None
     if text and iface.pipeline == "managed":
         name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
         await call.inject(name, "in", AgentText(text=text, last=True))
@@ -384,13 +387,19 @@ async def _goodbye(call: Call, session: CallSession) -> None:
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
             goodbye = AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
-            heard = await call.wait_event(
-                lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
-                max(1.0, call.grace - 3),
-                after=lambda: call.inject("tts", port, goodbye),
-            )
-            if heard is None:
-                logger.warning("[%s] goodbye not confirmed as played", call.call_id)
+            inject = partial(call.inject, "tts", port, goodbye)
+    elif text and "model" in call.graph and "playout" in call.graph:
+        if any(p.name == "say" and Say in p.types for p in call.graph["model"].inputs):
+            say = Say(text=text, utterance_id=GOODBYE_UTTERANCE)
+            inject = partial(call.inject, "model", "say", say)
+    if inject is not None:
+        heard = await call.wait_event(
+            lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
+            max(1.0, call.grace - 3),
+            after=inject,
+        )
+        if heard is None:
+            logger.warning("[%s] goodbye not confirmed as played", call.call_id)
     assert session.hangup is not None
     await session.hangup()
 

@@ -47,6 +47,7 @@ __all__ = [
     "MarkAck",
     "PlaybackMark",
     "PlayedPosition",
+    "Say",
     "SpeechStarted",
     "SpeechStopped",
     "StreamStarted",
@@ -249,6 +250,16 @@ class Interrupt(Frame, frozen=True, kw_only=True):
     reason: str = "barge-in"
     utterance_id: int = 0
     capture_time: float = 0.0
+
+
+class Say(Frame, frozen=True, kw_only=True):
+    """Ask a node that produces its own speech (a realtime model) to say ``text`` once what it
+    is saying now is over, as utterance ``utterance_id`` (0: a fresh id). A request, not
+    media: the model speaks it, so it may travel on a feedback edge."""
+
+    kind: ClassVar[Kind] = Kind.CONTROL
+    text: str
+    utterance_id: int = 0
 
 
 class Clear(Frame, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ closes the utterance that was playing, and the model has lost the earlier conver
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
@@ -31,6 +31,7 @@ from voicegraph.frames import (
     Frame,
     Interrupt,
     PlayedPosition,
+    Say,
     SpeechStarted,
     SpeechStopped,
     ToolCallRequest,
@@ -62,6 +63,7 @@ SENSITIVITY: Mapping[str, tuple[float, int, int]] = {
 }
 
 _KEEP_ITEMS = 64  # item -> utterance bookkeeping kept for truncation, oldest forgotten first
+_MAX_SAYS = 8  # Say requests waiting for the current response to end
 
 
 class OpenAIRealtimeOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +81,9 @@ class OpenAIRealtimeOptions(msgspec.Struct, frozen=True, kw_only=True):
     """µ-law 8 kHz (Twilio pass-through) or PCM16 24 kHz, both ways."""
     sensitivity: Literal["low", "medium", "high"] = "medium"
     """Barge-in sensitivity, mapped to server VAD settings by :data:`SENSITIVITY`."""
+    interrupt_response: bool = True
+    """Whether the service's VAD may cut the model's reply when the caller speaks (``False``
+    for ``interruptible="none"`` or ``"dtmf"``: the caller's speech then never cuts it)."""
     greeting: str | None = None
     """Said first, on the first connection: the model is asked to say it via response.create."""
     transcription_model: str | None = None
@@ -159,6 +164,7 @@ class OpenAIRealtime(WebSocketProvider):
         tool_handler: ToolHandler | None = None,
         tool_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
+        interrupt_response: bool = True,
     ) -> None:
         super().__init__(reconnect=reconnect)
         dialect = dialect or dialect_for(model)
@@ -188,6 +194,7 @@ class OpenAIRealtime(WebSocketProvider):
             greeting=greeting,
             transcription_model=transcription_model,
             tool_timeout=tool_timeout,
+            interrupt_response=interrupt_response,
         )
         self._key = Secret.load(api_key, "OPENAI_API_KEY", self.provider)
         self.tool_handler = tool_handler
@@ -195,6 +202,7 @@ class OpenAIRealtime(WebSocketProvider):
             In("audio", AudioFrame, format=audio_format, policy="drop_oldest", capacity=100),
             In("control", Interrupt, required=False),
             In("events", PlayedPosition, ToolCallResult, required=False),
+            In("say", Say, required=False),
         )
         self.outputs = (
             Out("audio", AudioFrame, AudioDone, format=audio_format),
@@ -219,6 +227,9 @@ class OpenAIRealtime(WebSocketProvider):
         self._calls_pending: set[str] = set()
         self._outputs_sent = False
         self._tool_tasks = 0
+        self._says: deque[Say] = deque()
+        self._say_uid: int | None = None
+        self._say_response: tuple[str, int] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.stale_audio_bytes = 0
         """Audio received for an interrupted item after the interruption (dropped on purpose)."""
@@ -243,7 +254,13 @@ class OpenAIRealtime(WebSocketProvider):
             tool_handler=self.tool_handler,
             tool_timeout=o.tool_timeout,
             reconnect=self.reconnect_policy,
+            interrupt_response=o.interrupt_response,
         )
+
+    @property
+    def last_utterance(self) -> int:
+        """The id of the last assistant utterance the model started (0: none yet)."""
+        return self._next_utterance
 
     def __repr__(self) -> str:
         return f"<OpenAIRealtime {self.name or '(unnamed)'} model={self.options.model!r}>"
@@ -264,7 +281,10 @@ class OpenAIRealtime(WebSocketProvider):
         o = self.options
         threshold, padding, silence = SENSITIVITY[o.sensitivity]
         vad = m.TurnDetection(
-            threshold=threshold, prefix_padding_ms=padding, silence_duration_ms=silence
+            threshold=threshold,
+            prefix_padding_ms=padding,
+            silence_duration_ms=silence,
+            interrupt_response=o.interrupt_response,
         )
         tools = list(o.tools) or None
         choice = "auto" if tools else None
@@ -352,6 +372,12 @@ class OpenAIRealtime(WebSocketProvider):
             await self._played(frame)
         elif isinstance(frame, ToolCallResult):
             await self._tool_output(frame.call_id, frame.output)
+        elif isinstance(frame, Say):
+            if len(self._says) >= _MAX_SAYS:
+                self.log.warning("too many Say requests waiting; the oldest is dropped")
+                self._says.popleft()
+            self._says.append(frame)
+            await self._maybe_respond()
 
     async def _interrupt(self, utterance_id: int = 0) -> None:
         item = self._current if not utterance_id else self._by_utterance(utterance_id)
@@ -393,15 +419,17 @@ class OpenAIRealtime(WebSocketProvider):
 
     async def _maybe_respond(self) -> None:
         # One response.create once every tool call of the response has its output and the
-        # response itself is over (a response.create during a response is an error).
-        if (
-            self._outputs_sent
-            and not self._calls_pending
-            and self._response_id is None
-            and not self._response_requested
-        ):
+        # response itself is over (a response.create during a response is an error). Say
+        # requests wait their turn the same way, after any tool follow-up.
+        if self._calls_pending or self._response_id is not None or self._response_requested:
+            return
+        if self._outputs_sent:
             self._outputs_sent = False
             await self._request_response(None)
+        elif self._says:
+            say = self._says.popleft()
+            self._say_uid = say.utterance_id or None
+            await self._request_response(f"Say exactly: {say.text}")
 
     async def _request_response(self, instructions: str | None) -> None:
         params = m.ResponseParams(instructions=instructions) if instructions else None
@@ -454,7 +482,10 @@ class OpenAIRealtime(WebSocketProvider):
                 await self.send("audio", AudioDone(utterance_id=item.utterance))
         elif isinstance(ev, m.OutputItemAdded):
             if ev.item.type == "message":
-                self._item(ev.item.id)
+                forced = None
+                if self._say_response is not None and ev.response_id == self._say_response[0]:
+                    forced, self._say_response = self._say_response[1], None
+                self._item(ev.item.id, forced)
         elif isinstance(ev, m.SpeechStartedEvent):
             now = time.monotonic()
             t = ev.audio_start_ms / 1000
@@ -469,6 +500,9 @@ class OpenAIRealtime(WebSocketProvider):
                 await self.send("events", Transcript(text=text, is_final=True, speech_final=True))
         elif isinstance(ev, m.ResponseCreated):
             self._response_id = ev.response.id
+            if self._response_requested and self._say_uid is not None:
+                # the response we asked for with a Say: its message takes the Say's utterance id
+                self._say_response, self._say_uid = (ev.response.id, self._say_uid), None
             self._response_requested = False
         elif isinstance(ev, m.ResponseDone):
             await self._response_done(ev.response)
@@ -537,11 +571,13 @@ class OpenAIRealtime(WebSocketProvider):
 
     # ------------------------------------------------------------- bookkeeping
 
-    def _item(self, item_id: str) -> _Item:
+    def _item(self, item_id: str, utterance: int | None = None) -> _Item:
         item = self._items.get(item_id)
         if item is None:
-            self._next_utterance += 1
-            item = self._items[item_id] = _Item(self._next_utterance)
+            if utterance is None:
+                self._next_utterance += 1
+                utterance = self._next_utterance
+            item = self._items[item_id] = _Item(utterance)
             while len(self._items) > _KEEP_ITEMS:
                 self._items.popitem(last=False)
             self._current = item
