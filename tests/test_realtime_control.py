@@ -51,6 +51,8 @@ async def realtime_call(
         carrier, pipeline="realtime", realtime=template, agent=Agent("x"), **extra, **kw
     )
     async with served(iface) as (url, seen):
+        if rest is not None:
+            rest.runtime_url = url
         if carrier == "twilio":
             caller: Any = TwilioCaller(url, TOKEN, public_url="http://127.0.0.1")
         else:
@@ -107,7 +109,7 @@ async def test_realtime_end_call_says_goodbye_then_hangs_up(carrier: str) -> Non
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("carrier", ["twilio"])
+@pytest.mark.parametrize("carrier", CARRIERS)
 async def test_realtime_transfer_call_transfers_through_rest_after_the_reply(carrier: str) -> None:
     fake = FakeOpenAIRealtime(
         transcripts=["a human please"],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
+from ._transfer import rest_transfer
 from .frames import AgentText, AudioFormat
 from .interface import CallInterface
 from .runtime import Call
@@ -220,8 +221,10 @@ async def serve_stream(
         return
     if not await sock.accept():
         return
+    # the public http(s) base, where Plivo fetches a transfer document (ws:// -> http://)
+    http_base = "http" + url[2 : len(url) - len(path)]
     try:
-        await _run_stream(runtime, sock, _carrier(route_for(group[0])), allowed)
+        await _run_stream(runtime, sock, _carrier(route_for(group[0])), allowed, http_base)
     except Exception as exc:  # one call's failure must never reach the server
         logger.error("stream on %s failed: %s: %s", path, type(exc).__name__, exc, exc_info=exc)
         await sock.close(CLOSE_ERROR, "internal error")
@@ -230,7 +233,11 @@ async def serve_stream(
 
 
 async def _run_stream(
-    runtime: AgentRuntime, sock: AsgiSocket, carrier: CarrierRoute, allowed: list[CallInterface]
+    runtime: AgentRuntime,
+    sock: AsgiSocket,
+    carrier: CarrierRoute,
+    allowed: list[CallInterface],
+    http_base: str | None = None,
 ) -> None:
     from .transports.errors import ProtocolError
 
@@ -267,9 +274,7 @@ async def _run_stream(
         params={k: v for k, v in params.items() if k != "token"},
         interface=iface,
         hangup=lambda: _rest_hangup(iface, call_id),
-        transfer=(lambda number: _rest_transfer(iface, call_id, number))
-        if iface.telephony == "twilio"
-        else None,
+        transfer=partial(rest_transfer, iface, call_id, http_base=http_base),
     )
     await run_call(runtime, session, _build_graph(iface, session))
 
@@ -314,23 +319,6 @@ def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
             "(voicegraph.presets.build_for_session is missing); pass graph= to CallInterface"
         ) from exc
     return build_for_session(session)  # type: ignore[no-any-return]
-
-
-async def _rest_transfer(iface: CallInterface, call_id: str, number: str) -> None:
-    """Transfer a Twilio call to ``number`` through the REST API (errors are logged; the call
-    then continues with the agent, which is better than dropping the caller)."""
-    from .transports._rest import HangupError
-    from .transports.twilio.rest import TwilioREST
-
-    rest = TwilioREST(
-        iface.account_id, iface.auth_token, base_url=iface.api_base_url or "https://api.twilio.com"
-    )
-    try:
-        await rest.transfer(call_id, number)
-    except HangupError as exc:
-        logger.error("[%s] transfer failed: %s", call_id, exc)
-        return
-    logger.info("[%s] transferred via REST", call_id)
 
 
 async def _rest_hangup(iface: CallInterface, call_id: str) -> None:

@@ -34,6 +34,7 @@ import anyio
 
 from ._answer import answer_document
 from ._carriers import route_for, serve_stream
+from ._transfer import serve_transfer, transfer_routes
 from .interface import CallInterface, CallInterfaceError
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .stream_token import StreamTokens, derive_secret
@@ -179,9 +180,13 @@ class AgentRuntime:
         for n, path in enumerate(self.webhooks):
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
 
+        transfers = transfer_routes(self.interfaces)
+
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "websocket":
                 await serve_stream(self, scope, receive, send)
+            elif scope["type"] == "http" and scope["path"] in transfers:
+                await serve_transfer(self, transfers[scope["path"]], scope, receive, send)
             else:
                 await quart(scope, receive, send)
 

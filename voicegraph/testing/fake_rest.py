@@ -27,7 +27,7 @@ import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -84,6 +84,9 @@ class FakeCarrierREST(FakeServer):
         self.requests: list[RecordedHangup] = []
         self.transfers: list[tuple[str, str]] = []
         """``(call id, number)`` of each accepted transfer (Plivo: once its XML was fetched)."""
+        self.runtime_url: str | None = None
+        """Plivo: where the runtime really listens, when it differs from the public URL it puts
+        into ``aleg_url`` (tests): the fetch goes there, signed for the public URL."""
         self.transfer_fetches: list[int] = []
         """Plivo: the HTTP status of each fetch of a transfer's ``aleg_url``."""
         self._changed = anyio.Event()
@@ -204,10 +207,14 @@ class FakeCarrierREST(FakeServer):
             ),
             "X-Plivo-Signature-V3-Nonce": nonce,
         }
+        target = url
+        if self.runtime_url is not None:
+            parts = urlsplit(url)
+            target = self.runtime_url.rstrip("/") + urlunsplit(("", "", *parts[2:]))
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 resp = await client.request(
-                    method, url, data=params if method == "POST" else None, headers=headers
+                    method, target, data=params if method == "POST" else None, headers=headers
                 )
         except httpx.HTTPError:
             self.transfer_fetches.append(0)
@@ -235,8 +242,9 @@ def _form(request: HTTPRequest) -> dict[str, list[str]]:
 
 
 def dial_number(document: str) -> str | None:
-    """The number a TwiML / Plivo XML document dials: ``<Response><Dial>NUMBER</Dial>`` or
-    ``<Response><Dial><Number>NUMBER</Number></Dial>``; ``None`` if it is anything else."""
+    """The number (E.164, with ``+``) a TwiML / Plivo XML document dials:
+    ``<Response><Dial>NUMBER</Dial>`` or ``<Response><Dial><Number>NUMBER</Number></Dial>``;
+    ``None`` if it is anything else."""
     try:
         root = ET.fromstring(document.strip().encode())
     except ET.ParseError:
@@ -251,4 +259,6 @@ def dial_number(document: str) -> str | None:
     else:
         return None
     text = text.strip()
-    return text if _E164.fullmatch(text) else None
+    if not _E164.fullmatch(text):
+        return None
+    return text if text.startswith("+") else "+" + text  # Plivo writes numbers without "+"
