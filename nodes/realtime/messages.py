@@ -226,9 +226,12 @@ class TextDoneEvent(msgspec.Struct):
 
 
 class FunctionCallDone(msgspec.Struct):
+    """``response.function_call_arguments.done``. Only GA sends ``name``; a beta client takes
+    it from the function-call item announced in ``response.output_item.added``."""
+
     call_id: str
-    name: str
     arguments: str
+    name: str = ""
     item_id: str = ""
     response_id: str = ""
 

@@ -228,6 +228,7 @@ class OpenAIRealtime(WebSocketProvider):
         self._outputs_sent = False
         self._tool_tasks = 0
         self._says: deque[Say] = deque()
+        self._call_names: OrderedDict[str, str] = OrderedDict()
         self._say_uid: int | None = None
         self._say_response: tuple[str, int] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -481,7 +482,11 @@ class OpenAIRealtime(WebSocketProvider):
                 item.done = True
                 await self.send("audio", AudioDone(utterance_id=item.utterance))
         elif isinstance(ev, m.OutputItemAdded):
-            if ev.item.type == "message":
+            if ev.item.type == "function_call" and ev.item.call_id and ev.item.name:
+                self._call_names[ev.item.call_id] = ev.item.name
+                while len(self._call_names) > _KEEP_ITEMS:
+                    self._call_names.popitem(last=False)
+            elif ev.item.type == "message":
                 forced = None
                 if self._say_response is not None and ev.response_id == self._say_response[0]:
                     forced, self._say_response = self._say_response[1], None
@@ -548,13 +553,19 @@ class OpenAIRealtime(WebSocketProvider):
 
     async def _function_call(self, ev: m.FunctionCallDone) -> None:
         self._calls_pending.add(ev.call_id)
-        if self.tool_handler is None:
-            request = ToolCallRequest(call_id=ev.call_id, name=ev.name, arguments=ev.arguments)
+        name = ev.name or self._call_names.pop(ev.call_id, "")
+        if not name:
+            self.log.warning(
+                "function call %s names no function; answered with an error", ev.call_id
+            )
+            await self._tool_output(ev.call_id, _error_json("the function call named no function"))
+        elif self.tool_handler is None:
+            request = ToolCallRequest(call_id=ev.call_id, name=name, arguments=ev.arguments)
             await self.send("events", request)
         elif self._tool_tasks >= self.options.max_tool_calls or self._tg is None:
             await self._tool_output(ev.call_id, _error_json("too many tool calls at once"))
         else:
-            self._tg.start_soon(self._run_tool, ev.call_id, ev.name, ev.arguments)
+            self._tg.start_soon(self._run_tool, ev.call_id, name, ev.arguments)
 
     async def _error(self, err: m.ErrorDetail) -> None:
         if err.event_id and err.event_id.startswith("vg_session_"):

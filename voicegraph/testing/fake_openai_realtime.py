@@ -284,14 +284,14 @@ _NAMES = {
         "audio_done": "response.audio.done",
         "transcript_delta": "response.audio_transcript.delta",
         "transcript_done": "response.audio_transcript.done",
-        "audio_part": "audio",
+        "audio_content": "audio",
     },
     "ga": {
         "audio_delta": "response.output_audio.delta",
         "audio_done": "response.output_audio.done",
         "transcript_delta": "response.output_audio_transcript.delta",
         "transcript_done": "response.output_audio_transcript.done",
-        "audio_part": "output_audio",
+        "audio_content": "output_audio",
     },
 }
 
@@ -319,6 +319,7 @@ class _Session:
         self.speaking = False
         self.silence_ms = 0.0
         self.user_item = ""
+        self.speech_start_ms = 0
         self.last_heard = ""
         self.items: dict[str, _Item] = {}
         self.response_id: str | None = None
@@ -348,14 +349,11 @@ class _Session:
         )
 
     async def run(self) -> None:
-        await self.emit(
-            "session.created",
-            session={
-                "id": self.new_id("sess"),
-                "object": "realtime.session",
-                "model": self.conn.model,
-            },
-        )
+        if self.conn.dialect == "ga":
+            created = {"type": "realtime", "model": self.conn.model}
+        else:
+            created = {"id": self.new_id("sess"), "model": self.conn.model}
+        await self.emit("session.created", session=created)
         if self.fault == "malformed":
             await self.ws.send('{"type": "session.updated", "session": ')
         async with anyio.create_task_group() as tg:
@@ -468,6 +466,8 @@ class _Session:
         if vad is not None:
             self.vad = vad
         raw = msgspec.to_builtins(session)
+        for td in _turn_detections(raw):
+            td.setdefault("type", "server_vad")  # the echo states the default the client left out
         self.conn.sessions.append(raw)
         await self.emit("session.updated", session=raw)
 
@@ -488,6 +488,7 @@ class _Session:
                 self.speaking = True
                 self.user_item = self.new_id("item")
                 start = max(0, int(self.audio_ms) - self.vad.prefix_padding_ms)
+                self.speech_start_ms = start
                 await self.emit(
                     "input_audio_buffer.speech_started",
                     audio_start_ms=start,
@@ -537,6 +538,7 @@ class _Session:
                 item_id=item_id,
                 content_index=0,
                 transcript=heard,
+                usage={"type": "duration", "seconds": max(0, end_ms - self.speech_start_ms) / 1000},
             )
         self.last_heard = heard
         if self.vad.create_response and self.response_id is None:
@@ -604,13 +606,14 @@ class _Session:
             "type": "message",
             "role": "assistant",
             "status": "in_progress",
-            "content": [{"type": names["audio_part"], "transcript": ""}],
+            "content": [{"type": names["audio_content"], "transcript": ""}],
         }
         output.append(record)
         ids = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
         await self.emit("response.output_item.added", response_id=rid, output_index=0, item=record)
         await self.emit("conversation.item.created", previous_item_id=None, item=record)
-        await self.emit("response.content_part.added", **ids, part={"type": names["audio_part"]})
+        # a content part is "audio" in both dialects (an item's content is "output_audio" in GA)
+        await self.emit("response.content_part.added", **ids, part={"type": "audio"})
         if fake.ttfb:
             await anyio.sleep(fake.ttfb)
         total_ms = max(fake.chunk_ms, len(text) * fake.ms_per_char)
@@ -642,7 +645,7 @@ class _Session:
         await self.emit(
             "response.content_part.done",
             **ids,
-            part={"type": names["audio_part"], "transcript": text},
+            part={"type": "audio", "transcript": text},
         )
         record["status"] = "completed"
         await self.emit("response.output_item.done", response_id=rid, output_index=0, item=record)
@@ -670,9 +673,9 @@ class _Session:
         args = reply.arguments
         for j in range(0, len(args), 16):
             await self.emit("response.function_call_arguments.delta", **ids, delta=args[j : j + 16])
-        await self.emit(
-            "response.function_call_arguments.done", **ids, name=reply.tool, arguments=args
-        )
+        # Only GA names the function here; beta clients know it from output_item.added.
+        named = {"name": reply.tool} if self.conn.dialect == "ga" else {}
+        await self.emit("response.function_call_arguments.done", **ids, **named, arguments=args)
         record.update(status="completed", arguments=args)
         await self.emit("response.output_item.done", response_id=rid, output_index=0, item=record)
 
@@ -805,6 +808,13 @@ class FakeOpenAIRealtime(FakeServer):
         conn = RealtimeConnection(dialect, model)
         self.connections.append(conn)
         await _Session(self, ws, conn, fault).run()
+
+
+def _turn_detections(session: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turn_detection objects of a session dict, flat (beta) or nested (GA)."""
+    found = [session.get("turn_detection")]
+    found.append(session.get("audio", {}).get("input", {}).get("turn_detection"))
+    return [td for td in found if isinstance(td, dict)]
 
 
 def _http_error(message: str, code: str | None = None) -> bytes:
