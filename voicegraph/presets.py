@@ -291,6 +291,7 @@ def realtime_model_for(
         tool_timeout=o.tool_timeout,
         reconnect=template.reconnect_policy,
         interrupt_response=o.interrupt_response and interruptible in ("speech", "any"),
+        transcription_language=o.transcription_language,
     )
     node.call_control = control  # type: ignore[attr-defined]
     node.control_after = lambda: marks[0] if marks else None  # type: ignore[attr-defined]
@@ -305,7 +306,16 @@ def build_for_session(session: CallSession) -> Graph:
     agent = iface.new_agent()
     if agent is None:
         raise GraphError("CallInterface(agent=...) is required to build a preset graph")
+    from .localization import LocalizationError, localize
+
     mode = session.mode
+
+    def localized(node: Any) -> Any:
+        try:
+            return localize(node, iface.language, iface.voice)
+        except LocalizationError as exc:
+            raise GraphError(str(exc)) from None
+
     if mode == "managed":
         return managed(
             carrier_in=session.carrier_in,
@@ -320,8 +330,8 @@ def build_for_session(session: CallSession) -> Graph:
             carrier_in=session.carrier_in,
             carrier_out=session.carrier_out,
             carrier_format=session.audio_format,
-            stt=iface.new_stt(),
-            tts=iface.new_tts(),
+            stt=localized(iface.new_stt()),
+            tts=localized(iface.new_tts()),
             agent=agent,
             greeting=iface.greeting,
             interruptible=iface.interruptible,
@@ -331,7 +341,7 @@ def build_for_session(session: CallSession) -> Graph:
         )
     if mode == "realtime":
         model = realtime_model_for(
-            iface.new_realtime(),
+            localized(iface.new_realtime()),
             agent,
             greeting=iface.greeting,
             sensitivity=iface.interrupt_sensitivity,

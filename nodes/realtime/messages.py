@@ -30,8 +30,10 @@ class TurnDetection(msgspec.Struct, kw_only=True):
     interrupt_response: bool = True
 
 
-class Transcription(msgspec.Struct):
+class Transcription(msgspec.Struct, omit_defaults=True):
     model: str
+    language: str | None = None
+    """ISO-639-1 language of the caller's speech (``None``: detected)."""
 
 
 class Tool(msgspec.Struct, kw_only=True):

@@ -88,6 +88,9 @@ class OpenAIRealtimeOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Said first, on the first connection: the model is asked to say it via response.create."""
     transcription_model: str | None = None
     """Caller transcription model (``None``: whisper-1 on beta, gpt-4o-mini-transcribe on GA)."""
+    transcription_language: str | None = None
+    """ISO-639-1 language of the caller (``"es"``) for transcription (``None``: detected);
+    ``CallInterface(language=...)`` sets it."""
     tool_timeout: float = 30.0
     max_tool_calls: int = 8
     """Tool calls run at once by the node's own handler; more are answered with an error."""
@@ -165,6 +168,7 @@ class OpenAIRealtime(WebSocketProvider):
         tool_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
         interrupt_response: bool = True,
+        transcription_language: str | None = None,
     ) -> None:
         super().__init__(reconnect=reconnect)
         dialect = dialect or dialect_for(model)
@@ -195,6 +199,7 @@ class OpenAIRealtime(WebSocketProvider):
             transcription_model=transcription_model,
             tool_timeout=tool_timeout,
             interrupt_response=interrupt_response,
+            transcription_language=transcription_language,
         )
         self._key = Secret.load(api_key, "OPENAI_API_KEY", self.provider)
         self.tool_handler = tool_handler
@@ -256,6 +261,7 @@ class OpenAIRealtime(WebSocketProvider):
             tool_timeout=o.tool_timeout,
             reconnect=self.reconnect_policy,
             interrupt_response=o.interrupt_response,
+            transcription_language=o.transcription_language,
         )
 
     @property
@@ -298,7 +304,9 @@ class OpenAIRealtime(WebSocketProvider):
                 turn_detection=vad,
                 instructions=o.instructions,
                 voice=o.voice,
-                input_audio_transcription=m.Transcription(o.transcription_model or "whisper-1"),
+                input_audio_transcription=m.Transcription(
+                    o.transcription_model or "whisper-1", o.transcription_language
+                ),
                 tools=tools,
                 tool_choice=choice,
             )
@@ -315,7 +323,8 @@ class OpenAIRealtime(WebSocketProvider):
                     format=gfmt,
                     turn_detection=vad,
                     transcription=m.Transcription(
-                        o.transcription_model or "gpt-4o-mini-transcribe"
+                        o.transcription_model or "gpt-4o-mini-transcribe",
+                        o.transcription_language,
                     ),
                 ),
                 output=m.GAOutput(format=gfmt, voice=o.voice),
