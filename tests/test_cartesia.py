@@ -357,3 +357,31 @@ async def test_fake_refuses_an_unsupported_sample_rate() -> None:
             '"output_format":{"container":"raw","encoding":"pcm_s16le","sample_rate":11025}}',
         )
     assert reply["type"] == "error" and reply["error_code"] == "invalid_output_format"
+
+
+# ------------------------------------- the official cartesia library as judge (offline)
+
+
+def test_headers_are_what_the_cartesia_library_sends() -> None:
+    import cartesia
+
+    official = cartesia.Cartesia(api_key=KEY).default_headers
+    ours = CartesiaTTS(api_key=KEY).headers()
+    assert ours["Authorization"] == official["Authorization"] == f"Bearer {KEY}"
+    assert ours["Cartesia-Version"] == official["cartesia-version"]
+    assert CartesiaTTS(api_key=KEY, auth="x-api-key").headers()["X-API-Key"] == KEY
+
+
+def test_generation_and_cancel_requests_are_what_the_cartesia_library_declares() -> None:
+    import msgspec
+    from cartesia.types.generation_request import GenerationRequest
+    from cartesia.types.websocket_client_event import CancelContextRequest
+    from voicegraph.nodes.tts.cartesia import _Cancel, _encode
+
+    node = CartesiaTTS(api_key=KEY, language="es")
+    request = msgspec.json.decode(node._request("ctx-1", "Hola.", True))
+    parsed = GenerationRequest.model_validate(request)
+    assert parsed.model_extra == {} and parsed.continue_ is True and parsed.language == "es"
+    assert parsed.voice.model_extra == {} and parsed.output_format.model_extra == {}
+    cancel = CancelContextRequest.model_validate(msgspec.json.decode(_encode(_Cancel("ctx-1"))))
+    assert cancel.model_extra == {}
