@@ -217,3 +217,34 @@ async def test_realtime_cough_is_a_false_interruption_and_the_reply_resumes(carr
     rest = resume.removeprefix(SAY)
     assert LONG.endswith(rest) and rest and heard, (heard, rest)
     assert len(heard) + len(rest) <= len(LONG) + 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", CARRIERS)
+async def test_realtime_reconnect_replays_the_heard_conversation(carrier: str) -> None:
+    fake = FakeOpenAIRealtime(
+        transcripts=["a table for two"], replies=["Sure, a table for two."], speed=4.0
+    )
+    async with fake:
+        async with realtime_call(carrier, fake) as (call, seen):
+            r = rate(carrier)
+            await call.send_silence(0.3)
+            await call.send_audio(speech("a table for two", r), sample_rate=r)
+            supervisor = seen[0][0].graph["supervisor"]
+            await talk_until(
+                call, lambda: any(e.get("content") == REPLY for e in supervisor.transcript)
+            )
+            # the reply plays to its end (60 ms per character in the fake) and is acknowledged
+            await talk_until(call, lambda: call.heard_seconds >= len(REPLY) * 0.06 - 0.01)
+            await call.send_silence(0.3)
+            await fake.drop()  # the service restarts
+            await talk_until(
+                call, lambda: len(fake.connections) == 2 and bool(fake.connections[1].messages)
+            )
+            await call.send_silence(0.3)
+    second = fake.connections[1]
+    assert second.events[0] == "session.update" and second.errors == []
+    assert second.messages == [("user", "a table for two"), ("assistant", REPLY)]
+
+
+REPLY = "Sure, a table for two."

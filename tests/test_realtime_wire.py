@@ -140,3 +140,22 @@ async def test_client_events_are_what_the_openai_library_declares(dialect: str) 
     _, types = _types(dialect)
     _, sent = await conversation(dialect)
     assert [p for text in sent for p in judge(types, json.loads(text))] == []
+
+
+@pytest.mark.parametrize("dialect", ["ga", "beta"])
+def test_a_replayed_history_is_what_the_openai_library_declares(dialect: str) -> None:
+    from voicegraph import PlayedPosition
+    from voicegraph.nodes.realtime.history import HeardHistory
+
+    history = HeardHistory()
+    history.caller("a table for two")
+    history.reply(1, "Sure, a table for two at seven. Anything else?")
+    history.played(PlayedPosition(utterance_id=1, played=1.0, sent=3.0))
+    history.reply(2, "Never heard.")  # no played position: the caller heard none of it
+    _, types = _types(dialect)
+    events = [json.loads(m.encode(m.ItemCreate(item=i))) for i in history.items(dialect)]
+    assert [p for e in events for p in judge(types, e)] == []
+    texts = [(e["item"]["role"], e["item"]["content"][0]["text"]) for e in events]
+    assert texts[0] == ("user", "a table for two")
+    assert texts[1][0] == "assistant" and texts[1][1].startswith("Sure,")
+    assert len(texts) == 2 and "Anything else?" not in texts[1][1]

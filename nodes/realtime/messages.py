@@ -104,8 +104,23 @@ class FunctionCallOutput(msgspec.Struct, tag_field="type", tag="function_call_ou
     output: str
 
 
+class TextPart(msgspec.Struct):
+    """Text content of a message item: ``input_text`` (caller), ``output_text`` (GA model) or
+    ``text`` (beta model)."""
+
+    type: str
+    text: str
+
+
+class MessageItem(msgspec.Struct, tag_field="type", tag="message", kw_only=True):
+    """A conversation message (used to replay the heard conversation into a new session)."""
+
+    role: Literal["user", "assistant", "system"]
+    content: list[TextPart]
+
+
 class ItemCreate(ClientEvent, tag="conversation.item.create"):
-    item: FunctionCallOutput
+    item: FunctionCallOutput | MessageItem
 
 
 class ResponseParams(msgspec.Struct, omit_defaults=True):

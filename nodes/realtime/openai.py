@@ -7,8 +7,10 @@ truncates the model's item to that point so its memory matches what was heard.
 
 Connection, reconnect with backoff, the bounded send buffer and TTFB metrics come from
 :class:`~voicegraph.nodes.providers.base.WebSocketProvider`. After a reconnect the server
-starts a new session: the node sends its ``session.update`` again before any buffered audio,
-closes the utterance that was playing, and the model has lost the earlier conversation.
+starts a new session: the node sends its ``session.update`` again, then replays the
+conversation as the caller heard it (:class:`~.history.HeardHistory`: caller transcripts and
+the model's replies cut to the acknowledged position) before any buffered audio, and closes
+the utterance that was playing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from voicegraph.node import In, Out
 
 from ..providers.base import ProviderProtocolError, ReconnectPolicy, Secret, WebSocketProvider
 from . import messages as m
+from .history import HeardHistory
 
 __all__ = ["OpenAIRealtime", "OpenAIRealtimeOptions", "SENSITIVITY"]
 
@@ -234,6 +237,8 @@ class OpenAIRealtime(WebSocketProvider):
         self._tool_tasks = 0
         self._says: deque[Say] = deque()
         self._call_names: OrderedDict[str, str] = OrderedDict()
+        self.history = HeardHistory()
+        """The conversation as heard, replayed into a new session after a reconnect."""
         self._say_uid: int | None = None
         self._say_response: tuple[str, int] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -335,20 +340,25 @@ class OpenAIRealtime(WebSocketProvider):
         )
 
     async def on_connected(self, reconnect: bool) -> None:
+        replay: list[str] = []
         if reconnect:
-            self.log.warning("new realtime session after reconnect; earlier context is lost")
             await self._close_current()
             self._response_id = None
             self._response_requested = False
             self._calls_pending.clear()
             self._outputs_sent = False
+            items = self.history.items(self.options.dialect)
+            replay = [m.encode(m.ItemCreate(item=item)) for item in items]
+            self.log.warning("new realtime session after reconnect; replaying %d items", len(items))
         self._session_event += 1
         update = m.encode(
             m.SessionUpdate(session=self.session(), event_id=f"vg_session_{self._session_event}")
         )
-        # The new session must learn its audio formats before any audio buffered during the
-        # outage is appended, so the update goes to the front of the send buffer.
-        self._buffer.appendleft(update)
+        # The new session must learn its audio formats (and the conversation so far) before
+        # any audio buffered during the outage is appended, so these go to the front of the
+        # send buffer, in order.
+        for message in reversed([update, *replay]):
+            self._buffer.appendleft(message)
         if self.options.greeting and not self._greeted:
             self._greeted = True
             await self._request_response(
@@ -379,6 +389,7 @@ class OpenAIRealtime(WebSocketProvider):
         elif isinstance(frame, Interrupt):
             await self._interrupt(frame.utterance_id)
         elif isinstance(frame, PlayedPosition):
+            self.history.played(frame)
             await self._played(frame)
         elif isinstance(frame, ToolCallResult):
             await self._tool_output(frame.call_id, frame.output)
@@ -481,6 +492,7 @@ class OpenAIRealtime(WebSocketProvider):
         elif isinstance(ev, m.TextDeltaEvent):
             item = self._item(ev.item_id)
             if not item.interrupted:
+                self.history.reply(item.utterance, ev.delta)
                 await self.send("events", AgentText(text=ev.delta, utterance_id=item.utterance))
         elif isinstance(ev, m.TextDoneEvent):
             item = self._item(ev.item_id)
@@ -511,6 +523,7 @@ class OpenAIRealtime(WebSocketProvider):
         elif isinstance(ev, m.TranscriptionCompleted):
             text = ev.transcript.strip()
             if text:
+                self.history.caller(text)
                 await self.send("events", Transcript(text=text, is_final=True, speech_final=True))
         elif isinstance(ev, m.ResponseCreated):
             self._response_id = ev.response.id

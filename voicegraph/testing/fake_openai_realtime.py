@@ -168,8 +168,18 @@ class _FunctionOutput(_Strict, tag_field="type", tag="function_call_output"):
     output: str
 
 
+class _TextPart(_Strict):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class _Message(_Strict, tag_field="type", tag="message"):
+    role: Literal["user", "assistant", "system"]
+    content: list[_TextPart]
+
+
 class _ItemCreate(_Event, tag="conversation.item.create"):
-    item: _FunctionOutput
+    item: _FunctionOutput | _Message
     previous_item_id: str | None = None
 
 
@@ -239,6 +249,8 @@ class RealtimeConnection:
         self.appended_bytes = 0
         self.truncations: list[tuple[str, int]] = []
         self.function_outputs: list[tuple[str, str]] = []
+        self.messages: list[tuple[str, str]] = []
+        """``(role, text)`` of each message item the client created (a replayed history)."""
         self.response_creates: list[dict[str, Any] | None] = []
         self.cancels = 0
         self.errors: list[str] = []
@@ -418,6 +430,8 @@ class _Session:
             self.cancel("client_cancelled")
         elif isinstance(ev, _Truncate):
             await self.truncate(ev)
+        elif isinstance(ev, _ItemCreate) and isinstance(ev.item, _Message):
+            await self.message(ev.item)
         elif isinstance(ev, _ItemCreate):
             call_id = ev.item.call_id
             if not any(i.call_id == call_id for i in self.items.values()):
@@ -449,6 +463,33 @@ class _Session:
             await self.emit("input_audio_buffer.committed", item_id=self.new_id("item"))
         elif isinstance(ev, _Clear):
             await self.emit("input_audio_buffer.cleared")
+
+    async def message(self, item: _Message) -> None:
+        """A message item the client added (e.g. a conversation replayed after a reconnect)."""
+        part = "output_text" if self.conn.dialect == "ga" else "text"
+        allowed = {"user": "input_text", "system": "input_text", "assistant": part}[item.role]
+        if any(p.type != allowed for p in item.content):
+            raise _ClientError(
+                f"Invalid value for 'item.content[0].type': a {item.role} message in the "
+                f"{self.conn.dialect} dialect takes '{allowed}' parts.",
+                "invalid_value",
+                "item.content",
+            )
+        text = "".join(p.text for p in item.content)
+        self.conn.messages.append((item.role, text))
+        item_id = self.new_id("item")
+        self.items[item_id] = _Item("message", item.role)
+        await self.emit(
+            "conversation.item.created",
+            previous_item_id=None,
+            item={
+                "id": item_id,
+                "type": "message",
+                "role": item.role,
+                "status": "completed",
+                "content": [{"type": p.type, "text": p.text} for p in item.content],
+            },
+        )
 
     async def update(self, ev: _BetaUpdate | _GAUpdate) -> None:
         session = ev.session
@@ -746,10 +787,16 @@ class FakeOpenAIRealtime(FakeServer):
         self.ms_per_char = ms_per_char
         self.connections: list[RealtimeConnection] = []
         self.handshakes = 0
+        self._sessions: set[_Session] = set()
         self._ids = itertools.count(1)
         self._changed = anyio.Event()
         self._transcript = 0
         self._reply = 0
+
+    async def drop(self) -> None:
+        """Close every open connection with 1011, as a service restart would."""
+        for session in list(self._sessions):
+            await session.ws.close(1011, "dropped by the test")
 
     def _notify(self) -> None:
         self._changed.set()
@@ -807,7 +854,12 @@ class FakeOpenAIRealtime(FakeServer):
         await ws.accept()
         conn = RealtimeConnection(dialect, model)
         self.connections.append(conn)
-        await _Session(self, ws, conn, fault).run()
+        session = _Session(self, ws, conn, fault)
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
 
 
 def _turn_detections(session: dict[str, Any]) -> list[dict[str, Any]]:
