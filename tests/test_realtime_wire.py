@@ -144,8 +144,9 @@ async def test_client_events_are_what_the_openai_library_declares(dialect: str) 
 
 @pytest.mark.parametrize("dialect", ["ga", "beta"])
 def test_a_replayed_history_is_what_the_openai_library_declares(dialect: str) -> None:
-    from voicegraph import PlayedPosition
     from voicegraph.nodes.realtime.history import HeardHistory
+
+    from voicegraph import PlayedPosition
 
     history = HeardHistory()
     history.caller("a table for two")

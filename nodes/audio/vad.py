@@ -11,10 +11,16 @@ Hysteresis: speech starts after ``min_speech`` seconds of windows at or above
 holds it), and stops after ``min_silence`` seconds of windows below ``stop_threshold`` (any window
 at or above it resets the count). :data:`SENSITIVITY` is the one table of these numbers; the
 barge-in controller reads it too.
+
+Binary analysers (``binary = True``: WebRTC, whose every window is 0 or 1) would make the
+thresholds meaningless, so for them the probability compared with the thresholds is the share
+of speech among the last :data:`BINARY_WINDOWS` windows: "0.8" then means four voiced windows
+in five, and each sensitivity's thresholds keep their documented effect.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Literal
 
@@ -27,7 +33,10 @@ from voicegraph.node import In, Out, Stage
 from .analysers import Analyser, EnergyAnalyser, require_rate
 from .pcm import AudioInputError, check_audio
 
-__all__ = ["SENSITIVITY", "Sensitivity", "VAD", "VADOptions", "VADProfile"]
+__all__ = ["BINARY_WINDOWS", "SENSITIVITY", "Sensitivity", "VAD", "VADOptions", "VADProfile"]
+
+BINARY_WINDOWS = 5
+"""Windows (of 20 ms) over which a binary analyser's decisions are averaged (100 ms)."""
 
 Sensitivity = Literal["low", "medium", "high"]
 
@@ -111,6 +120,12 @@ class VAD(Stage):
         """The analyser's latest speech probability."""
         self._run = 0.0  # seconds of evidence towards the next state change
         self._last: AudioFrame | None = None
+        # a binary analyser's recent decisions (see module docs); None for graded analysers
+        self._recent: deque[float] | None = (
+            deque([0.0] * BINARY_WINDOWS, maxlen=BINARY_WINDOWS)
+            if getattr(self.analyser, "binary", False)
+            else None
+        )
 
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
@@ -125,7 +140,11 @@ class VAD(Stage):
             self._admit(frame)  # raises for bad audio; configures the analyser on the first frame
         self._last = frame
         event: Frame | None = None
+        recent = self._recent
         for p, seconds in self.analyser.analyse(np.frombuffer(data, dtype="<i2")):
+            if recent is not None:
+                recent.append(p)
+                p = sum(recent) / BINARY_WINDOWS
             self.probability = p
             if self._step(p, seconds):
                 cls = SpeechStarted if self.speaking else SpeechStopped
