@@ -50,6 +50,10 @@ class CarrierIn(Actor):
 
     ``backlog`` bounds frames read from the socket but not yet taken downstream."""
 
+    skip_unknown_events = True
+    """Log, count and skip unknown event types (carriers add them); ``False`` for a peer
+    whose protocol we own, where an unknown type is a bug."""
+
     def __init__(self, socket: MessageSocket, *, backlog: int = 256) -> None:
         super().__init__()
         if backlog < 1:
@@ -145,6 +149,8 @@ class CarrierIn(Actor):
                 try:
                     emitted = self.translate(raw)
                 except UnknownEvent as exc:
+                    if not self.skip_unknown_events:
+                        raise
                     self._unknown(exc)
                     continue
                 for port, frame in emitted:
