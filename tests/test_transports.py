@@ -220,12 +220,14 @@ async def test_twilio_in_logs_counts_and_skips_unknown_events_after_start() -> N
     await send_all(client, surprise, media(2, b"\xff" * 160, 0), surprise)
     await client.close()
     logger = logging.getLogger(f"voicegraph.node.{type(cin).__name__}")
-    recorder = Recorder()
+    recorder, level = Recorder(), logger.level
     logger.addHandler(recorder)
+    logger.setLevel(logging.WARNING)  # whatever other tests set on "voicegraph"
     try:
         result = await run_call(reader_graph(cin, sink))
     finally:
         logger.removeHandler(recorder)
+        logger.setLevel(level)
     assert result.reason == "completed" and client.close_code != 1007
     assert cin.unknown_events == 2
     assert len(sink.frames("audio")) == 1
