@@ -371,3 +371,58 @@ async def test_the_fakes_audio_length_per_character_is_configurable() -> None:
     assert words[-1][0] == "there."
     with pytest.raises(ValueError, match="seconds_per_char"):
         FakeCartesia(seconds_per_char=0)
+
+
+# ------------------------------------- the official cartesia library as judge (offline)
+
+
+def test_headers_are_what_the_cartesia_library_sends() -> None:
+    import cartesia
+
+    official = cartesia.Cartesia(api_key=KEY).default_headers
+    ours = CartesiaTTS(api_key=KEY).headers()
+    assert ours["Authorization"] == official["Authorization"] == f"Bearer {KEY}"
+    assert ours["Cartesia-Version"] == official["cartesia-version"]
+    assert CartesiaTTS(api_key=KEY, auth="x-api-key").headers()["X-API-Key"] == KEY
+
+
+def test_generation_and_cancel_requests_are_what_the_cartesia_library_declares() -> None:
+    import msgspec
+    from cartesia.types.generation_request import GenerationRequest
+    from cartesia.types.websocket_client_event import CancelContextRequest
+    from voicegraph.nodes.tts.cartesia import _Cancel, _encode
+
+    node = CartesiaTTS(api_key=KEY, language="es")
+    request = msgspec.json.decode(node._request("ctx-1", "Hola.", True))
+    parsed = GenerationRequest.model_validate(request)
+    assert parsed.model_extra == {} and parsed.continue_ is True and parsed.language == "es"
+    assert parsed.voice.model_extra == {} and parsed.output_format.model_extra == {}
+    cancel = CancelContextRequest.model_validate(msgspec.json.decode(_encode(_Cancel("ctx-1"))))
+    assert cancel.model_extra == {}
+
+
+@pytest.mark.anyio
+async def test_fake_responses_are_what_the_cartesia_library_declares() -> None:
+    import msgspec
+    from cartesia.types import websocket_response as wr
+
+    classes = {
+        c.model_fields["type"].annotation.__args__[0]: c
+        for c in (wr.Chunk, wr.FlushDone, wr.Done, wr.Timestamps, wr.Error, wr.PhonemeTimestamps)
+    }
+    node = CartesiaTTS(api_key=KEY, base_url="ws://127.0.0.1:9")  # only its messages are used
+    replies: list[dict[str, Any]] = []
+    async with FakeCartesia() as fake:
+        url = f"{fake.url}/tts/websocket?cartesia_version={node.options.version}"
+        async with connect_websocket(url, dict(node.headers())) as ws:
+            await ws.send(node._request("ctx-1", "Hello there.", False))
+            await ws.send('{"model_id":"sonic-3","transcript":"x","context_id":"c2"}')
+            with anyio.fail_after(10):
+                while not any(r["type"] == "done" for r in replies) or not any(
+                    r["type"] == "error" for r in replies
+                ):
+                    replies.append(msgspec.json.decode(await ws.receive()))
+    assert {r["type"] for r in replies} >= {"chunk", "timestamps", "done", "error"}
+    for reply in replies:
+        parsed = classes[reply["type"]].model_validate(reply)
+        assert parsed.model_extra == {}, reply["type"]

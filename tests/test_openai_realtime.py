@@ -296,6 +296,22 @@ async def test_tool_call_goes_out_and_its_result_resumes_the_model() -> None:
     assert conn.errors == []
 
 
+async def test_beta_tool_call_takes_its_name_from_the_announced_item() -> None:
+    # beta's response.function_call_arguments.done carries no name (the openai library's type)
+    async with FakeOpenAIRealtime(
+        transcripts=["order 42"], replies=[ORDER_CALL, "Shipped."]
+    ) as fake:
+        h = Harness(realtime(fake, model="gpt-4o-realtime-preview", tools=TOOLS))
+
+        async def body() -> None:
+            await h.say(speech(300) + silence(700))
+            await h.sink.until(lambda: bool(h.sink.of(ToolCallRequest)))
+
+        await run_with(h, body)
+    assert fake.connections[0].dialect == "beta"
+    assert h.sink.of(ToolCallRequest)[0].name == "lookup_order"
+
+
 async def test_tool_handler_runs_inside_the_node() -> None:
     calls: list[tuple[str, str]] = []
 

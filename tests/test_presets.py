@@ -10,6 +10,7 @@ history and the timeline's order.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import pytest
@@ -467,7 +468,8 @@ async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
 
 
 @pytest.mark.anyio
-async def test_transfer_call_redirects_a_twilio_call_once_the_agent_was_heard() -> None:
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_transfer_call_transfers_the_call_once_the_agent_was_heard(carrier: str) -> None:
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT
 
     from voicegraph.testing.fake_cartesia import FakeCartesia
@@ -481,36 +483,57 @@ async def test_transfer_call_redirects_a_twilio_call_once_the_agent_was_heard() 
         ),
         "One moment.",
     ]
+    fmt = AudioFormat("mulaw", 8000) if carrier == "twilio" else AudioFormat("pcm16", 16000)
+    account = "AC" + "0" * 32 if carrier == "twilio" else "MA" + "X" * 18
     dg, tts_fake = FakeDeepgram(["a human please"]), FakeCartesia(realtime=4.0)
     async with (
         dg,
         tts_fake,
         FakeChatCompletions(replies) as chat,
-        FakeCarrierREST("twilio", "AC" + "0" * 32, TOKEN) as rest,
+        FakeCarrierREST(carrier, account, TOKEN) as rest,
     ):
         iface = interface(
-            "twilio",
+            carrier,
             pipeline="cascading",
             api_base_url=rest.base_url,
             agent=Agent("x", llm=OpenAIChatLLM(api_key=chat.api_key, base_url=chat.base_url)),
-            stt=lambda: DeepgramSTT(api_key=dg.api_key, base_url=dg.url),
-            tts=lambda: CartesiaTTS(api_key=tts_fake.api_key, base_url=tts_fake.url),
+            stt=lambda: DeepgramSTT(
+                api_key=dg.api_key,
+                base_url=dg.url,
+                encoding=fmt.encoding,
+                sample_rate=fmt.sample_rate,
+            ),
+            tts=lambda: CartesiaTTS(
+                api_key=tts_fake.api_key,
+                base_url=tts_fake.url,
+                encoding=fmt.encoding,
+                sample_rate=fmt.sample_rate,
+            ),
         )
         async with served(iface) as (url, _):
-            caller = TwilioCaller(url, TOKEN, public_url="http://127.0.0.1")
+            rest.runtime_url = url  # Plivo fetches the transfer document from the runtime
+            if carrier == "twilio":
+                caller: Any = TwilioCaller(url, TOKEN, public_url="http://127.0.0.1")
+            else:
+                caller = PlivoCaller(url, TOKEN, public_url="http://127.0.0.1", to="14155550199")
             async with caller.dial() as call:
                 await call.send_silence(0.5)
-                await call.send_audio(speech("a human please", 8000), sample_rate=8000)
+                rate = fmt.sample_rate
+                await call.send_audio(speech("a human please", rate), sample_rate=rate)
                 with anyio.fail_after(15):
                     while not rest.transfers:
                         await call.send_silence(0.2)
-    assert rest.transfers == [(call.call_sid, "+15557654321")]
+    call_id = call.call_sid if carrier == "twilio" else call.call_uuid
+    assert rest.transfers == [(call_id, "+15557654321")]
     assert [t.function.name for t in chat.requests[0].tools] == ["end_call", "transfer_call"]
     assert call.heard_seconds > 1.0  # "Transferring you now. One moment." was played first
 
 
 @pytest.mark.parametrize("carrier", ["twilio", "plivo"])
-def test_the_transfer_tool_is_offered_only_where_the_carrier_can_transfer(carrier: str) -> None:
+@pytest.mark.parametrize("can_transfer", [True, False])
+def test_the_transfer_tool_is_offered_only_where_the_session_can_transfer(
+    carrier: str, can_transfer: bool
+) -> None:
     from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
 
     from voicegraph.agent import CallControl
@@ -533,11 +556,11 @@ def test_the_transfer_tool_is_offered_only_where_the_carrier_can_transfer(carrie
         carrier_out=cout,
         audio_format=fmt,
         interface=iface,
-        transfer=transfer if carrier == "twilio" else None,
+        transfer=transfer if can_transfer else None,
     )
     node = build_for_session(session)["agent"]
     tools = Agent("x").tools_for(CallControl(can_transfer=node.transfer is not None))  # type: ignore[attr-defined]
-    expected = ["end_call", "transfer_call"] if carrier == "twilio" else ["end_call"]
+    expected = ["end_call", "transfer_call"] if can_transfer else ["end_call"]
     assert [t.name for t in tools] == expected
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import anyio
 import pytest
@@ -187,7 +188,7 @@ async def test_twilio_in_emits_hangup_when_the_socket_closes_without_stop() -> N
     ("message", "reason"),
     [
         ("{not json", "malformed JSON"),
-        ('{"event":"surprise"}', "unknown event 'surprise'"),
+        ('{"event":"media"}', "invalid media"),
         ('{"event":"media","media":{"payload":"@@@"}}', "invalid media"),
         (media(2, b"", 0), "payload is empty"),
         (media(2, b"\xff" * 9000, 0), "exceeds the 8000-byte limit"),
@@ -208,6 +209,40 @@ async def test_twilio_in_closes_the_stream_on_bad_input(message: str, reason: st
     assert reason in result.error.exc.reason
     assert client.close_code == 1007
     assert len(sink.frames("audio")) + cin.discarded == 1
+
+
+@pytest.mark.anyio
+async def test_twilio_in_logs_counts_and_skips_unknown_events_after_start() -> None:
+    server, client, start = await twilio_started()
+    cin, _ = twilio_media_nodes(server, start)
+    sink = Collect(["audio", "control", "events"])
+    surprise = '{"event":"surprise","streamSid":"MZ1","surprise":{"x":1}}'
+    await send_all(client, surprise, media(2, b"\xff" * 160, 0), surprise)
+    await client.close()
+    logger = logging.getLogger(f"voicegraph.node.{type(cin).__name__}")
+    recorder, level = Recorder(), logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.WARNING)  # whatever other tests set on "voicegraph"
+    try:
+        result = await run_call(reader_graph(cin, sink))
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+    assert result.reason == "completed" and client.close_code != 1007
+    assert cin.unknown_events == 2
+    assert len(sink.frames("audio")) == 1
+    assert sum("unknown event 'surprise'" in m for m in recorder.messages) == 1
+
+
+class Recorder(logging.Handler):
+    """Keeps the messages of the records it handles (whatever the logging set-up)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @pytest.mark.anyio
@@ -585,6 +620,22 @@ async def test_plivo_in_emits_audio_with_stream_relative_time_and_acks() -> None
         Hangup(reason="caller hung up"),
     ]
     assert sink.frames("events")[1:] == [MarkAck(name="utt-7"), MarkAck(name="utt-8"), Cleared()]
+
+
+@pytest.mark.anyio
+async def test_plivo_in_skips_unknown_events_but_not_malformed_known_ones() -> None:
+    server, client, start = await plivo_started()
+    cin, _ = plivo_stream_nodes(server, start)
+    await send_all(
+        client,
+        '{"event":"speechStarted","streamId":"s"}',
+        plivo_media(2, bytes(640), 1705312200000),
+        '{"event":"dtmf"}',
+    )
+    result = await run_call(reader_graph(cin, Collect(["audio", "control", "events"])))
+    assert cin.unknown_events == 1
+    assert isinstance(result.error.exc, ProtocolError)
+    assert client.close_code == 1007
 
 
 @pytest.mark.anyio

@@ -193,6 +193,41 @@ def test_higher_sensitivity_needs_less_evidence_and_less_time() -> None:
     assert low.min_speech > med.min_speech > high.min_speech
 
 
+class BinaryScripted(Scripted):
+    """Scripted 0/1 decisions, like WebRTC's."""
+
+    binary = True
+
+
+@pytest.mark.parametrize(
+    ("voiced", "starts"),
+    [
+        # a repeating pattern of 20 ms decisions with this share of voiced windows
+        ([1, 1, 0, 1, 0], {"low": False, "medium": True, "high": True}),
+        ([1, 0, 0, 1, 0], {"low": False, "medium": False, "high": False}),
+        ([1, 1, 1, 1, 0], {"low": True, "medium": True, "high": True}),
+    ],
+)
+def test_thresholds_apply_to_a_binary_analyser_as_the_share_of_voiced_windows(
+    voiced: list[int], starts: dict[str, bool]
+) -> None:
+    for sensitivity, expected in starts.items():
+        vad = VAD(BinaryScripted([float(v) for v in voiced * 20]), sensitivity)  # type: ignore[arg-type]
+        got = events(vad, [frame(i) for i in range(100)])
+        assert any(isinstance(e, SpeechStarted) for e in got) is expected, sensitivity
+
+
+def test_a_binary_analyser_needs_more_evidence_at_low_sensitivity() -> None:
+    # one cough-like burst of 160 ms of voiced windows: a start at high, none at low
+    burst = [0.0] * 10 + [1.0] * 8 + [0.0] * 40
+    fired = {}
+    for sensitivity in SENSITIVITIES:
+        vad = VAD(BinaryScripted(list(burst)), sensitivity)  # type: ignore[arg-type]
+        got = events(vad, [frame(i) for i in range(len(burst))])
+        fired[sensitivity] = any(isinstance(e, SpeechStarted) for e in got)
+    assert fired == {"low": False, "medium": False, "high": True}
+
+
 def test_sensitivity_table_in_docs_matches_the_code() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "audio.md").read_text()
     for name, prof in SENSITIVITY.items():

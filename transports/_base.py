@@ -3,7 +3,10 @@
 :class:`CarrierIn` reads its socket in a task of its own into a small bounded backlog and
 forwards from there, so a slow graph never holds up the socket: when the backlog is full the
 oldest caller audio is dropped (and counted in :attr:`CarrierIn.dropped_audio`); control and event
-frames are never dropped. A protocol error closes the socket and raises
+frames are never dropped. A well-formed message of an event type the edge does not know is
+logged once per type, counted in :attr:`CarrierIn.unknown_events` and skipped: carriers add
+event types. Any other protocol error (malformed JSON, a known event with a bad shape) closes
+the socket and raises
 :class:`~voicegraph.transports.errors.ProtocolError` from ``run``, which ends this call only;
 frames read before it but not yet forwarded are counted in :attr:`CarrierIn.discarded`.
 
@@ -24,9 +27,11 @@ from voicegraph.frames import AudioFormat, AudioFrame, Frame, Hangup, StreamStar
 from voicegraph.node import Actor
 from voicegraph.wsio import MessageSocket, SocketClosed
 
-from .errors import CarrierFormatError, ProtocolError
+from .errors import CarrierFormatError, ProtocolError, UnknownEvent
 
 __all__ = ["CarrierIn", "CarrierOut"]
+
+_MAX_UNKNOWN_NAMES = 32  # distinct unknown event names logged per stream (then silently counted)
 
 Emit = Iterable[tuple[str, Frame]]
 
@@ -45,6 +50,10 @@ class CarrierIn(Actor):
 
     ``backlog`` bounds frames read from the socket but not yet taken downstream."""
 
+    skip_unknown_events = True
+    """Log, count and skip unknown event types (carriers add them); ``False`` for a peer
+    whose protocol we own, where an unknown type is a bug."""
+
     def __init__(self, socket: MessageSocket, *, backlog: int = 256) -> None:
         super().__init__()
         if backlog < 1:
@@ -54,6 +63,9 @@ class CarrierIn(Actor):
         self.dropped_audio = 0
         self.discarded = 0
         self.messages = 0
+        self.unknown_events = 0
+        """Messages of unknown event types skipped after the start."""
+        self._unknown_names: set[str] = set()
         self._queue: deque[tuple[str, Frame]] = deque()
         self._audio_queued = 0
         self._wake: anyio.Event | None = None
@@ -99,6 +111,13 @@ class CarrierIn(Actor):
     async def stop(self) -> None:
         await self.socket.close()
 
+    def _unknown(self, exc: UnknownEvent) -> None:
+        self.unknown_events += 1
+        names = self._unknown_names
+        if exc.name not in names and len(names) < _MAX_UNKNOWN_NAMES:
+            names.add(exc.name)
+            self.log.warning("ignoring %s (logged once per type; counted)", exc.reason)
+
     def _push(self, port: str, frame: Frame) -> None:
         queue = self._queue
         if isinstance(frame, AudioFrame):
@@ -127,7 +146,14 @@ class CarrierIn(Actor):
                     self._push("control", Hangup(reason=self.closed_reason(exc)))
                     return
                 self.messages += 1
-                for port, frame in self.translate(raw):
+                try:
+                    emitted = self.translate(raw)
+                except UnknownEvent as exc:
+                    if not self.skip_unknown_events:
+                        raise
+                    self._unknown(exc)
+                    continue
+                for port, frame in emitted:
                     self._push(port, frame)
         except ProtocolError as exc:
             self._error = exc

@@ -48,12 +48,13 @@ async def send_with_retries(
     *,
     auth: tuple[str, str],
     data: Mapping[str, str] | None,
+    json: Mapping[str, str] | None = None,
     done: frozenset[int],
     gone: frozenset[int],
     policy: RetryPolicy,
     what: str,
 ) -> bool:
-    """Send the request until a ``done`` status (returns True) or a ``gone`` status (the call had
+    """Send the request (a form ``data`` or a ``json`` body) until a ``done`` status (returns True) or a ``gone`` status (the call had
     already ended: returns False). Raises :class:`HangupError` on any other outcome."""
     last = "no attempt made"
     with anyio.move_on_after(policy.deadline):
@@ -62,7 +63,7 @@ async def send_with_retries(
                 if attempt:
                     await anyio.sleep(policy.backoff * 2 ** (attempt - 1))
                 try:
-                    resp = await client.request(method, url, auth=auth, data=data)
+                    resp = await client.request(method, url, auth=auth, data=data, json=json)
                 except httpx.HTTPError as exc:
                     last = f"{type(exc).__name__}"
                     logger.warning("%s: attempt %d failed: %s", what, attempt + 1, last)

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .errors import ProtocolError
+from .errors import ProtocolError, UnknownEvent
 
 T = TypeVar("T")
 
@@ -26,7 +26,8 @@ _probe = msgspec.json.Decoder(_Probe)
 
 
 def decode(decoder: msgspec.json.Decoder[T], raw: str | bytes, max_size: int, tag: str) -> T:
-    """Decode one carrier message with ``decoder`` or raise :class:`ProtocolError` saying why.
+    """Decode one carrier message with ``decoder`` or raise :class:`ProtocolError` saying why
+    (:class:`UnknownEvent` when only the ``tag`` value is unknown).
 
     The size is checked before any parsing so an oversized message costs nothing."""
     if len(raw) > max_size:
@@ -36,7 +37,7 @@ def decode(decoder: msgspec.json.Decoder[T], raw: str | bytes, max_size: int, ta
     except msgspec.ValidationError as exc:
         name = discriminator(raw, tag)
         if name is not None and str(exc).endswith(f"`$.{tag}`"):
-            raise ProtocolError(f"unknown {tag} {name[:40]!r}") from None
+            raise UnknownEvent(f"unknown {tag} {name[:40]!r}", name[:40]) from None
         raise ProtocolError(f"invalid {name[:40] if name else 'message'}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CarrierFormatError", "ProtocolError"]
+__all__ = ["CarrierFormatError", "ProtocolError", "UnknownEvent"]
 
 
 class ProtocolError(Exception):
@@ -15,6 +15,15 @@ class ProtocolError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UnknownEvent(ProtocolError):
+    """A well-formed message whose event type this edge does not know (``name``). Carriers add
+    event types; after the stream started, readers log, count and skip these."""
+
+    def __init__(self, reason: str, name: str) -> None:
+        super().__init__(reason)
+        self.name = name
 
 
 class CarrierFormatError(ValueError):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
 from ._cluster import redeem_stream_token, register_call, release_call
+from ._transfer import rest_transfer
 from .frames import AgentText, AudioFormat
 from .interface import CallInterface
 from .runtime import Call
@@ -255,8 +257,10 @@ async def serve_stream(
     sock.write_timeout = runtime.write_timeout
     if not await sock.accept():
         return
+    # the public http(s) base, where Plivo fetches a transfer document (ws:// -> http://)
+    http_base = "http" + url[2 : len(url) - len(path)]
     try:
-        await _run_stream(runtime, sock, _carrier(route_for(group[0])), allowed)
+        await _run_stream(runtime, sock, _carrier(route_for(group[0])), allowed, http_base)
     except Exception as exc:  # one call's failure must never reach the server
         logger.error("stream on %s failed: %s: %s", path, type(exc).__name__, exc, exc_info=exc)
         await sock.close(CLOSE_ERROR, "internal error")
@@ -269,6 +273,7 @@ async def _run_stream(
     sock: AsgiSocket,
     carrier: CarrierRoute,
     allowed: list[CallInterface],
+    http_base: str | None = None,
 ) -> None:
     from .transports.errors import ProtocolError
 
@@ -312,9 +317,7 @@ async def _run_stream(
         params={k: v for k, v in params.items() if k != "token"},
         interface=iface,
         hangup=lambda: _rest_hangup(iface, call_id),
-        transfer=(lambda number: _rest_transfer(iface, call_id, number))
-        if iface.telephony == "twilio"
-        else None,
+        transfer=partial(rest_transfer, iface, call_id, http_base=http_base),
     )
     with anyio.CancelScope() as scope:
         sock.on_blocked = scope.cancel
@@ -413,23 +416,6 @@ def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
     return build_for_session(session)  # type: ignore[no-any-return]
 
 
-async def _rest_transfer(iface: CallInterface, call_id: str, number: str) -> None:
-    """Transfer a Twilio call to ``number`` through the REST API (errors are logged; the call
-    then continues with the agent, which is better than dropping the caller)."""
-    from .transports._rest import HangupError
-    from .transports.twilio.rest import TwilioREST
-
-    rest = TwilioREST(
-        iface.account_id, iface.auth_token, base_url=iface.api_base_url or "https://api.twilio.com"
-    )
-    try:
-        await rest.transfer(call_id, number)
-    except HangupError as exc:
-        logger.error("[%s] transfer failed: %s", call_id, exc)
-        return
-    logger.info("[%s] transferred via REST", call_id)
-
-
 async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
     """End the call through the carrier's REST API (bounded retries; errors are logged)."""
     from .transports._rest import HangupError
@@ -481,13 +467,15 @@ async def _goodbye(
     goodbye goes to the TTS under its own utterance id and the hang-up waits for playout's
     ``PlayedPosition(complete=True)`` -- the carrier's acknowledgement -- bounded by the grace.
     In managed mode Twilio speaks it and confirms nothing, so we wait an estimate of its
-    speaking time (about 2.5 words per second plus a second). Realtime graphs have no text
-    input to speak from and hang up at once."""
-    from .frames import PlayedPosition
+    speaking time (about 2.5 words per second plus a second). In realtime graphs the model
+    (a node with a ``say`` input) is asked to say it once its current reply is over, under the
+    goodbye's utterance id, and the hang-up waits for playout's acknowledgement the same way."""
+    from .frames import PlayedPosition, Say
 
     iface: CallInterface = session.interface
     text = iface.goodbye if text is None else text
     within = max(1.0, call.grace - 3) if within is None else max(0.5, within)
+    inject: Callable[[], Awaitable[None]] | None = None
     if text and iface.pipeline == "managed":
         name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
         await call.inject(name, "in", AgentText(text=text, last=True))
@@ -496,13 +484,19 @@ async def _goodbye(
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
             goodbye = AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
-            heard = await call.wait_event(
-                lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
-                within,
-                after=lambda: call.inject("tts", port, goodbye),
-            )
-            if heard is None:
-                logger.warning("[%s] goodbye not confirmed as played", call.call_id)
+            inject = partial(call.inject, "tts", port, goodbye)
+    elif text and "model" in call.graph and "playout" in call.graph:
+        if any(p.name == "say" and Say in p.types for p in call.graph["model"].inputs):
+            say = Say(text=text, utterance_id=GOODBYE_UTTERANCE)
+            inject = partial(call.inject, "model", "say", say)
+    if inject is not None:
+        heard = await call.wait_event(
+            lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
+            within,
+            after=inject,
+        )
+        if heard is None:
+            logger.warning("[%s] goodbye not confirmed as played", call.call_id)
     assert session.hangup is not None
     await session.hangup()
 

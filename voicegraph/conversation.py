@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import anyio
 
-from .agent import CallControl, Responder, Turn
+from .agent import Responder, Turn
 from .channel import EndOfInput
 from .dialogue import Dialogue, Utterance, agent_reply, call_decision, heard_prefix, prefix_of
 from .frames import (
@@ -46,7 +46,6 @@ __all__ = [
     "AgentNode",
     "BargeIn",
     "CallEnd",
-    "RealtimeSupervisor",
     "FalseInterrupt",
     "TurnDetector",
     "heard_prefix",
@@ -603,76 +602,3 @@ class CallEnd(Actor):
                 self.log.error("REST hang-up failed: %s", exc)
         if self.call is not None:
             self.call.stop(f"hangup: {reason}")
-
-
-class RealtimeSupervisor(Actor):
-    """Realtime mode's conversation keeper: records the transcript (the model's own speech cut
-    to what playout acknowledged), and hangs up -- or transfers, after ``transfer_call`` -- once
-    the model's next reply after the tool call was played (or ``goodbye_timeout`` after the
-    call, if the model says nothing)."""
-
-    inputs = (
-        In("events", Transcript, AgentText),
-        In("playback", PlayedPosition, required=False),
-    )
-    outputs = (Out("hangup", Hangup, required=False),)
-
-    def __init__(
-        self, control: CallControl | None, goodbye_timeout: float = 8.0, transfer: Any = None
-    ) -> None:
-        super().__init__()
-        self.control = control
-        self.transfer = transfer
-        self.goodbye_timeout = goodbye_timeout
-        self.transcript: list[dict[str, Any]] = []
-        self._agent: dict[int, dict[str, Any]] = {}
-        self._max_uid = 0
-        self._ending_after: int | None = None
-        self._deadline: float | None = None
-
-    async def run(self) -> None:
-        while True:
-            self._check_ending()
-            try:
-                item = await self.inbox.receive_until(self._deadline)
-            except EndOfInput:
-                return
-            if item is None:
-                self._deadline = None
-                await self._finish()
-                continue
-            frame = item[1]
-            if isinstance(frame, Transcript) and frame.is_final and frame.text.strip():
-                self.transcript.append({"role": "user", "content": frame.text.strip()})
-            elif isinstance(frame, AgentText):
-                entry = self._agent.get(frame.utterance_id)
-                if entry is None:
-                    entry = {"role": "assistant", "content": "", "full": ""}
-                    self._agent[frame.utterance_id] = entry
-                    self.transcript.append(entry)
-                    self._max_uid = max(self._max_uid, frame.utterance_id)
-                entry["full"] += frame.text
-                entry["content"] = entry["full"]
-            elif isinstance(frame, PlayedPosition):
-                entry = self._agent.get(frame.utterance_id)
-                if entry is not None and not frame.complete:
-                    entry["content"] = heard_prefix(entry["full"], [], frame.played, frame.sent)
-                    entry["interrupted"] = True
-                self._check_ending()
-                if (
-                    frame.complete
-                    and self._ending_after is not None
-                    and frame.utterance_id > self._ending_after
-                ):
-                    self._deadline = None
-                    self._ending_after = None
-                    await self.send("hangup", Hangup(reason="agent ended the call"))
-
-    def _check_ending(self) -> None:
-        if (
-            self.control is not None
-            and self.control.ending is not None
-            and self._ending_after is None
-        ):
-            self._ending_after = self._max_uid
-            self._deadline = anyio.current_time() + self.goodbye_timeout

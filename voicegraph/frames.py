@@ -270,6 +270,16 @@ class Interrupt(Frame, frozen=True, kw_only=True):
     capture_time: float = 0.0
 
 
+class Say(Frame, frozen=True, kw_only=True):
+    """Ask a node that produces its own speech (a realtime model) to say ``text`` once what it
+    is saying now is over, as utterance ``utterance_id`` (0: a fresh id). A request, not
+    media: the model speaks it, so it may travel on a feedback edge."""
+
+    kind: ClassVar[Kind] = Kind.CONTROL
+    text: str
+    utterance_id: int = 0
+
+
 class Clear(Frame, frozen=True, kw_only=True):
     """Tell the carrier to drop audio it has buffered but not yet played."""
 
@@ -384,13 +394,6 @@ class AnsweredBy(Frame, frozen=True, kw_only=True):
     result: Literal["human", "machine", "unknown"]
     detail: str = ""
     greeting_over: bool = False
-
-
-class Say(Frame, frozen=True, kw_only=True):
-    """Ask a speech model to say ``text`` as it is (realtime mode's greeting or voicemail)."""
-
-    kind: ClassVar[Kind] = Kind.CONTROL
-    text: str
 
 
 class CallStatus(Frame, frozen=True, kw_only=True):

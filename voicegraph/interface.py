@@ -226,6 +226,12 @@ class CallInterface:
         self.stt, self.tts, self.realtime, self.agent = stt, tts, realtime, agent
         self._check_pipeline(managed_stt_provider, managed_tts_provider)
         self._load_credentials(account_sid, auth_token, auth_id)
+        from .localization import LocalizationError, check_interface
+
+        try:
+            check_interface(self)
+        except LocalizationError as exc:
+            raise IncompatibleOptionsError(str(exc)) from None
 
     # ---------------------------------------------------------------- validation
 

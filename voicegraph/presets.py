@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .conversation import AgentNode, BargeIn, CallEnd, RealtimeSupervisor, TurnDetector
+from .conversation import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
 from .frames import (
     DTMF,
     AgentText,
@@ -29,6 +29,7 @@ from .frames import (
     Hangup,
     Interrupt,
     MarkAck,
+    Say,
     SpeechStarted,
     SpeechStopped,
     Transcript,
@@ -36,6 +37,7 @@ from .frames import (
 )
 from .graph import Graph, GraphError
 from .node import Actor, Node
+from .realtime_supervisor import RealtimeSupervisor
 from .session import CallSession
 from .turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 
@@ -185,6 +187,7 @@ def realtime(
     sensitivity: Sensitivity = "medium",
     hangup: Any = None,
     transfer: Any = None,
+    on_false_interrupt: Literal["resume", "reprompt", "ignore"] = "resume",
     playout_lead: float = 0.1,
 ) -> Graph:
     """Caller audio -> realtime speech-to-speech model -> playout -> caller. The model's server
@@ -192,8 +195,9 @@ def realtime(
     at the audio the caller heard (playout's acknowledged position).
 
     ``model`` must already carry the agent's instructions and tools (see
-    :func:`realtime_model_for`). The supervisor keeps the transcript and hangs up after an
-    ``end_call`` goodbye was played."""
+    :func:`realtime_model_for`). The supervisor keeps the transcript, hangs up after an
+    ``end_call`` goodbye was played (or transfers after ``transfer_call``), and after a false
+    interruption asks the model for the unheard rest of its reply."""
     from voicegraph.nodes.audio import Playout
 
     g = Graph("realtime")
@@ -209,7 +213,12 @@ def realtime(
     )
     playout = Playout(carrier_format, lead=playout_lead)
     g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
-    supervisor = RealtimeSupervisor(getattr(model, "call_control", None), transfer=transfer)
+    supervisor = RealtimeSupervisor(
+        getattr(model, "call_control", None),
+        transfer=transfer,
+        ending_after=getattr(model, "control_after", None),
+        on_false_interrupt="ignore" if on_false_interrupt == "ignore" else "resume",
+    )
     g.add("supervisor", supervisor)
     g.add("playout", playout)
     g.add("carrier_out", carrier_out)
@@ -222,6 +231,9 @@ def realtime(
     g.connect("carrier_in.control", "call_end.caller", types=(Hangup,))
     g.connect("barge_in", "playout.control", types=(Interrupt,))
     g.connect("barge_in", "model.control", types=(Interrupt,), feedback=True)
+    g.connect("barge_in", "supervisor.control", types=(Interrupt, FalseInterrupt))
+    if any(Say in p.types for p in model.inputs if p.name == "say"):
+        g.connect("supervisor.say", "model.say", types=(Say,), feedback=True)
     g.connect("playout.out", "carrier_out")
     g.connect(
         "carrier_in.events", "playout.acks", types=_only(carrier_in, "events", MarkAck, Cleared)
@@ -261,10 +273,16 @@ def realtime_model_for(
     audio_format: AudioFormat,
     voice: str | None = None,
     can_transfer: bool = False,
+    interruptible: Interruptible = "any",
 ) -> Actor:
     """A per-call OpenAI Realtime node configured from a template node and an agent: the
     agent's instructions and tools go into the model's session, and the node runs the tools
-    itself (``end_call``, and ``transfer_call`` when ``can_transfer``)."""
+    itself (``end_call``, and ``transfer_call`` when ``can_transfer``). With ``interruptible``
+    ``"none"`` or ``"dtmf"`` the service's VAD may not cut the model's replies.
+
+    The node gets ``call_control`` (the tools' :class:`~voicegraph.agent.CallControl`) and
+    ``control_after()``: the last utterance the model had started when a call-control tool
+    ran, so the supervisor knows which reply is the goodbye."""
     from voicegraph.nodes.realtime import OpenAIRealtime
 
     from .agent import CallControl
@@ -277,8 +295,14 @@ def realtime_model_for(
     tools = agent.tools_for(control) if hasattr(agent, "tools_for") else []
     by_name = {t.name: t for t in tools}
 
+    marks: list[int] = []
+
     async def handler(name: str, arguments: str) -> str:
-        return await invoke_by_name(by_name, name, arguments)
+        before = (control.ending, control.transfer_to)
+        output = await invoke_by_name(by_name, name, arguments)
+        if (control.ending, control.transfer_to) != before and not marks:
+            marks.append(node.last_utterance)
+        return output
 
     fmt = (
         audio_format
@@ -300,8 +324,11 @@ def realtime_model_for(
         tool_handler=handler if tools else None,
         tool_timeout=o.tool_timeout,
         reconnect=template.reconnect_policy,
+        interrupt_response=o.interrupt_response and interruptible in ("speech", "any"),
+        transcription_language=o.transcription_language,
     )
     node.call_control = control  # type: ignore[attr-defined]
+    node.control_after = lambda: marks[0] if marks else None  # type: ignore[attr-defined]
     return node
 
 
@@ -339,16 +366,30 @@ def _extras(g: Graph, session: CallSession) -> Graph:
     return g
 
 
+def _localized(iface: Any, node: Any) -> Any:
+    """``node`` with the line's language and voice applied (GraphError if it cannot take them)."""
+    from .localization import LocalizationError, localize
+
+    try:
+        return localize(node, iface.language, iface.voice)
+    except LocalizationError as exc:
+        raise GraphError(str(exc)) from None
+
+
 def _media_preset(session: CallSession, agent: Any) -> Graph:
     iface, mode = session.interface, session.mode
     assert session.audio_format is not None
+
+    def localized(node: Any) -> Any:
+        return _localized(iface, node)
+
     if mode == "cascading":
         return cascading(
             carrier_in=session.carrier_in,
             carrier_out=session.carrier_out,
             carrier_format=session.audio_format,
-            stt=iface.new_stt(),
-            tts=iface.new_tts(),
+            stt=localized(iface.new_stt()),
+            tts=localized(iface.new_tts()),
             agent=agent,
             greeting=iface.greeting,
             interruptible=iface.interruptible,
@@ -359,13 +400,14 @@ def _media_preset(session: CallSession, agent: Any) -> Graph:
     if mode == "realtime":
         held = session.params.get("dial") == "amd"  # the greeting waits for the verdict
         model = realtime_model_for(
-            iface.new_realtime(),
+            localized(iface.new_realtime()),
             agent,
             greeting=None if held else iface.greeting,
             sensitivity=iface.interrupt_sensitivity,
             audio_format=session.audio_format,
             voice=iface.voice,
             can_transfer=session.transfer is not None,
+            interruptible=iface.interruptible,
         )
         return realtime(
             carrier_in=session.carrier_in,

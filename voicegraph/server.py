@@ -37,6 +37,7 @@ from . import control, outbound
 from ._answer import answer_document
 from ._carriers import answered_outbound, route_for, serve_stream, stream_subject
 from ._cluster import admit_call, default_handlers, run_lifespan
+from ._transfer import serve_transfer, transfer_routes
 from .asgi_server import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
 from .backends import DEFAULT_BACKEND, check_backend, current_backend
 from .backends import run as run_on
@@ -257,6 +258,7 @@ class AgentRuntime:
         # Trio. The ASGI app itself is backend-neutral, so one runtime object can be served by
         # Hypercorn on either backend or mounted into an asyncio framework (FastAPI/Starlette).
         quarts: dict[str, Any] = {}
+        transfers = transfer_routes(self.interfaces)
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if self.observability is not None and self.observability.handles(scope):
@@ -265,6 +267,11 @@ class AgentRuntime:
             if scope["type"] == "websocket":
                 await serve_stream(self, scope, receive, send)
                 return
+            if scope["type"] == "http":
+                transfer = transfers.get(_route_path(scope))
+                if transfer is not None:
+                    await serve_transfer(self, transfer, scope, receive, send)
+                    return
             backend = current_backend()
             quart = quarts.get(backend)
             if quart is None:
@@ -565,6 +572,14 @@ class AgentRuntime:
         once the listeners are bound."""
         serve = partial(self.serve, host, port, reuse_port=reuse_port, on_ready=on_ready)
         run_on(serve, backend=check_backend(backend))
+
+
+def _route_path(scope: dict[str, Any]) -> str:
+    """The request's path inside this app (a mount's ``root_path`` removed if the server
+    left it in ``path``)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "").rstrip("/")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
 def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -137,6 +137,8 @@ class WebRTCAnalyser:
     """
 
     name = "webrtc"
+    binary = True
+    """Decisions are 0 or 1: the VAD averages them (see :data:`~.vad.BINARY_WINDOWS`)."""
 
     def __init__(self, mode: int | None = None) -> None:
         if mode is not None and mode not in (0, 1, 2, 3):

@@ -20,11 +20,17 @@ frame level :data:`PAUSE_DROP_DB` below the speech's running level: the level te
 pause at once, where some analysers (WebRTC's) keep saying "speech" for ~100 ms after it. Turn-taking uses the pair to
 prepare a reply early and to drop it the moment the caller goes on; the speaking state and the
 started/stopped events are unchanged by it.
+
+Binary analysers (``binary = True``: WebRTC, whose every window is 0 or 1) would make the
+thresholds meaningless, so for them the probability compared with the thresholds is the share
+of speech among the last :data:`BINARY_WINDOWS` windows: "0.8" then means four voiced windows
+in five, and each sensitivity's thresholds keep their documented effect.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from typing import Literal
 
@@ -45,10 +51,21 @@ from voicegraph.node import In, Out, Stage
 from .analysers import Analyser, EnergyAnalyser, require_rate
 from .pcm import AudioInputError, check_audio
 
-__all__ = ["PAUSE_DROP_DB", "SENSITIVITY", "Sensitivity", "VAD", "VADOptions", "VADProfile"]
+__all__ = [
+    "BINARY_WINDOWS",
+    "PAUSE_DROP_DB",
+    "SENSITIVITY",
+    "Sensitivity",
+    "VAD",
+    "VADOptions",
+    "VADProfile",
+]
 
 PAUSE_DROP_DB = 30.0
 """A frame this many dB below the speech's running level counts as quiet for the early pause."""
+
+BINARY_WINDOWS = 5
+"""Windows (of 20 ms) over which a binary analyser's decisions are averaged (100 ms)."""
 
 Sensitivity = Literal["low", "medium", "high"]
 
@@ -144,6 +161,12 @@ class VAD(Stage):
         """The analyser's latest speech probability."""
         self._run = 0.0  # seconds of evidence towards the next state change
         self._last: AudioFrame | None = None
+        # a binary analyser's recent decisions (see module docs); None for graded analysers
+        self._recent: deque[float] | None = (
+            deque([0.0] * BINARY_WINDOWS, maxlen=BINARY_WINDOWS)
+            if getattr(self.analyser, "binary", False)
+            else None
+        )
 
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
@@ -159,7 +182,11 @@ class VAD(Stage):
         self._last = frame
         event: Frame | None = None
         hint: Frame | None = None
+        recent = self._recent
         for p, seconds in self.analyser.analyse(np.frombuffer(data, dtype="<i2")):
+            if recent is not None:
+                recent.append(p)
+                p = sum(recent) / BINARY_WINDOWS
             self.probability = p
             if self._step(p, seconds):
                 cls = SpeechStarted if self.speaking else SpeechStopped

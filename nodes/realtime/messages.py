@@ -30,8 +30,10 @@ class TurnDetection(msgspec.Struct, kw_only=True):
     interrupt_response: bool = True
 
 
-class Transcription(msgspec.Struct):
+class Transcription(msgspec.Struct, omit_defaults=True):
     model: str
+    language: str | None = None
+    """ISO-639-1 language of the caller's speech (``None``: detected)."""
 
 
 class Tool(msgspec.Struct, kw_only=True):
@@ -102,8 +104,23 @@ class FunctionCallOutput(msgspec.Struct, tag_field="type", tag="function_call_ou
     output: str
 
 
+class TextPart(msgspec.Struct):
+    """Text content of a message item: ``input_text`` (caller), ``output_text`` (GA model) or
+    ``text`` (beta model)."""
+
+    type: str
+    text: str
+
+
+class MessageItem(msgspec.Struct, tag_field="type", tag="message", kw_only=True):
+    """A conversation message (used to replay the heard conversation into a new session)."""
+
+    role: Literal["user", "assistant", "system"]
+    content: list[TextPart]
+
+
 class ItemCreate(ClientEvent, tag="conversation.item.create"):
-    item: FunctionCallOutput
+    item: FunctionCallOutput | MessageItem
 
 
 class ResponseParams(msgspec.Struct, omit_defaults=True):
@@ -226,9 +243,12 @@ class TextDoneEvent(msgspec.Struct):
 
 
 class FunctionCallDone(msgspec.Struct):
+    """``response.function_call_arguments.done``. Only GA sends ``name``; a beta client takes
+    it from the function-call item announced in ``response.output_item.added``."""
+
     call_id: str
-    name: str
     arguments: str
+    name: str = ""
     item_id: str = ""
     response_id: str = ""
 

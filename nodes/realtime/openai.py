@@ -7,14 +7,16 @@ truncates the model's item to that point so its memory matches what was heard.
 
 Connection, reconnect with backoff, the bounded send buffer and TTFB metrics come from
 :class:`~voicegraph.nodes.providers.base.WebSocketProvider`. After a reconnect the server
-starts a new session: the node sends its ``session.update`` again before any buffered audio,
-closes the utterance that was playing, and the model has lost the earlier conversation.
+starts a new session: the node sends its ``session.update`` again, then replays the
+conversation as the caller heard it (:class:`~.history.HeardHistory`: caller transcripts and
+the model's replies cut to the acknowledged position) before any buffered audio, and closes
+the utterance that was playing.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
@@ -43,6 +45,7 @@ from voicegraph.node import In, Out
 
 from ..providers.base import ProviderProtocolError, ReconnectPolicy, Secret, WebSocketProvider
 from . import messages as m
+from .history import HeardHistory
 
 __all__ = ["OpenAIRealtime", "OpenAIRealtimeOptions", "SENSITIVITY"]
 
@@ -64,6 +67,7 @@ SENSITIVITY: Mapping[str, tuple[float, int, int]] = {
 }
 
 _KEEP_ITEMS = 64  # item -> utterance bookkeeping kept for truncation, oldest forgotten first
+_MAX_SAYS = 8  # Say requests waiting for the current response to end
 
 
 class OpenAIRealtimeOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,10 +85,16 @@ class OpenAIRealtimeOptions(msgspec.Struct, frozen=True, kw_only=True):
     """µ-law 8 kHz (Twilio pass-through) or PCM16 24 kHz, both ways."""
     sensitivity: Literal["low", "medium", "high"] = "medium"
     """Barge-in sensitivity, mapped to server VAD settings by :data:`SENSITIVITY`."""
+    interrupt_response: bool = True
+    """Whether the service's VAD may cut the model's reply when the caller speaks (``False``
+    for ``interruptible="none"`` or ``"dtmf"``: the caller's speech then never cuts it)."""
     greeting: str | None = None
     """Said first, on the first connection: the model is asked to say it via response.create."""
     transcription_model: str | None = None
     """Caller transcription model (``None``: whisper-1 on beta, gpt-4o-mini-transcribe on GA)."""
+    transcription_language: str | None = None
+    """ISO-639-1 language of the caller (``"es"``) for transcription (``None``: detected);
+    ``CallInterface(language=...)`` sets it."""
     tool_timeout: float = 30.0
     max_tool_calls: int = 8
     """Tool calls run at once by the node's own handler; more are answered with an error."""
@@ -162,6 +172,8 @@ class OpenAIRealtime(WebSocketProvider):
         tool_handler: ToolHandler | None = None,
         tool_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
+        interrupt_response: bool = True,
+        transcription_language: str | None = None,
     ) -> None:
         super().__init__(reconnect=reconnect)
         if not isinstance(model, str) or "realtime" not in model:
@@ -196,6 +208,8 @@ class OpenAIRealtime(WebSocketProvider):
             greeting=greeting,
             transcription_model=transcription_model,
             tool_timeout=tool_timeout,
+            interrupt_response=interrupt_response,
+            transcription_language=transcription_language,
         )
         self._key = Secret.load(api_key, "OPENAI_API_KEY", self.provider)
         self.tool_handler = tool_handler
@@ -203,6 +217,7 @@ class OpenAIRealtime(WebSocketProvider):
             In("audio", AudioFrame, format=audio_format, policy="drop_oldest", capacity=100),
             In("control", Interrupt, Say, required=False),
             In("events", PlayedPosition, ToolCallResult, required=False),
+            In("say", Say, required=False),
         )
         self.outputs = (
             Out("audio", AudioFrame, AudioDone, format=audio_format),
@@ -227,6 +242,12 @@ class OpenAIRealtime(WebSocketProvider):
         self._calls_pending: set[str] = set()
         self._outputs_sent = False
         self._tool_tasks = 0
+        self._says: deque[Say] = deque()
+        self._call_names: OrderedDict[str, str] = OrderedDict()
+        self.history = HeardHistory()
+        """The conversation as heard, replayed into a new session after a reconnect."""
+        self._say_uid: int | None = None
+        self._say_response: tuple[str, int] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.stale_audio_bytes = 0
         """Audio received for an interrupted item after the interruption (dropped on purpose)."""
@@ -251,7 +272,14 @@ class OpenAIRealtime(WebSocketProvider):
             tool_handler=self.tool_handler,
             tool_timeout=o.tool_timeout,
             reconnect=self.reconnect_policy,
+            interrupt_response=o.interrupt_response,
+            transcription_language=o.transcription_language,
         )
+
+    @property
+    def last_utterance(self) -> int:
+        """The id of the last assistant utterance the model started (0: none yet)."""
+        return self._next_utterance
 
     def __repr__(self) -> str:
         return f"<OpenAIRealtime {self.name or '(unnamed)'} model={self.options.model!r}>"
@@ -272,7 +300,10 @@ class OpenAIRealtime(WebSocketProvider):
         o = self.options
         threshold, padding, silence = SENSITIVITY[o.sensitivity]
         vad = m.TurnDetection(
-            threshold=threshold, prefix_padding_ms=padding, silence_duration_ms=silence
+            threshold=threshold,
+            prefix_padding_ms=padding,
+            silence_duration_ms=silence,
+            interrupt_response=o.interrupt_response,
         )
         tools = list(o.tools) or None
         choice = "auto" if tools else None
@@ -285,7 +316,9 @@ class OpenAIRealtime(WebSocketProvider):
                 turn_detection=vad,
                 instructions=o.instructions,
                 voice=o.voice,
-                input_audio_transcription=m.Transcription(o.transcription_model or "whisper-1"),
+                input_audio_transcription=m.Transcription(
+                    o.transcription_model or "whisper-1", o.transcription_language
+                ),
                 tools=tools,
                 tool_choice=choice,
             )
@@ -302,7 +335,8 @@ class OpenAIRealtime(WebSocketProvider):
                     format=gfmt,
                     turn_detection=vad,
                     transcription=m.Transcription(
-                        o.transcription_model or "gpt-4o-mini-transcribe"
+                        o.transcription_model or "gpt-4o-mini-transcribe",
+                        o.transcription_language,
                     ),
                 ),
                 output=m.GAOutput(format=gfmt, voice=o.voice),
@@ -313,20 +347,25 @@ class OpenAIRealtime(WebSocketProvider):
         )
 
     async def on_connected(self, reconnect: bool) -> None:
+        replay: list[str] = []
         if reconnect:
-            self.log.warning("new realtime session after reconnect; earlier context is lost")
             await self._close_current()
             self._response_id = None
             self._response_requested = False
             self._calls_pending.clear()
             self._outputs_sent = False
+            items = self.history.items(self.options.dialect)
+            replay = [m.encode(m.ItemCreate(item=item)) for item in items]
+            self.log.warning("new realtime session after reconnect; replaying %d items", len(items))
         self._session_event += 1
         update = m.encode(
             m.SessionUpdate(session=self.session(), event_id=f"vg_session_{self._session_event}")
         )
-        # The new session must learn its audio formats before any audio buffered during the
-        # outage is appended, so the update goes to the front of the send buffer.
-        self._buffer.appendleft(update)
+        # The new session must learn its audio formats (and the conversation so far) before
+        # any audio buffered during the outage is appended, so these go to the front of the
+        # send buffer, in order.
+        for message in reversed([update, *replay]):
+            self._buffer.appendleft(message)
         if self.options.greeting and not self._greeted:
             self._greeted = True
             await self._request_response(
@@ -356,12 +395,17 @@ class OpenAIRealtime(WebSocketProvider):
             await self.transmit(m.encode(m.InputAudioAppend(audio=frame.data)))
         elif isinstance(frame, Interrupt):
             await self._interrupt(frame.utterance_id)
-        elif isinstance(frame, Say):
-            await self._request_response(f"Say exactly this, nothing else: {frame.text}")
         elif isinstance(frame, PlayedPosition):
+            self.history.played(frame)
             await self._played(frame)
         elif isinstance(frame, ToolCallResult):
             await self._tool_output(frame.call_id, frame.output)
+        elif isinstance(frame, Say):
+            if len(self._says) >= _MAX_SAYS:
+                self.log.warning("too many Say requests waiting; the oldest is dropped")
+                self._says.popleft()
+            self._says.append(frame)
+            await self._maybe_respond()
 
     async def _interrupt(self, utterance_id: int = 0) -> None:
         item = self._current if not utterance_id else self._by_utterance(utterance_id)
@@ -403,15 +447,17 @@ class OpenAIRealtime(WebSocketProvider):
 
     async def _maybe_respond(self) -> None:
         # One response.create once every tool call of the response has its output and the
-        # response itself is over (a response.create during a response is an error).
-        if (
-            self._outputs_sent
-            and not self._calls_pending
-            and self._response_id is None
-            and not self._response_requested
-        ):
+        # response itself is over (a response.create during a response is an error). Say
+        # requests wait their turn the same way, after any tool follow-up.
+        if self._calls_pending or self._response_id is not None or self._response_requested:
+            return
+        if self._outputs_sent:
             self._outputs_sent = False
             await self._request_response(None)
+        elif self._says:
+            say = self._says.popleft()
+            self._say_uid = say.utterance_id or None
+            await self._request_response(f"Say exactly this, nothing else: {say.text}")
 
     async def _request_response(self, instructions: str | None) -> None:
         params = m.ResponseParams(instructions=instructions) if instructions else None
@@ -456,6 +502,7 @@ class OpenAIRealtime(WebSocketProvider):
         elif isinstance(ev, m.TextDeltaEvent):
             item = self._item(ev.item_id)
             if not item.interrupted:
+                self.history.reply(item.utterance, ev.delta)
                 await self.send("events", AgentText(text=ev.delta, utterance_id=item.utterance))
         elif isinstance(ev, m.TextDoneEvent):
             item = self._item(ev.item_id)
@@ -466,8 +513,15 @@ class OpenAIRealtime(WebSocketProvider):
                 item.done = True
                 await self.send("audio", AudioDone(utterance_id=item.utterance))
         elif isinstance(ev, m.OutputItemAdded):
-            if ev.item.type == "message":
-                self._item(ev.item.id)
+            if ev.item.type == "function_call" and ev.item.call_id and ev.item.name:
+                self._call_names[ev.item.call_id] = ev.item.name
+                while len(self._call_names) > _KEEP_ITEMS:
+                    self._call_names.popitem(last=False)
+            elif ev.item.type == "message":
+                forced = None
+                if self._say_response is not None and ev.response_id == self._say_response[0]:
+                    forced, self._say_response = self._say_response[1], None
+                self._item(ev.item.id, forced)
         elif isinstance(ev, m.SpeechStartedEvent):
             now = time.monotonic()
             t = ev.audio_start_ms / 1000
@@ -479,9 +533,13 @@ class OpenAIRealtime(WebSocketProvider):
         elif isinstance(ev, m.TranscriptionCompleted):
             text = ev.transcript.strip()
             if text:
+                self.history.caller(text)
                 await self.send("events", Transcript(text=text, is_final=True, speech_final=True))
         elif isinstance(ev, m.ResponseCreated):
             self._response_id = ev.response.id
+            if self._response_requested and self._say_uid is not None:
+                # the response we asked for with a Say: its message takes the Say's utterance id
+                self._say_response, self._say_uid = (ev.response.id, self._say_uid), None
             self._response_requested = False
         elif isinstance(ev, m.ResponseDone):
             await self._response_done(ev.response)
@@ -527,13 +585,19 @@ class OpenAIRealtime(WebSocketProvider):
 
     async def _function_call(self, ev: m.FunctionCallDone) -> None:
         self._calls_pending.add(ev.call_id)
-        if self.tool_handler is None:
-            request = ToolCallRequest(call_id=ev.call_id, name=ev.name, arguments=ev.arguments)
+        name = ev.name or self._call_names.pop(ev.call_id, "")
+        if not name:
+            self.log.warning(
+                "function call %s names no function; answered with an error", ev.call_id
+            )
+            await self._tool_output(ev.call_id, _error_json("the function call named no function"))
+        elif self.tool_handler is None:
+            request = ToolCallRequest(call_id=ev.call_id, name=name, arguments=ev.arguments)
             await self.send("events", request)
         elif self._tool_tasks >= self.options.max_tool_calls or self._tg is None:
             await self._tool_output(ev.call_id, _error_json("too many tool calls at once"))
         else:
-            self._tg.start_soon(self._run_tool, ev.call_id, ev.name, ev.arguments)
+            self._tg.start_soon(self._run_tool, ev.call_id, name, ev.arguments)
 
     async def _error(self, err: m.ErrorDetail) -> None:
         if err.event_id and err.event_id.startswith("vg_session_"):
@@ -550,11 +614,13 @@ class OpenAIRealtime(WebSocketProvider):
 
     # ------------------------------------------------------------- bookkeeping
 
-    def _item(self, item_id: str) -> _Item:
+    def _item(self, item_id: str, utterance: int | None = None) -> _Item:
         item = self._items.get(item_id)
         if item is None:
-            self._next_utterance += 1
-            item = self._items[item_id] = _Item(self._next_utterance)
+            if utterance is None:
+                self._next_utterance += 1
+                utterance = self._next_utterance
+            item = self._items[item_id] = _Item(utterance)
             while len(self._items) > _KEEP_ITEMS:
                 self._items.popitem(last=False)
             self._current = item

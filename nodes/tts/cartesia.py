@@ -45,8 +45,10 @@ class CartesiaOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     base_url: str = "wss://api.cartesia.ai"
     """Where the service is; point it at a :class:`~voicegraph.testing.FakeCartesia` in tests."""
-    version: str = "2025-04-16"
-    """``Cartesia-Version``; error and response shapes differ by version, so it is pinned."""
+    version: str = "2026-08-14"
+    """``Cartesia-Version`` (header and query): the version the official cartesia library 4.x
+    sends. Error and response shapes differ by version, so it is pinned; the messages this node
+    sends and reads are the same from 2025-04-16 on, so an older pin works too."""
     model_id: str = "sonic-3"
     voice_id: str = "a0e99841-438c-4a64-b679-ae501e7d6091"
     language: str = "en"
@@ -56,8 +58,9 @@ class CartesiaOptions(msgspec.Struct, frozen=True, kw_only=True):
     add_timestamps: bool = True
     max_buffer_delay_ms: int = 0
     """Server-side text buffering; 0 because this node already sends whole sentences."""
-    auth: Literal["x-api-key", "bearer"] = "x-api-key"
-    """Key header style: ``X-API-Key`` (current spec) or ``Authorization: Bearer`` (SDK 4.x)."""
+    auth: Literal["x-api-key", "bearer"] = "bearer"
+    """Key header style: ``Authorization: Bearer`` (what the official library 4.x sends) or
+    ``X-API-Key`` (the AsyncAPI spec's scheme); the service takes both."""
     max_chunk_chars: int = 250
     """Send buffered text at a word boundary past this many characters even without a full stop."""
 

@@ -142,6 +142,8 @@ class SoftphoneIn(CarrierIn):
     Marks the page reports as not played (dropped by a clear) prove nothing and are only
     counted, in :attr:`unplayed_marks`; :attr:`played_marks` counts the others."""
 
+    skip_unknown_events = False  # our own page's protocol: an unknown type is a bug
+
     def __init__(
         self, socket: MessageSocket, start: SoftphoneStart, options: SoftphoneOptions | None = None
     ) -> None:

@@ -66,6 +66,8 @@ class CartesiaRequest(msgspec.Struct, frozen=True):
     continue_: bool = False
     flush: bool = False
     error: str = ""
+    language: str | None = None
+    voice_id: str | None = None
 
 
 class _Voice(msgspec.Struct, forbid_unknown_fields=True):
@@ -297,7 +299,14 @@ class _Conn:
         assert req.context_id is not None and req.transcript is not None
         fake.received.append(
             CartesiaRequest(
-                self.n, "generate", req.context_id, req.transcript, req.continue_, req.flush
+                self.n,
+                "generate",
+                req.context_id,
+                req.transcript,
+                req.continue_,
+                req.flush,
+                language=req.language,
+                voice_id=req.voice.id if req.voice is not None else None,
             )
         )
         ctx = self.contexts.get(req.context_id)

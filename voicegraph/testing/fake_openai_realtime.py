@@ -168,8 +168,18 @@ class _FunctionOutput(_Strict, tag_field="type", tag="function_call_output"):
     output: str
 
 
+class _TextPart(_Strict):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class _Message(_Strict, tag_field="type", tag="message"):
+    role: Literal["user", "assistant", "system"]
+    content: list[_TextPart]
+
+
 class _ItemCreate(_Event, tag="conversation.item.create"):
-    item: _FunctionOutput
+    item: _FunctionOutput | _Message
     previous_item_id: str | None = None
 
 
@@ -239,6 +249,8 @@ class RealtimeConnection:
         self.appended_bytes = 0
         self.truncations: list[tuple[str, int]] = []
         self.function_outputs: list[tuple[str, str]] = []
+        self.messages: list[tuple[str, str]] = []
+        """``(role, text)`` of each message item the client created (a replayed history)."""
         self.response_creates: list[dict[str, Any] | None] = []
         self.cancels = 0
         self.errors: list[str] = []
@@ -284,14 +296,14 @@ _NAMES = {
         "audio_done": "response.audio.done",
         "transcript_delta": "response.audio_transcript.delta",
         "transcript_done": "response.audio_transcript.done",
-        "audio_part": "audio",
+        "audio_content": "audio",
     },
     "ga": {
         "audio_delta": "response.output_audio.delta",
         "audio_done": "response.output_audio.done",
         "transcript_delta": "response.output_audio_transcript.delta",
         "transcript_done": "response.output_audio_transcript.done",
-        "audio_part": "output_audio",
+        "audio_content": "output_audio",
     },
 }
 
@@ -319,6 +331,7 @@ class _Session:
         self.speaking = False
         self.silence_ms = 0.0
         self.user_item = ""
+        self.speech_start_ms = 0
         self.last_heard = ""
         self.items: dict[str, _Item] = {}
         self.response_id: str | None = None
@@ -348,14 +361,11 @@ class _Session:
         )
 
     async def run(self) -> None:
-        await self.emit(
-            "session.created",
-            session={
-                "id": self.new_id("sess"),
-                "object": "realtime.session",
-                "model": self.conn.model,
-            },
-        )
+        if self.conn.dialect == "ga":
+            created = {"type": "realtime", "model": self.conn.model}
+        else:
+            created = {"id": self.new_id("sess"), "model": self.conn.model}
+        await self.emit("session.created", session=created)
         if self.fault == "malformed":
             await self.ws.send('{"type": "session.updated", "session": ')
         async with anyio.create_task_group() as tg:
@@ -426,6 +436,8 @@ class _Session:
             self.cancel("client_cancelled")
         elif isinstance(ev, _Truncate):
             await self.truncate(ev)
+        elif isinstance(ev, _ItemCreate) and isinstance(ev.item, _Message):
+            await self.message(ev.item)
         elif isinstance(ev, _ItemCreate):
             call_id = ev.item.call_id
             if not any(i.call_id == call_id for i in self.items.values()):
@@ -458,6 +470,33 @@ class _Session:
         elif isinstance(ev, _Clear):
             await self.emit("input_audio_buffer.cleared")
 
+    async def message(self, item: _Message) -> None:
+        """A message item the client added (e.g. a conversation replayed after a reconnect)."""
+        part = "output_text" if self.conn.dialect == "ga" else "text"
+        allowed = {"user": "input_text", "system": "input_text", "assistant": part}[item.role]
+        if any(p.type != allowed for p in item.content):
+            raise _ClientError(
+                f"Invalid value for 'item.content[0].type': a {item.role} message in the "
+                f"{self.conn.dialect} dialect takes '{allowed}' parts.",
+                "invalid_value",
+                "item.content",
+            )
+        text = "".join(p.text for p in item.content)
+        self.conn.messages.append((item.role, text))
+        item_id = self.new_id("item")
+        self.items[item_id] = _Item("message", item.role)
+        await self.emit(
+            "conversation.item.created",
+            previous_item_id=None,
+            item={
+                "id": item_id,
+                "type": "message",
+                "role": item.role,
+                "status": "completed",
+                "content": [{"type": p.type, "text": p.text} for p in item.content],
+            },
+        )
+
     async def update(self, ev: _BetaUpdate | _GAUpdate) -> None:
         session = ev.session
         if isinstance(session, _BetaSession):
@@ -474,6 +513,8 @@ class _Session:
         if vad is not None:
             self.vad = vad
         raw = msgspec.to_builtins(session)
+        for td in _turn_detections(raw):
+            td.setdefault("type", "server_vad")  # the echo states the default the client left out
         self.conn.sessions.append(raw)
         await self.emit("session.updated", session=raw)
 
@@ -494,6 +535,7 @@ class _Session:
                 self.speaking = True
                 self.user_item = self.new_id("item")
                 start = max(0, int(self.audio_ms) - self.vad.prefix_padding_ms)
+                self.speech_start_ms = start
                 await self.emit(
                     "input_audio_buffer.speech_started",
                     audio_start_ms=start,
@@ -543,6 +585,7 @@ class _Session:
                 item_id=item_id,
                 content_index=0,
                 transcript=heard,
+                usage={"type": "duration", "seconds": max(0, end_ms - self.speech_start_ms) / 1000},
             )
         self.last_heard = heard
         if self.vad.create_response and self.response_id is None:
@@ -610,13 +653,14 @@ class _Session:
             "type": "message",
             "role": "assistant",
             "status": "in_progress",
-            "content": [{"type": names["audio_part"], "transcript": ""}],
+            "content": [{"type": names["audio_content"], "transcript": ""}],
         }
         output.append(record)
         ids = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
         await self.emit("response.output_item.added", response_id=rid, output_index=0, item=record)
         await self.emit("conversation.item.created", previous_item_id=None, item=record)
-        await self.emit("response.content_part.added", **ids, part={"type": names["audio_part"]})
+        # a content part is "audio" in both dialects (an item's content is "output_audio" in GA)
+        await self.emit("response.content_part.added", **ids, part={"type": "audio"})
         if fake.ttfb:
             await anyio.sleep(fake.ttfb)
         total_ms = max(fake.chunk_ms, len(text) * fake.ms_per_char)
@@ -648,7 +692,7 @@ class _Session:
         await self.emit(
             "response.content_part.done",
             **ids,
-            part={"type": names["audio_part"], "transcript": text},
+            part={"type": "audio", "transcript": text},
         )
         record["status"] = "completed"
         await self.emit("response.output_item.done", response_id=rid, output_index=0, item=record)
@@ -676,9 +720,9 @@ class _Session:
         args = reply.arguments
         for j in range(0, len(args), 16):
             await self.emit("response.function_call_arguments.delta", **ids, delta=args[j : j + 16])
-        await self.emit(
-            "response.function_call_arguments.done", **ids, name=reply.tool, arguments=args
-        )
+        # Only GA names the function here; beta clients know it from output_item.added.
+        named = {"name": reply.tool} if self.conn.dialect == "ga" else {}
+        await self.emit("response.function_call_arguments.done", **ids, **named, arguments=args)
         record.update(status="completed", arguments=args)
         await self.emit("response.output_item.done", response_id=rid, output_index=0, item=record)
 
@@ -758,10 +802,16 @@ class FakeOpenAIRealtime(FakeServer):
         self.greeting = greeting
         self.connections: list[RealtimeConnection] = []
         self.handshakes = 0
+        self._sessions: set[_Session] = set()
         self._ids = itertools.count(1)
         self._changed = anyio.Event()
         self._transcript = 0
         self._reply = 0
+
+    async def drop(self) -> None:
+        """Close every open connection with 1011, as a service restart would."""
+        for session in list(self._sessions):
+            await session.ws.close(1011, "dropped by the test")
 
     def _notify(self) -> None:
         self._changed.set()
@@ -828,7 +878,19 @@ class FakeOpenAIRealtime(FakeServer):
         await ws.accept()
         conn = RealtimeConnection(dialect, model)
         self.connections.append(conn)
-        await _Session(self, ws, conn, fault).run()
+        session = _Session(self, ws, conn, fault)
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+
+
+def _turn_detections(session: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turn_detection objects of a session dict, flat (beta) or nested (GA)."""
+    found = [session.get("turn_detection")]
+    found.append(session.get("audio", {}).get("input", {}).get("turn_detection"))
+    return [td for td in found if isinstance(td, dict)]
 
 
 def _http_error(message: str, code: str | None = None) -> bytes:

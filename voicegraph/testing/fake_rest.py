@@ -12,9 +12,14 @@ hanging up, and (Twilio) transferring a call.
 
 * Twilio: ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with
   ``Status=completed`` -> 200 and a JSON call resource; 404 ``{"code": 20404}`` for a call that
-  has already ended. ``Twiml=<Response><Dial>+E164</Dial></Response>`` redirects the call to
-  that number (a transfer, recorded in :attr:`FakeCarrierREST.transfers`).
+  has already ended. ``Twiml=<Response><Dial>+E164</Dial></Response>`` (an XML declaration
+  first, as the twilio library writes it, is fine; so is ``<Dial><Number>``) redirects the call
+  to that number (a transfer, recorded in :attr:`FakeCarrierREST.transfers`).
 * Plivo: ``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/`` -> 204; 404 if already gone.
+  ``POST`` to the same path with a JSON body ``{"legs": "aleg", "aleg_url": ..., "aleg_method":
+  ...}`` is the Transfer API: -> 202, then, like Plivo, the fake fetches ``aleg_url`` (signed
+  with ``X-Plivo-Signature-V3``) and records the ``<Dial><Number>`` of the XML it gets back in
+  :attr:`FakeCarrierREST.transfers`.
 
 Both check HTTP Basic credentials (401 otherwise) and record every request in
 :attr:`FakeCarrierREST.requests`, authorised or not. ``fail_first`` makes the first N requests
@@ -29,24 +34,27 @@ import hmac
 import re
 import secrets
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import anyio
+import httpx
 import msgspec
 
+from ..signatures import compute_plivo_v3_signature
 from .fake_dial import Callee, PlacedCall, Placement, plivo_create_errors, twilio_create_errors
 from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
 
-__all__ = ["Callee", "FakeCarrierREST", "PlacedCall", "RecordedHangup"]
+__all__ = ["Callee", "FakeCarrierREST", "PlacedCall", "RecordedHangup", "dial_number"]
 
 _TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls\.json")
 _PLIVO_CREATE = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/")
 MAX_PLACED = 1000
 
 _TWILIO = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json")
-_DIAL = re.compile(r"<Response><Dial>(?P<number>\+[1-9][0-9]{1,14})</Dial></Response>")
+_E164 = re.compile(r"\+?[1-9][0-9]{1,14}")
 _PLIVO = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/(?P<call>[^/]+)/")
 
 
@@ -94,7 +102,12 @@ class FakeCarrierREST(FakeServer):
         self.on_hangup = on_hangup
         self.requests: list[RecordedHangup] = []
         self.transfers: list[tuple[str, str]] = []
-        """``(call id, number)`` of each accepted Twilio transfer."""
+        """``(call id, number)`` of each accepted transfer (Plivo: once its XML was fetched)."""
+        self.runtime_url: str | None = None
+        """Plivo: where the runtime really listens, when it differs from the public URL it puts
+        into ``aleg_url`` (tests): the fetch goes there, signed for the public URL."""
+        self.transfer_fetches: list[int] = []
+        """Plivo: the HTTP status of each fetch of a transfer's ``aleg_url``."""
         self.callee = callee
         """Who answers a placed call: one :class:`Callee` for every number, or a function
         from the E.164 number to its callee (default: a silent person)."""
@@ -234,15 +247,17 @@ class FakeCarrierREST(FakeServer):
             await self._create(request, response)
             return
         if self.carrier == "twilio":
-            match, method = _TWILIO.fullmatch(request.path), "POST"
+            match, methods = _TWILIO.fullmatch(request.path), ("POST",)
         else:
-            match, method = _PLIVO.fullmatch(request.path), "DELETE"
-        form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+            match, methods = _PLIVO.fullmatch(request.path), ("DELETE", "POST")
+        form = _form(request)
         call_id = match["call"] if match else ""
         authorised = (
             self._authorised(request) and bool(match) and match["account"] == self.account_id
         )
-        status, body = self._answer(request, match, method, form, call_id, authorised)
+        status, body = self._answer(request, match, methods, form, call_id, authorised)
+        if status == 202:
+            status, body = await self._plivo_transfer(call_id, form)
         self.requests.append(
             RecordedHangup(request.method, request.path, call_id, form, authorised, status)
         )
@@ -259,12 +274,12 @@ class FakeCarrierREST(FakeServer):
         self,
         request: HTTPRequest,
         match: re.Match[str] | None,
-        method: str,
+        methods: tuple[str, ...],
         form: dict[str, list[str]],
         call_id: str,
         authorised: bool,
     ) -> tuple[int, dict[str, object]]:
-        if match is None or request.method != method:
+        if match is None or request.method not in methods:
             return 404, {"message": "not found"}
         if not authorised:
             return 401, {"code": 20003, "message": "Authenticate"}
@@ -276,15 +291,91 @@ class FakeCarrierREST(FakeServer):
         if self.carrier == "twilio":
             twiml = form.get("Twiml", [""])[0]
             if twiml:
-                dial = _DIAL.fullmatch(twiml)
-                if dial is None:
+                number = dial_number(twiml)
+                if number is None:
                     return 400, {"code": 12100, "message": "Document parse failure"}
-                self.transfers.append((call_id, dial["number"]))
+                self.transfers.append((call_id, number))
                 self.ended.add(call_id)  # the stream ends; the call continues as the <Dial>
                 return 200, {"sid": call_id, "status": "in-progress"}
             if form.get("Status") != ["completed"]:
                 return 400, {"code": 21218, "message": "Status must be completed"}
             self.ended.add(call_id)
             return 200, {"sid": call_id, "status": "completed"}
+        if request.method == "POST":
+            legs, url = form.get("legs", [""])[0], form.get("aleg_url", [""])[0]
+            if legs != "aleg" or not url.startswith(("http://", "https://")):
+                return 400, {"error": "legs must be aleg, with an http(s) aleg_url"}
+            return 202, {}
         self.ended.add(call_id)
         return 204, {}
+
+    async def _plivo_transfer(
+        self, call_id: str, form: dict[str, list[str]]
+    ) -> tuple[int, dict[str, object]]:
+        """Fetch the transfer's XML as Plivo does (signed V3) and record its number."""
+        url = form["aleg_url"][0]
+        method = (form.get("aleg_method", ["POST"])[0] or "POST").upper()
+        params = {"CallUUID": call_id, "CallStatus": "in-progress", "Event": "Transfer"}
+        nonce = secrets.token_hex(10)
+        signed = {k: [v] for k, v in params.items()} if method == "POST" else None
+        headers = {
+            "X-Plivo-Signature-V3": compute_plivo_v3_signature(
+                method, url, signed, nonce, self._auth_token
+            ),
+            "X-Plivo-Signature-V3-Nonce": nonce,
+        }
+        target = url
+        if self.runtime_url is not None:
+            parts = urlsplit(url)
+            target = self.runtime_url.rstrip("/") + urlunsplit(("", "", *parts[2:]))
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                resp = await client.request(
+                    method, target, data=params if method == "POST" else None, headers=headers
+                )
+        except httpx.HTTPError:
+            self.transfer_fetches.append(0)
+            return 202, {"message": "call transferred", "api_id": "fake"}
+        self.transfer_fetches.append(resp.status_code)
+        number = dial_number(resp.text) if resp.status_code == 200 else None
+        if number is not None:
+            self.transfers.append((call_id, number))
+            self.ended.add(call_id)
+        return 202, {"message": "call transferred", "api_id": "fake"}
+
+
+def _form(request: HTTPRequest) -> dict[str, list[str]]:
+    """Form fields of a urlencoded body, or the fields of a JSON object body (the plivo
+    library sends JSON)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            obj = msgspec.json.decode(request.body)
+        except msgspec.DecodeError:
+            return {}
+        if not isinstance(obj, dict):
+            return {}
+        return {str(k): [str(v)] for k, v in obj.items() if v is not None}
+    return parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def dial_number(document: str) -> str | None:
+    """The number (E.164, with ``+``) a TwiML / Plivo XML document dials:
+    ``<Response><Dial>NUMBER</Dial>`` or ``<Response><Dial><Number>NUMBER</Number></Dial>``;
+    ``None`` if it is anything else."""
+    try:
+        root = ET.fromstring(document.strip().encode())
+    except ET.ParseError:
+        return None
+    if root.tag != "Response" or len(root) != 1 or root[0].tag != "Dial":
+        return None
+    dial = root[0]
+    if len(dial) == 1 and dial[0].tag == "Number" and not len(dial[0]):
+        text = dial[0].text or ""
+    elif len(dial) == 0:
+        text = dial.text or ""
+    else:
+        return None
+    text = text.strip()
+    if not _E164.fullmatch(text):
+        return None
+    return text if text.startswith("+") else "+" + text  # Plivo writes numbers without "+"
