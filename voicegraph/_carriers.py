@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
+from . import _reports
 from ._cluster import redeem_stream_token, register_call, release_call
 from .frames import AgentText, AudioFormat
 from .interface import CallInterface
@@ -359,7 +360,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             await register_call(runtime, session)
             async with anyio.create_task_group() as tg:
                 if placed:  # reports about a placed call (machine detection) reach this graph
-                    tg.start_soon(runtime.registry.attach, call_id, call)
+                    tg.start_soon(_reports.attach, runtime, call_id, call)
                 result = await call.run()
                 tg.cancel_scope.cancel()
         finally:
@@ -391,9 +392,9 @@ async def answered_outbound(
     if telephony == "plivo":
         request_uuid = form.get("RequestUUID", "")[:64]
         if request_uuid:
-            await runtime.registry.alias(request_uuid, call_id)
+            await _reports.alias(runtime, request_uuid, call_id)
         answered = CallStatus(call_id=call_id, status="answered", carrier_status="in-progress")
-        await runtime.registry.deliver(call_id, answered)
+        await _reports.deliver(runtime, call_id, answered)
         from .outbound import notify
 
         await notify(runtime.on_status, answered)

@@ -149,4 +149,6 @@ async def transfer_handler(runtime: AgentRuntime, call_id: str, message: dict[st
 
 def default_handlers() -> dict[str, CallHandler]:
     """The message types every runtime handles."""
-    return {"hangup": hangup_handler, "transfer": transfer_handler}
+    from ._reports import handlers
+
+    return {"hangup": hangup_handler, "transfer": transfer_handler, **handlers()}
