@@ -16,6 +16,7 @@ graph as ``<src>_to_<dst>_convert``).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Literal
 
 from .conversation import AgentNode, BargeIn, CallEnd, RealtimeSupervisor, TurnDetector
@@ -230,7 +231,8 @@ def realtime_model_for(
 ) -> Actor:
     """A per-call OpenAI Realtime node configured from a template node and an agent: the
     agent's instructions and tools go into the model's session, and the node runs the tools
-    itself (``end_call``, and ``transfer_call`` when ``can_transfer``)."""
+    itself (``end_call``, and ``transfer_call`` when ``can_transfer``), recording each as
+    ``(name, arguments, output)`` in its ``tool_log`` (the last 256)."""
     from voicegraph.nodes.realtime import OpenAIRealtime
 
     from .agent import CallControl
@@ -243,8 +245,12 @@ def realtime_model_for(
     tools = agent.tools_for(control) if hasattr(agent, "tools_for") else []
     by_name = {t.name: t for t in tools}
 
+    tool_log: deque[tuple[str, str, str]] = deque(maxlen=256)
+
     async def handler(name: str, arguments: str) -> str:
-        return await invoke_by_name(by_name, name, arguments)
+        output = await invoke_by_name(by_name, name, arguments)
+        tool_log.append((name, arguments, output))  # what tests and scenarios report
+        return output
 
     fmt = (
         audio_format
@@ -268,6 +274,7 @@ def realtime_model_for(
         reconnect=template.reconnect_policy,
     )
     node.call_control = control  # type: ignore[attr-defined]
+    node.tool_log = tool_log  # type: ignore[attr-defined]
     return node
 
 
