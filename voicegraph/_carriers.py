@@ -490,9 +490,7 @@ async def _goodbye(
     text = iface.goodbye if text is None else text
     within = max(1.0, call.grace - 3) if within is None else max(0.5, within)
     if text and iface.pipeline == "managed":
-        name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
-        await call.inject(name, "in", AgentText(text=text, last=True))
-        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
+        await _say_managed(call, session, text, within)
     elif text and "tts" in call.graph and "playout" in call.graph:
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
@@ -506,6 +504,19 @@ async def _goodbye(
                 logger.warning("[%s] goodbye not confirmed as played", call.call_id)
     assert session.hangup is not None
     await session.hangup()
+
+
+MANAGED_APOLOGY = "Sorry, we are having technical difficulties. Please call again later. Goodbye."
+"""What a managed (ConversationRelay) call hears when its agent fails: Twilio speaks it."""
+
+
+async def _say_managed(call: Call, session: CallSession, text: str, within: float) -> None:
+    """Managed mode: send ``text`` as one complete talk cycle for Twilio to speak, then wait an
+    estimate of its speaking time (ConversationRelay confirms nothing): 1 s plus 2.5 words a
+    second, at most ``within`` seconds."""
+    name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
+    await call.inject(name, "in", AgentText(text=text, last=True))
+    await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
 
 
 APOLOGY_UTTERANCE = 2**31 - 1  # an utterance id no agent uses
@@ -522,11 +533,19 @@ def _apology_pcm() -> bytes:
 
 async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
     """A node failed (a provider stayed down, say): play the pre-rendered apology through the
-    still-running playout, wait until the carrier acknowledged it, then hang up over REST. The
+    still-running playout, wait until the carrier acknowledged it, then hang up over REST. In
+    managed mode Twilio speaks :data:`MANAGED_APOLOGY` instead (see :func:`_say_managed`). The
     call does not go silent. Skipped when the failure is in the carrier path itself."""
     from .frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
 
-    if "playout" in call.graph and failure.node not in _CARRIER_NODES:
+    carrier_failed = failure.node in _CARRIER_NODES or (
+        failure.node in call.graph and call.graph[failure.node] is session.carrier_out
+    )
+    if session.interface.pipeline == "managed" and not carrier_failed:
+        call.publish(TimelineMark(turn=-1, stage="apology"))
+        await _say_managed(call, session, MANAGED_APOLOGY, max(1.0, call.grace - 2))
+        logger.info("[%s] apology sent to be spoken", call.call_id)
+    elif "playout" in call.graph and failure.node not in _CARRIER_NODES:
         call.publish(TimelineMark(turn=-1, stage="apology"))
 
         async def play() -> None:
