@@ -13,9 +13,7 @@ import argparse
 import time
 from typing import Any
 
-import anyio
-
-from .common import percentile, table, verdict, write_json
+from .common import backend, percentile, table, verdict, write_json
 
 TARGET_SECONDS = 0.5
 
@@ -102,8 +100,12 @@ def main(argv: list[str]) -> int:
         prog="python -m benchmarks textmode", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--runs", type=int, default=20)
-    # trio until the fakes' server runs on asyncio too (the asyncio-default work)
-    ap.add_argument("--backend", choices=("asyncio", "trio"), default="trio")
+    ap.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default=None,
+        help="default: voicegraph's default, asyncio (or $VOICEGRAPH_BENCH_BACKEND)",
+    )
     ap.add_argument("--quick", action="store_true", help="3 runs (smoke run)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -111,7 +113,10 @@ def main(argv: list[str]) -> int:
         args.runs = 3
     if not 1 <= args.runs <= 1000:
         ap.error("--runs must be between 1 and 1000")
-    runs = anyio.run(run, args.runs, backend=args.backend)
+    from voicegraph.backends import run as run_on
+
+    args.backend = args.backend or backend()
+    runs = run_on(run, args.runs, backend=args.backend)
     secs = sorted(r["seconds"] for r in runs)
     median, p95 = percentile(secs, 50), percentile(secs, 95)
     ok = median < TARGET_SECONDS

@@ -1,7 +1,9 @@
 """Real ``voicegraph serve`` processes sharing one real Redis, for the multi-instance tests.
 
 Each instance serves docs/deploy.md's ``app.py`` (taken from the page, so the documented module
-is the tested one) with a ``lines.py`` holding one Twilio line on the echo graph.
+is the tested one) with a ``lines.py`` holding one Twilio line on the echo graph (a placed call with machine
+detection waits for its verdict, and a machine is hung up on: the carrier's report is visible
+on the call).
 """
 
 from __future__ import annotations
@@ -28,7 +30,19 @@ LINES = f'''
 import os
 
 from voicegraph import CallInterface
+from voicegraph.amd import AnsweringMachine
 from voicegraph.testing.server import echo_graph
+
+
+def graph(session):
+    g = echo_graph(session)
+    if session.params.get("dial") == "amd":  # placed with machine detection
+        g.add("answering", AnsweringMachine(session.audio_format, voicemail=None))
+        g.edges = [e for e in g.edges if (e.src, e.src_port) != ("carrier_in", "audio")]
+        g.connect("carrier_in.audio", "answering.audio")
+        g.connect("answering.audio", "echo.audio")
+        g.connect("answering.hangup", "carrier_out.in")
+    return g
 
 LINES = [
     CallInterface(
@@ -36,7 +50,7 @@ LINES = [
         "{NUMBER}",
         account_sid="{SID}",
         auth_token="{TOKEN}",
-        graph=echo_graph,
+        graph=graph,
         api_base_url=os.environ["TEST_CARRIER_API"],  # loopback: never a real carrier
     )
 ]

@@ -1,20 +1,25 @@
 """Two server processes sharing one real Redis, as two machines behind a load balancer: the
 webhook may land on one and the stream on the other, a token is single use across both, a
-request about a call reaches the instance holding it, and max_calls holds across both."""
+request about a call reaches the instance holding it, a carrier's report reaches the call and
+the dial handle wherever they are, and max_calls holds across both."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 import pytest
-from cluster_kit import CONTROL, NUMBER, PUBLIC, TOKEN, Instance, start_instances
+from cluster_kit import CONTROL, NUMBER, PUBLIC, SID, TOKEN, Instance, start_instances
 from redis_kit import RedisServer
 
-from voicegraph.testing import TwilioCaller
+from voicegraph import AgentRuntime, CallInterface
+from voicegraph.signatures import compute_twilio_signature
+from voicegraph.testing import FakeCarrierREST, TwilioCaller
 from voicegraph.testing._simcall import CallRejected
+from voicegraph.testing.server import echo_graph, serve_runtime
 
 MAX_CALLS = 2
 
@@ -145,3 +150,53 @@ async def test_redis_down_refuses_new_calls_while_a_live_call_goes_on(tmp_path) 
 async def _ready(inst: Instance) -> bool:
     async with httpx.AsyncClient() as client:
         return (await client.get(inst.url + "/readyz")).status_code == 200
+
+
+async def post_twilio_report(inst: Instance, form: dict[str, str]) -> int:
+    """A signed Twilio status callback, as Twilio posts it to the public status URL."""
+    signature = compute_twilio_signature(PUBLIC + "/call/status", form, TOKEN)
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            inst.url + "/call/status", data=form, headers={"X-Twilio-Signature": signature}
+        )
+    return resp.status_code
+
+
+@pytest.mark.anyio
+async def test_a_status_callback_at_one_instance_reaches_the_call_and_the_dial_handle_elsewhere(
+    pair: list[Instance], redis_server: Any
+) -> None:
+    # three workers: this test's process dials, the carrier answers at A with the stream on B,
+    # and posts its reports to A
+    a, b = pair
+    callee_number = "+15557654321"
+    async with FakeCarrierREST("twilio", SID, TOKEN, place=False) as rest:
+        line = CallInterface(
+            "twilio",
+            NUMBER,
+            account_sid=SID,
+            auth_token=TOKEN,
+            graph=echo_graph,
+            api_base_url=rest.base_url,
+        )
+        dialler = AgentRuntime([line], public_url=PUBLIC, state=redis_server.url)
+        async with serve_runtime(dialler):
+            handle = await dialler.dial(callee_number, machine_detection=True)
+            webhook = urlsplit((await rest.wait_placed()).request["Url"])
+            callee = TwilioCaller(
+                a.url, TOKEN, account_sid=SID, to=callee_number, from_=NUMBER, public_url=PUBLIC
+            )
+            report = {"CallSid": handle.call_id, "AccountSid": SID, "Direction": "outbound-api"}
+            extra = {"Direction": "outbound-api", "CallStatus": "in-progress"}
+            path = f"{webhook.path}?{webhook.query}"
+            async with callee.dial(path, extra=extra, call_sid=handle.call_id, via=b.url) as call:
+                verdict = {**report, "AnsweredBy": "machine_end_beep"}
+                assert await post_twilio_report(a, verdict) == 204
+                await call.wait_closed(timeout=20)  # B's graph hung up on the machine
+                assert call.closed_by_server
+            completed = {**report, "CallStatus": "completed", "CallDuration": "3"}
+            assert await post_twilio_report(a, completed) == 204
+            final = await handle.outcome(timeout=20)
+    assert handle.answered_by is not None and handle.answered_by.result == "machine"
+    assert final.status == "completed" and final.duration == 3.0
+    await wait_for(lambda: all_released(pair))

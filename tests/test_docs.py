@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -113,6 +114,32 @@ def test_asyncio_page_fastapi_example_mounts_the_runtime_under_its_prefix(monkey
 
     mounts = {r.path: r.app for r in scope["app"].routes if isinstance(r, Mount)}  # type: ignore[attr-defined]
     assert mounts == {"/voice": scope["runtime"].app}  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_asyncio_page_fastapi_example_runs_the_runtimes_background_work(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from voicegraph.state import CallRecord
+
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "doc-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-doc-test")
+    scope: dict[str, Any] = {}
+    exec(
+        compile(_blocks((DOCS / "asyncio.md").read_text(), "python")[1], "asyncio.md", "exec"),
+        scope,
+    )
+    app, runtime = scope["app"], scope["runtime"]
+    got = anyio.Event()
+
+    async def ping(runtime: Any, call_id: str, message: dict[str, Any]) -> None:
+        got.set()
+
+    runtime.call_handlers["ping"] = ping
+    async with app.router.lifespan_context(app):
+        await runtime.state.register(CallRecord("CA1", runtime.state.worker_id))
+        assert await runtime.state.publish("CA1", {"type": "ping"})
+        with anyio.fail_after(10):
+            await got.wait()  # handled: the state's channel runs in the app's lifespan
 
 
 def test_asyncio_page_pytest_example_passes_under_both_plugins(tmp_path: Path) -> None:

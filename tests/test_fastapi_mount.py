@@ -43,13 +43,13 @@ def fastapi_app(runtime: AgentRuntime, prefix: str) -> Any:
 
 
 @asynccontextmanager
-async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
+async def uvicorn_serving(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1:0; yields the base URL."""
     import uvicorn
 
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(server.serve, sockets=[sock]))
         try:
@@ -109,3 +109,84 @@ async def test_a_webhook_signed_without_the_mount_prefix_is_refused() -> None:
     async with uvicorn_serving(fastapi_app(runtime(), "/voice")) as base:
         resp = await post_signed(base, "/voice", "")
     assert resp.status_code == 403
+
+
+def fastapi_app_with_lifespan(runtime: AgentRuntime) -> Any:
+    """docs/asyncio.md's set-up: the runtime's background work in the app's lifespan."""
+    from fastapi import FastAPI
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan():
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.mount("/voice", runtime.app)
+    return app
+
+
+async def open_call(base: str) -> Any:
+    resp = await post_signed(base, "/voice", "/voice")
+    assert resp.status_code == 200, resp.text
+    stream = ET.fromstring(resp.text).find("./Connect/Stream")
+    assert stream is not None
+    stream_url = stream.get("url", "")
+    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    handshake = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(stream_url, {})}
+    local = (
+        "ws://127.0.0.1:" + base.rsplit(":", 1)[1] + stream_url[len("wss://agent.example.com") :]
+    )
+    return local, handshake, params
+
+
+@pytest.mark.anyio
+async def test_a_mounted_runtime_runs_its_background_work_in_the_apps_lifespan() -> None:
+    from voicegraph.observability import Observability
+    from voicegraph.observability.looplag import LoopLag
+
+    lag = LoopLag(interval=0.01)
+    iface = CallInterface("twilio", NUMBER, account_sid=SID, auth_token=TOKEN, graph=echo_graph)
+    control = "control-token-0123456789"
+    mounted = AgentRuntime(
+        [iface],
+        public_url=PUBLIC,
+        control_token=control,
+        observability=Observability(loop_lag=lag),
+    )
+    async with uvicorn_serving(fastapi_app_with_lifespan(mounted), lifespan="on") as base:
+        local, handshake, params = await open_call(base)
+        async with connect_websocket(local, handshake) as sock:
+            call = TwilioCall(sock, call_sid=CALL_SID, account_sid=SID, custom_parameters=params)
+            async with call.running():
+                await call.send_audio(b"\x10" * 1600)
+                await call.wait_for_audio(0.2, timeout=10)
+                # a call-control message is handled by the state's channel, which the lifespan runs
+                async with httpx.AsyncClient() as client:
+                    resp = await client.post(
+                        f"{base}/voice/calls/{CALL_SID}/hangup",
+                        headers={"Authorization": f"Bearer {control}"},
+                    )
+                assert resp.status_code == 202
+                await call.wait_closed(timeout=10)
+    assert call.closed_by_server
+    assert lag.samples > 0  # the loop-lag monitor ran
+
+
+@pytest.mark.anyio
+async def test_the_runtimes_lifespan_starts_its_background_work_once() -> None:
+    from voicegraph.state import MemoryState
+
+    class CountingState(MemoryState):
+        runs = 0
+
+        async def run(self, deliver: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            CountingState.runs += 1
+            await super().run(deliver, task_status=task_status)
+
+    iface = CallInterface("twilio", NUMBER, account_sid=SID, auth_token=TOKEN, graph=echo_graph)
+    mounted = AgentRuntime([iface], public_url=PUBLIC, state=CountingState())
+    async with mounted.lifespan(), mounted.lifespan():  # e.g. the ASGI lifespan and FastAPI's
+        pass
+    async with mounted.lifespan():  # once over, it can run again
+        pass
+    assert CountingState.runs == 2

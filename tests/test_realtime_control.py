@@ -19,7 +19,6 @@ from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, Realtime
 from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.testing.plivo_caller import PlivoCaller
 from voicegraph.testing.twilio_caller import TwilioCaller
-from voicegraph.wsio import SocketClosed
 
 CARRIERS = ["twilio", "plivo"]
 ACCOUNT = {"twilio": "AC" + "0" * 32, "plivo": "MA" + "X" * 18}
@@ -27,7 +26,7 @@ LONG = (
     "We have a lovely terrace, a quiet room at the back, and a long table by the window that "
     "seats up to twelve people, and tonight the chef is cooking a seven course tasting menu."
 )
-SAY = "Say exactly: "
+SAY = "Say exactly this, nothing else: "
 
 
 def echo_say(heard: str) -> str:
@@ -68,11 +67,8 @@ def rate(carrier: str) -> int:
 async def talk_until(call: Any, done: Any, timeout: float = 20) -> None:
     """Send silence until ``done()`` (or the server ends the call)."""
     with anyio.fail_after(timeout):
-        while not done():
-            try:
-                await call.send_silence(0.2)
-            except SocketClosed:
-                return
+        while not done() and not call.closed:
+            await call.send_silence(0.2)  # ends early and quietly if the server hangs up
 
 
 def played(events: list[Any], utterance: int) -> list[PlayedPosition]:

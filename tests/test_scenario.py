@@ -13,6 +13,7 @@ from voicegraph.testing import (
     ScriptedToolCall,
     serve_app,
 )
+from voicegraph.testing.fake_openai_realtime import RealtimeReply
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +109,49 @@ async def test_the_same_script_runs_as_a_cascading_call(carrier: str) -> None:
     assert interrupted is not None and interrupted.interrupted
     assert LONG.startswith(interrupted.heard) and interrupted.heard != LONG
     assert all(t.latency is not None for t in result.turns)
+
+
+REALTIME = [
+    RealtimeReply(tool="book_table", arguments='{"party": 2, "time": "19:00"}'),
+    "Booked for two at seven.",
+    "Four it is.",
+    RealtimeReply(tool="end_call", arguments='{"last_sentence": "Goodbye!"}'),
+    "Goodbye!",
+]
+
+
+def realtime_booking() -> Scenario:
+    return (
+        Scenario("booking")
+        .say(
+            "a table for two at seven",
+            expect=lambda r: (
+                r.assert_tool_called("book_table", party=2, time="19:00"),
+                r.assert_says("booked for two"),
+            ),
+        )
+        .say("make it four", expect=lambda r: r.assert_says("four"))
+        .say("that's all", expect=lambda r: r.assert_ended())
+    )
+
+
+async def test_a_script_runs_as_a_realtime_call_with_its_tool_calls_and_hang_up() -> None:
+    script = realtime_booking()
+    async with FakeProviders(lines=script.lines(), realtime=REALTIME) as fakes:
+        agent = Agent("x", tools=[book_table])
+        async with serve_app(fakes.line(agent, pipeline="realtime")) as app:
+            result = await script.run_call(app)
+    assert result.passed, result.report()
+    assert result.mode == "call:realtime/twilio"
+    first = result.turns[0].reply
+    assert first is not None and [c.name for c in first.tool_calls] == ["book_table"]
+    assert first.tool_calls[0].result == "booked 2 at 19:00"
+    assert result.turns[2].reply is not None and result.turns[2].reply.ended
+
+
+async def test_a_realtime_scenario_refuses_an_interruption_after_n_words() -> None:
+    script = Scenario().say("tell me about the rooms", interrupt_after=4)
+    async with FakeProviders(lines=script.lines(), realtime=[LONG]) as fakes:
+        async with serve_app(fakes.line(Agent("x"), pipeline="realtime")) as app:
+            with pytest.raises(ValueError, match="interrupt_after needs"):
+                await script.run_call(app)

@@ -194,6 +194,62 @@ async def test_a_message_must_be_a_small_json_object(redis_server: Any) -> None:
         await a.publish("CA1", ["hangup"])  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------- placed calls
+
+
+@pytest.mark.anyio
+async def test_a_report_reaches_the_dialling_worker_and_the_call_holder_once_each(
+    redis_server: Any,
+) -> None:
+    dialler, holder, receiver = cluster(redis_server.url, 3)
+    d, h, r = Inbox(), Inbox(), Inbox()
+    async with running(dialler, inbox=d), running(holder, inbox=h), running(receiver, inbox=r):
+        await dialler.place("CA1", 60)
+        await holder.register(record(holder, "CA1"))
+        assert await receiver.report("CA1", {"type": "carrier_report"}) == 2
+        await d.wait()
+        await h.wait()
+    assert d.got == h.got == [("CA1", {"type": "carrier_report"})]
+    assert r.got == []
+
+
+@pytest.mark.anyio
+async def test_a_report_for_a_worker_holding_both_is_delivered_once(redis_server: Any) -> None:
+    a, b = cluster(redis_server.url)
+    inbox = Inbox()
+    async with running(a, inbox=inbox), running(b):
+        await a.place("CA1", 60)
+        await a.register(record(a, "CA1"))
+        assert await b.report("CA1", {"type": "carrier_report"}) == 1
+        await inbox.wait()
+    assert inbox.got == [("CA1", {"type": "carrier_report"})]
+
+
+@pytest.mark.anyio
+async def test_an_aliased_placed_call_is_reached_by_either_id(redis_server: Any) -> None:
+    dialler, other = cluster(redis_server.url)
+    inbox = Inbox()
+    async with running(dialler, inbox=inbox), running(other):
+        await dialler.place("request-uuid", 60)
+        assert await other.report("call-uuid", {"type": "carrier_report"}) == 0
+        await other.alias_placed("request-uuid", "call-uuid")
+        assert await other.report("call-uuid", {"type": "carrier_report"}) == 1
+        await inbox.wait()
+    assert inbox.got == [("call-uuid", {"type": "carrier_report"})]
+
+
+@pytest.mark.anyio
+async def test_in_process_state_reports_to_its_placed_and_live_calls() -> None:
+    state, inbox = MemoryState(), Inbox()
+    async with running(state, inbox=inbox):
+        await state.place("request-uuid", 60)
+        await state.alias_placed("request-uuid", "call-uuid")
+        assert await state.report("call-uuid", {"type": "carrier_report"}) == 1
+        assert await state.report("CA404", {"type": "carrier_report"}) == 0
+        await inbox.wait()
+    assert inbox.got == [("call-uuid", {"type": "carrier_report"})]
+
+
 # ------------------------------------------------------------------- unreachable
 
 

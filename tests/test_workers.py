@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+import msgspec
 import psutil
 import pytest
 
@@ -84,3 +85,40 @@ async def test_a_signal_to_the_parent_drains_every_worker_then_the_parent_exits(
     assert code == 0, stderr
     assert stderr.count("draining:") == 2, stderr  # each worker drained once
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.anyio
+async def test_workers_log_in_the_format_and_at_the_level_the_command_line_asked(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "workers_app.py").write_text(APP)
+    cmd = [sys.executable, "-m", "voicegraph.cli", "--log-format", "json", "serve"]
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        parent = await anyio.open_process(
+            [*cmd, "workers_app:runtime", "-v", "--port", "0", "--workers", "2"],
+            cwd=tmp_path,
+            stderr=err,
+        )
+    try:
+        assert parent.stdout is not None
+        line = b""
+        with anyio.fail_after(60):
+            while not line.endswith(b"\n"):
+                line += await parent.stdout.receive(1)
+        await wait_serving(line.split()[2].decode())
+        parent.send_signal(signal.SIGTERM)
+        with anyio.fail_after(60):
+            code = await parent.wait()
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+            await parent.wait()
+        await parent.aclose()
+    stderr = log.read_text()
+    assert code == 0, stderr
+    records = [msgspec.json.decode(x) for x in stderr.splitlines() if x.strip()]  # all JSON
+    messages = [r["message"] for r in records if r["logger"] == "voicegraph.server"]
+    # INFO records (-v) from each worker: its address at start, its drain at the end
+    assert sum(m.startswith("serving on") for m in messages) == 2, stderr
+    assert sum(m.startswith("draining:") for m in messages) == 2, stderr

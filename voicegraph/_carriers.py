@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
+from . import _reports
 from ._cluster import redeem_stream_token, register_call, release_call
 from ._transfer import rest_transfer
 from .frames import AgentText, AudioFormat
@@ -362,7 +363,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             await register_call(runtime, session)
             async with anyio.create_task_group() as tg:
                 if placed:  # reports about a placed call (machine detection) reach this graph
-                    tg.start_soon(runtime.registry.attach, call_id, call)
+                    tg.start_soon(_reports.attach, runtime, call_id, call)
                 result = await call.run()
                 tg.cancel_scope.cancel()
         finally:
@@ -394,9 +395,9 @@ async def answered_outbound(
     if telephony == "plivo":
         request_uuid = form.get("RequestUUID", "")[:64]
         if request_uuid:
-            await runtime.registry.alias(request_uuid, call_id)
+            await _reports.alias(runtime, request_uuid, call_id)
         answered = CallStatus(call_id=call_id, status="answered", carrier_status="in-progress")
-        await runtime.registry.deliver(call_id, answered)
+        await _reports.deliver(runtime, call_id, answered)
         from .outbound import notify
 
         await notify(runtime.on_status, answered)
@@ -477,9 +478,7 @@ async def _goodbye(
     within = max(1.0, call.grace - 3) if within is None else max(0.5, within)
     inject: Callable[[], Awaitable[None]] | None = None
     if text and iface.pipeline == "managed":
-        name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
-        await call.inject(name, "in", AgentText(text=text, last=True))
-        await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
+        await _say_managed(call, session, text, within)
     elif text and "tts" in call.graph and "playout" in call.graph:
         port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
         if port is not None:
@@ -501,6 +500,19 @@ async def _goodbye(
     await session.hangup()
 
 
+MANAGED_APOLOGY = "Sorry, we are having technical difficulties. Please call again later. Goodbye."
+"""What a managed (ConversationRelay) call hears when its agent fails: Twilio speaks it."""
+
+
+async def _say_managed(call: Call, session: CallSession, text: str, within: float) -> None:
+    """Managed mode: send ``text`` as one complete talk cycle for Twilio to speak, then wait an
+    estimate of its speaking time (ConversationRelay confirms nothing): 1 s plus 2.5 words a
+    second, at most ``within`` seconds."""
+    name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
+    await call.inject(name, "in", AgentText(text=text, last=True))
+    await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
+
+
 APOLOGY_UTTERANCE = 2**31 - 1  # an utterance id no agent uses
 _CARRIER_NODES = ("carrier_in", "carrier_out", "playout")
 
@@ -515,11 +527,19 @@ def _apology_pcm() -> bytes:
 
 async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
     """A node failed (a provider stayed down, say): play the pre-rendered apology through the
-    still-running playout, wait until the carrier acknowledged it, then hang up over REST. The
+    still-running playout, wait until the carrier acknowledged it, then hang up over REST. In
+    managed mode Twilio speaks :data:`MANAGED_APOLOGY` instead (see :func:`_say_managed`). The
     call does not go silent. Skipped when the failure is in the carrier path itself."""
     from .frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
 
-    if "playout" in call.graph and failure.node not in _CARRIER_NODES:
+    carrier_failed = failure.node in _CARRIER_NODES or (
+        failure.node in call.graph and call.graph[failure.node] is session.carrier_out
+    )
+    if session.interface.pipeline == "managed" and not carrier_failed:
+        call.publish(TimelineMark(turn=-1, stage="apology"))
+        await _say_managed(call, session, MANAGED_APOLOGY, max(1.0, call.grace - 2))
+        logger.info("[%s] apology sent to be spoken", call.call_id)
+    elif "playout" in call.graph and failure.node not in _CARRIER_NODES:
         call.publish(TimelineMark(turn=-1, stage="apology"))
 
         async def play() -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CallHandler",
     "admit_call",
+    "background",
     "default_handlers",
     "deliver",
     "redeem_stream_token",
@@ -100,12 +102,36 @@ async def release_call(runtime: AgentRuntime, call_id: str) -> None:
 async def run_lifespan(
     runtime: AgentRuntime, app: Any, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
-    """The ASGI lifespan: run the state's background work while ``app`` (Quart) handles the
+    """The ASGI lifespan: run the runtime's background work while ``app`` (Quart) handles the
     startup and shutdown messages."""
-    async with anyio.create_task_group() as tg:
-        await tg.start(partial(runtime.state.run, partial(deliver, runtime)))
+    async with background(runtime):
         await app(scope, receive, send)
-        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def background(runtime: AgentRuntime) -> AsyncIterator[None]:
+    """Run the runtime's background work while the block runs: the call state's (its channel's
+    dispatcher; with Redis, the heartbeat and the subscription) and the observability loop
+    (loop-lag monitor, sampled metrics). Each runs once per runtime: an entry while it already
+    runs (the runtime's own ASGI lifespan and a FastAPI lifespan, say) adds nothing. Enter and
+    leave it in one task, as a lifespan does."""
+    state = not runtime._running.get("state")
+    obs = runtime.observability is not None and not runtime._running.get("observability")
+    async with anyio.create_task_group() as tg:
+        if state:
+            runtime._running["state"] = True
+            await tg.start(partial(runtime.state.run, partial(deliver, runtime)))
+        if obs:
+            runtime._running["observability"] = True
+            tg.start_soon(runtime.observability.run, runtime)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+            if state:
+                runtime._running["state"] = False
+            if obs:
+                runtime._running["observability"] = False
 
 
 async def deliver(runtime: AgentRuntime, call_id: str, message: dict[str, Any]) -> None:
@@ -149,4 +175,6 @@ async def transfer_handler(runtime: AgentRuntime, call_id: str, message: dict[st
 
 def default_handlers() -> dict[str, CallHandler]:
     """The message types every runtime handles."""
-    return {"hangup": hangup_handler, "transfer": transfer_handler}
+    from ._reports import handlers
+
+    return {"hangup": hangup_handler, "transfer": transfer_handler, **handlers()}

@@ -191,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.workers,
         softphone=args.softphone,
         backend=args.backend,
+        log_format=args.log_format,
     )
 
 

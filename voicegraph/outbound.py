@@ -8,9 +8,9 @@ an inbound one. What the carrier reports afterwards -- ringing, answered, comple
 duration, busy, no-answer, the machine-detection verdict, a recording URL -- arrives on the
 runtime's status path (:mod:`voicegraph.status`) and is delivered through the registry.
 
-The registry is in-process. Its five methods (``add``, ``alias``, ``attach``, ``detach``,
-``deliver``) are the whole interface, so a shared backend (several workers, one Redis) can
-implement the same and route a report to whichever worker holds the call.
+The registry is in-process. With a shared state (several workers or machines, one Redis) a
+report that lands on a worker without the handle or the live call is passed to the workers
+that hold them (:mod:`voicegraph._reports`), whose registries take it from there.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from . import _reports
 from .frames import AnsweredBy, CallStatus, Frame, RecordingReady
 from .interface import CallInterface, IncompatibleOptionsError, InvalidOptionError
 from .transports._rest import DialError
@@ -150,6 +151,19 @@ class CallRegistry:
 
     def _id(self, call_id: str) -> str:
         return self._aliases.get(call_id, call_id)
+
+    def resolve(self, call_id: str) -> str:
+        """The id this registry knows the call by (Plivo's call UUID for its request UUID)."""
+        return self._aliases.get(call_id, call_id)
+
+    def holds_handle(self, call_id: str) -> bool:
+        """Whether the dial handle of ``call_id`` is in this process."""
+        return self._id(call_id) in self.handles
+
+    def holds_both(self, call_id: str) -> bool:
+        """Whether both the dial handle and the live call of ``call_id`` are in this process."""
+        cid = self._id(call_id)
+        return cid in self.handles and cid in self.calls
 
     async def add(self, handle: OutboundCall) -> None:
         """Register a placed call under ``handle.call_id``; replay what arrived before."""
@@ -351,6 +365,7 @@ async def dial(
                 machine_detection_url=status,
             )
         await registry.add(handle)
+        await _reports.placed(runtime, handle)
     finally:
         runtime.dialing -= 1
     logger.info("[%s] dialling %s from %s", handle.call_id, to, iface.phone_number)

@@ -16,6 +16,7 @@ graph as ``<src>_to_<dst>_convert``).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Literal
 
 from .conversation import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
@@ -277,7 +278,8 @@ def realtime_model_for(
 ) -> Actor:
     """A per-call OpenAI Realtime node configured from a template node and an agent: the
     agent's instructions and tools go into the model's session, and the node runs the tools
-    itself (``end_call``, and ``transfer_call`` when ``can_transfer``). With ``interruptible``
+    itself (``end_call``, and ``transfer_call`` when ``can_transfer``), recording each as
+    ``(name, arguments, output)`` in its ``tool_log`` (the last 256). With ``interruptible``
     ``"none"`` or ``"dtmf"`` the service's VAD may not cut the model's replies.
 
     The node gets ``call_control`` (the tools' :class:`~voicegraph.agent.CallControl`) and
@@ -296,10 +298,12 @@ def realtime_model_for(
     by_name = {t.name: t for t in tools}
 
     marks: list[int] = []
+    tool_log: deque[tuple[str, str, str]] = deque(maxlen=256)
 
     async def handler(name: str, arguments: str) -> str:
         before = (control.ending, control.transfer_to)
         output = await invoke_by_name(by_name, name, arguments)
+        tool_log.append((name, arguments, output))  # what tests and scenarios report
         if (control.ending, control.transfer_to) != before and not marks:
             marks.append(node.last_utterance)
         return output
@@ -329,6 +333,7 @@ def realtime_model_for(
     )
     node.call_control = control  # type: ignore[attr-defined]
     node.control_after = lambda: marks[0] if marks else None  # type: ignore[attr-defined]
+    node.tool_log = tool_log  # type: ignore[attr-defined]
     return node
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -188,6 +189,7 @@ class AgentRuntime:
         self._idle.set()
         self._shutdown: anyio.Event | None = None
         self._pending_shutdown = False
+        self._running: dict[str, bool] = {}  # background work that runs now (see lifespan())
         self.app = self._build_app()
         """The ASGI application (serve it with any ASGI server)."""
 
@@ -440,6 +442,20 @@ class AgentRuntime:
         if not self.calls:
             self._idle.set()
 
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """Run the runtime's background work while the ``async with`` block runs: the call
+        state's (the channel that call-control requests and carrier reports for other workers
+        travel on; with Redis, the heartbeat that keeps this worker's calls registered) and the
+        observability loop (loop-lag monitor, sampled metrics).
+
+        :meth:`serve`, and any ASGI server serving :attr:`app` itself, do this through the ASGI
+        lifespan. A runtime *mounted* into FastAPI or Starlette gets no lifespan events (the
+        framework does not pass them to mounted apps): enter this in your app's lifespan. Work
+        already running is not started twice. Enter and leave it in the same task."""
+        from ._cluster import background
+
+        return background(self)
+
     def shutdown(self) -> None:
         """Start a graceful shutdown of :meth:`serve` (safe to call more than once)."""
         if self._shutdown is not None:
@@ -526,12 +542,20 @@ class AgentRuntime:
             if handle_signals:
                 await tg.start(self._watch_signals, shutdown)
             if self.observability is not None:
-                tg.start_soon(self.observability.run, self, shutdown)
+                # marked before the server starts, so its ASGI lifespan does not start it too
+                self._running["observability"] = True
+                tg.start_soon(self._observe, shutdown)
             tg.start_soon(server)
             logger.info("serving on %s", ", ".join(binds))
             task_status.started(binds)
             if on_ready is not None:
                 on_ready(binds)
+
+    async def _observe(self, shutdown: anyio.Event) -> None:
+        try:
+            await self.observability.run(self, shutdown)
+        finally:
+            self._running["observability"] = False
 
     async def _watch_signals(
         self, shutdown: anyio.Event, *, task_status: anyio.abc.TaskStatus[None]

@@ -8,7 +8,8 @@ no-answer / failed / canceled with ``CallDuration``), the asynchronous machine-d
 turned into a frame -- :class:`~voicegraph.frames.CallStatus`,
 :class:`~voicegraph.frames.AnsweredBy` or :class:`~voicegraph.frames.RecordingReady` -- and
 delivered through the runtime's :class:`~voicegraph.outbound.CallRegistry` to the call's handle
-and live graph; statuses also go to ``AgentRuntime(on_status=...)``.
+and live graph -- on other workers too, with a shared state (:mod:`voicegraph._reports`);
+statuses also go to ``AgentRuntime(on_status=...)``, on the worker that received the report.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import _reports
 from .frames import AnsweredBy, CallStatus, Frame, RecordingReady
 from .outbound import notify
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
@@ -168,9 +170,9 @@ async def status_webhook(runtime: AgentRuntime, request: Any, response_cls: Any)
     call_id, frame = parsed
     request_uuid = values.get("RequestUUID")
     if plivo_sig is not None and request_uuid:
-        await runtime.registry.alias(request_uuid[:64], call_id)
+        await _reports.alias(runtime, request_uuid[:64], call_id)
     logger.info("[%s] carrier reports %s", call_id, _describe(frame))
-    await runtime.registry.deliver(call_id, frame)
+    await _reports.deliver(runtime, call_id, frame)
     if isinstance(frame, CallStatus):
         await notify(runtime.on_status, frame)
     return reply(204)

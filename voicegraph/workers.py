@@ -40,10 +40,21 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 
 def serve_workers(
-    spec: str, host: str, port: int, workers: int, *, softphone: bool, backend: str
+    spec: str,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    softphone: bool,
+    backend: str,
+    log_format: str = "text",
 ) -> int:
     """Run ``workers`` processes serving ``spec`` on ``host``:``port`` until they have all
-    exited (after SIGTERM/SIGINT to this process); returns the highest worker exit code."""
+    exited (after SIGTERM/SIGINT to this process); returns the highest worker exit code.
+
+    The workers are fresh processes (spawned), so they log as this process was set up to: the
+    root and ``voicegraph.server`` levels (``-v``) and ``log_format`` (``"text"`` or
+    ``"json"``, ``--log-format``)."""
     import multiprocessing
 
     holder = _reserve_port(host, port)
@@ -54,7 +65,15 @@ def serve_workers(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(spec, host, port, softphone, backend, os.getpid(), level, server_level),
+            args=(
+                spec,
+                host,
+                port,
+                softphone,
+                backend,
+                os.getpid(),
+                (level, server_level, log_format),
+            ),
             name=f"voicegraph-worker-{n}",
         )
         for n in range(workers)
@@ -110,11 +129,16 @@ def _worker(
     softphone: bool,
     backend: str,
     parent_pid: int,
-    level: int,
-    server_level: int,
+    logs: tuple[int, int, str],
 ) -> None:
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    level, server_level, log_format = logs
+    if log_format == "json":
+        from .observability.logjson import configure_json_logging
+
+        configure_json_logging(level)
+    else:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(server_level)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     from .cli import _serve_one

@@ -22,7 +22,15 @@ import anyio
 import msgspec
 
 from voicegraph.channel import EndOfInput
-from voicegraph.frames import AudioFormat, AudioFrame, SpeechStarted, SpeechStopped, Transcript
+from voicegraph.frames import (
+    AudioFormat,
+    AudioFrame,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+)
 from voicegraph.node import Actor, In, Out
 
 from ..audio.pcm import check_audio
@@ -161,6 +169,10 @@ class PocketsphinxSTT(Actor):
                 self._media_end = frame.timestamp + frame.duration
                 if len(self._batch) >= self._batch_bytes:
                     await self._decode(rec.audio)
+            elif isinstance(frame, (SpeechPaused, SpeechResumed)):
+                # A grammar decodes whole utterances: cutting one at every short pause would
+                # split "make it | three people" into pieces that match nothing.
+                continue
             elif isinstance(frame, (SpeechStarted, SpeechStopped)):
                 if self._endpointer_external:
                     # Control frames overtake queued audio, so a VAD event is applied when the

@@ -7,7 +7,10 @@ The state is what webhook and stream handlers must agree on beyond the signed st
 * **the call registry** -- :meth:`CallState.register` / :meth:`CallState.release` say which
   worker holds a live call; :meth:`CallState.lookup` reads it;
 * **the channel** -- :meth:`CallState.publish` delivers a small JSON message about a call to the
-  handler of the worker that holds it, wherever the request arrived.
+  handler of the worker that holds it, wherever the request arrived;
+* **placed calls** -- :meth:`CallState.place` records which worker holds the dial handle of a call
+  it placed (:meth:`CallState.alias_placed` adds Plivo's second id), and :meth:`CallState.report`
+  delivers a carrier's report to the workers holding the live call and the handle.
 
 :class:`~voicegraph.state.memory.MemoryState` keeps all of it in this process (the default);
 :class:`~voicegraph.state.redis.RedisState` shares it across workers and machines. A backend
@@ -21,6 +24,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,6 +38,7 @@ __all__ = [
     "CallState",
     "Dispatcher",
     "Deliver",
+    "PlacedHere",
     "StateUnavailable",
     "encode_message",
     "new_worker_id",
@@ -123,6 +128,22 @@ class CallState(Protocol):
         call. ``ValueError`` when the message is not a small JSON object."""
         ...
 
+    async def place(self, call_id: str, ttl: float) -> None:
+        """Record that this worker holds the dial handle of the placed call ``call_id``, for
+        ``ttl`` seconds (reports about it then reach this worker, see :meth:`report`)."""
+        ...
+
+    async def alias_placed(self, other_id: str, call_id: str) -> None:
+        """The placed call known as ``other_id`` (Plivo's request UUID) is also ``call_id``
+        (its call UUID): reports keyed by either reach the worker holding its handle."""
+        ...
+
+    async def report(self, call_id: str, message: Mapping[str, Any]) -> int:
+        """Deliver ``message`` once to each worker that holds ``call_id``'s live call or its
+        dial handle (their handlers run there, later, even when the call is no longer live);
+        returns how many workers received it (0: nobody holds either)."""
+        ...
+
     async def ping(self) -> None:
         """Return when the store answers; :class:`StateUnavailable` otherwise (readiness)."""
         ...
@@ -182,3 +203,32 @@ class Dispatcher:
         finally:
             if limited:
                 self._limit.release()
+
+
+class PlacedHere:
+    """The dial handles this worker holds, by carrier call id, each until its expiry
+    (``time.monotonic()`` seconds); at most ``limit`` (the oldest are forgotten first)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._until: dict[str, float] = {}
+        self._limit = limit
+
+    def add(self, call_id: str, ttl: float) -> None:
+        now = time.monotonic()
+        if len(self._until) >= self._limit:
+            for k in [k for k, t in self._until.items() if t < now]:
+                del self._until[k]
+            while len(self._until) >= self._limit:
+                del self._until[next(iter(self._until))]
+        self._until[call_id] = now + max(1.0, ttl)
+
+    def ttl(self, call_id: str) -> float | None:
+        """Seconds left for ``call_id``, or None when it is not (or no longer) held here."""
+        until = self._until.get(call_id)
+        if until is None:
+            return None
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._until[call_id]
+            return None
+        return left

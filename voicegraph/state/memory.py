@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from ..stream_token import UsedNonces
-from .base import CallRecord, Deliver, Dispatcher, encode_message, new_worker_id
+from .base import CallRecord, Deliver, Dispatcher, PlacedHere, encode_message, new_worker_id
 
 __all__ = ["MemoryState"]
 
@@ -36,6 +36,7 @@ class MemoryState:
         self._clock = clock
         self._calls: dict[str, CallRecord] = {}
         self._dispatch = Dispatcher()
+        self._placed = PlacedHere()
 
     def __repr__(self) -> str:
         return f"MemoryState(worker={self.worker_id!r}, calls={len(self._calls)})"
@@ -61,6 +62,21 @@ class MemoryState:
             return False
         await self._dispatch.dispatch(call_id, data)
         return True
+
+    async def place(self, call_id: str, ttl: float) -> None:
+        self._placed.add(call_id, ttl)
+
+    async def alias_placed(self, other_id: str, call_id: str) -> None:
+        ttl = self._placed.ttl(other_id)
+        if ttl is not None:
+            self._placed.add(call_id, ttl)
+
+    async def report(self, call_id: str, message: Mapping[str, Any]) -> int:
+        data = encode_message(message)
+        if call_id not in self._calls and self._placed.ttl(call_id) is None:
+            return 0
+        await self._dispatch.dispatch(call_id, data)
+        return 1
 
     async def ping(self) -> None:
         return None

@@ -14,7 +14,10 @@ every instance that names the same Redis agree on:
   the sorted set by the same scripts;
 * **the channel** -- each worker subscribes to ``<prefix>:worker:<worker id>``;
   :meth:`RedisState.publish` looks the owner up and publishes there (Redis pub/sub: at most once;
-  a message published while the owner's subscription is down is lost).
+  a message published while the owner's subscription is down is lost);
+* **placed calls** -- ``<prefix>:placed:<call id>`` names the worker holding a dial handle
+  (expiring with the handle); :meth:`RedisState.report` publishes a carrier's report to it and
+  to the live call's owner, once each.
 
 redis-py's client is asyncio-only: on the asyncio backend it runs in the worker's loop; on Trio it
 runs on a private asyncio loop in one thread (:mod:`voicegraph.state._bridge`). Needs Redis 6.2
@@ -38,6 +41,7 @@ from .base import (
     CallRecord,
     Deliver,
     Dispatcher,
+    PlacedHere,
     StateUnavailable,
     encode_message,
     new_worker_id,
@@ -89,6 +93,18 @@ if tonumber(score) < tonumber(t[1]) + tonumber(t[2]) / 1000000 then return false
 return redis.call('HGET', KEYS[2], ARGV[1])
 """
 """KEYS: calls, owners. ARGV: call id. The owner's record JSON, or nil."""
+
+ALIAS = """
+local worker = redis.call('GET', KEYS[1])
+if not worker then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 1 then ttl = 1000 end
+redis.call('SET', KEYS[2], worker, 'PX', ttl)
+return worker
+"""
+"""KEYS: placed key of the first id, placed key of the second. The holder's worker id, or nil."""
+
+_REPORT = b"!"  # a payload for a dial handle's holder: delivered whether or not a call is live
 
 _record_decoder = msgspec.json.Decoder(CallRecord)
 _CLAIM_BATCH = 200
@@ -161,6 +177,7 @@ class RedisState:
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._dispatch = Dispatcher()
+        self._placed = PlacedHere()
         self._down_since: float | None = None
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
@@ -190,6 +207,7 @@ class RedisState:
                 "admit": client.register_script(ADMIT),
                 "claim": client.register_script(CLAIM),
                 "lookup": client.register_script(LOOKUP),
+                "alias": client.register_script(ALIAS),
             }
             self._client = client
         return self._client
@@ -277,6 +295,45 @@ class RedisState:
         payload = call_id.encode() + b"\n" + data
         receivers = await self._call("publish", lambda: self._redis().publish(channel, payload))
         return int(receivers) > 0
+
+    async def place(self, call_id: str, ttl: float) -> None:
+        self._placed.add(call_id, ttl)
+        key, ms = f"{self.prefix}:placed:{call_id}", max(1000, int(ttl * 1000))
+        await self._call("placed call", lambda: self._redis().set(key, self.worker_id, px=ms))
+
+    async def alias_placed(self, other_id: str, call_id: str) -> None:
+        keys = [f"{self.prefix}:placed:{other_id}", f"{self.prefix}:placed:{call_id}"]
+        worker = await self._call(
+            "placed-call alias", lambda: self._script("alias")(keys=keys, args=[])
+        )
+        left = self._placed.ttl(other_id)
+        if left is not None:
+            self._placed.add(call_id, left)
+        elif worker is not None and worker.decode() == self.worker_id:
+            self._placed.add(call_id, 3600.0)  # the store keeps the real expiry
+
+    async def report(self, call_id: str, message: Mapping[str, Any]) -> int:
+        data = encode_message(message)
+        owner = await self.lookup(call_id)
+        holder: str | None = self.worker_id if self._placed.ttl(call_id) is not None else None
+        if holder is None:
+            key = f"{self.prefix}:placed:{call_id}"
+            raw = await self._call("placed-call lookup", lambda: self._redis().get(key))
+            holder = raw.decode() if raw else None
+        targets = {w for w in (owner.worker if owner else None, holder) if w is not None}
+        reached = 0
+        for worker in targets:
+            if worker == self.worker_id:
+                await self._dispatch.dispatch(call_id, data)
+                reached += 1
+                continue
+            channel = f"{self.prefix}:worker:{worker}"
+            payload = _REPORT + call_id.encode() + b"\n" + data
+            n = await self._call(
+                "publish", lambda c=channel, p=payload: self._redis().publish(c, p)
+            )
+            reached += int(int(n) > 0)
+        return reached
 
     async def ping(self) -> None:
         await self._call("ping", lambda: self._redis().ping())
@@ -370,9 +427,10 @@ class RedisState:
                     pass
 
     async def _on_message(self, payload: bytes) -> None:
-        call_id, sep, data = payload.partition(b"\n")
+        report = payload.startswith(_REPORT)
+        call_id, sep, data = payload[len(_REPORT) if report else 0 :].partition(b"\n")
         cid = call_id.decode("utf-8", "replace")
-        if not sep or cid not in self._local:
+        if not sep or not (report or cid in self._local):
             logger.info("[%s] message for a call not held here (ended?); dropped", cid)
             return
         await self._dispatch.dispatch(cid, data)

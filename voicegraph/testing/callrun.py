@@ -3,7 +3,9 @@
 The caller side is the simulated carrier caller; what the agent said, its tool calls and its
 call-control decisions are read from the call's own agent node (``graph["agent"]``, a
 :class:`~voicegraph.dialogue.Dialogue`), or -- in realtime mode, which has no agent node --
-from the realtime supervisor's transcript (text only).
+from the realtime supervisor's transcript (the reply's text and what was heard of it), the
+model node's ``tool_log`` (the tool calls since the previous reply) and its call control
+(``end_call``, ``transfer_call``). Realtime runs do not support ``interrupt_after``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import anyio
 from voicegraph.dialogue import first_words
 
 from .scenario import Step, TurnResult, reply_from_dialogue, speech_for
-from .textmode import TextReply
+from .textmode import TextReply, ToolCallRecord, _json
 
 QUIET = 0.4
 """Seconds without new agent audio after which a reply counts as played out."""
@@ -34,6 +36,11 @@ async def run_call(
     judge: Callable[[int, Step, TextReply | None, float | None], TurnResult],
 ) -> list[TurnResult]:
     iface = line or app.line()
+    if iface.pipeline == "realtime" and any(s.interrupt_after is not None for s in scenario.steps):
+        raise ValueError(
+            "interrupt_after needs the call's agent node (cascading or managed); a realtime "
+            "scenario reports what was heard of each reply but cannot interrupt after N words"
+        )
     managed = iface.pipeline == "managed"
     options = {} if managed else {"playback_rate": playback_rate}
     caller = app.caller(iface, **options)
@@ -75,6 +82,8 @@ class _Run:
         nodes = server_call.graph
         self.agent = _node(nodes, "agent")
         self.supervisor = _node(nodes, "supervisor")
+        self.model = _node(nodes, "model")
+        self.tools_seen = 0
         self.pending: tuple[Step, int, str, int] | None = None
         self.settled: list[tuple[int, Step, TextReply | None]] = []
 
@@ -113,18 +122,29 @@ class _Run:
             if said:
                 e = said[-1]
                 full = e.get("full", e.get("content", ""))
+                control = getattr(self.model, "call_control", None)
+                transferred = getattr(control, "transfer_to", None)
                 return TextReply(
                     turn=len(said),
                     caller=caller,
                     text=full,
                     heard=e.get("content", ""),
                     interrupted=bool(e.get("interrupted")),
-                    tool_calls=[],
-                    ended=False,
-                    transferred_to=None,
+                    tool_calls=self._new_tool_calls(),
+                    ended=getattr(control, "ending", None) is not None and not transferred,
+                    transferred_to=transferred,
                     seconds=latency,
                 )
         return None
+
+    def _new_tool_calls(self) -> list[ToolCallRecord]:
+        """Realtime: the model node's tool calls since the previous reply."""
+        log = list(getattr(self.model, "tool_log", ()))
+        new, self.tools_seen = log[self.tools_seen :], len(log)
+        return [
+            ToolCallRecord(name=name, arguments=_json(args), result=_json(out))
+            for name, args, out in new
+        ]
 
     async def finish(self) -> None:
         await self.settle_pending()

@@ -421,7 +421,8 @@ class _Session:
             self.conn.response_creates.append(params)
             instructions = ev.response.instructions if ev.response else None
             if not any(
-                i.role == "user" or i.type == "function_call_output" for i in self.items.values()
+                i.role in ("user", "assistant") or i.type == "function_call_output"
+                for i in self.items.values()
             ):
                 # the model speaks first (a greeting): answered apart from the scripted replies
                 await self.start_response("", self.fake._greeting_reply(instructions or ""))
@@ -848,8 +849,12 @@ class FakeOpenAIRealtime(FakeServer):
     def _greeting_reply(self, instructions: str) -> RealtimeReply:
         item = self.greeting
         if item is None:
-            _, said, asked = instructions.partition("saying exactly:")
-            return RealtimeReply(text=(asked if said else "").strip() or "Hello.")
+            # voicegraph asks "...saying exactly: <text>" (greeting) or "...nothing else: <text>"
+            for marker in ("saying exactly:", "nothing else:"):
+                _, said, asked = instructions.partition(marker)
+                if said:
+                    return RealtimeReply(text=asked.strip() or "Hello.")
+            return RealtimeReply(text="Hello.")
         if callable(item):
             item = item(instructions)
         return RealtimeReply(text=item) if isinstance(item, str) else item
