@@ -293,8 +293,11 @@ async def run_fakes(
         yield f
 
 
-def interface(mode: Mode, urls: dict[str, str], lat: Latencies) -> Any:
-    """The server's :class:`CallInterface` for ``mode`` against the fakes at ``urls``."""
+def interface(
+    mode: Mode, urls: dict[str, str], lat: Latencies, stt_batch: float | None = None
+) -> Any:
+    """The server's :class:`CallInterface` for ``mode`` against the fakes at ``urls``
+    (``stt_batch``: Deepgram's ``audio_batch``, else its default)."""
     from voicegraph import CallInterface
 
     common: dict[str, Any] = {
@@ -316,6 +319,7 @@ def interface(mode: Mode, urls: dict[str, str], lat: Latencies) -> Any:
                 api_key="test-deepgram-key",
                 base_url=urls["deepgram"],
                 endpointing=round(lat.stt_endpointing * 1000),
+                **({} if stt_batch is None else {"audio_batch": stt_batch}),
             ),
             tts=CartesiaTTS(api_key="test-cartesia-key", base_url=urls["cartesia"]),
             agent=Agent("You are a booking line.", llm, call_tools=False),

@@ -6,7 +6,8 @@
 "observability"}`` (``profile``: a file for a pyinstrument text profile of the whole run;
 ``observability``: serve with Prometheus metrics and OpenTelemetry tracing on; ``cpus``: cores to
 pin the process to; ``asgi``: ``"hypercorn"`` (default, as ``AgentRuntime.serve``) or
-``"uvicorn"``). It serves an
+``"uvicorn"``); ``playout``: PlayoutOptions fields for every call; ``stt_batch``:
+DeepgramOptions.audio_batch). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
 process's CPU seconds, RSS, live task count, active and started calls, and -- when
@@ -113,15 +114,33 @@ def observability() -> Any:
     return Observability(metrics=Metrics(), tracing=Tracing(provider))
 
 
+def playout_options(fields: dict[str, float]) -> None:
+    """Every Playout of this process uses these options (a benchmark knob: the runtime builds
+    its graphs from the presets' defaults, which an application sets with
+    ``playout_options=``)."""
+    from voicegraph.nodes.audio import playout as module
+
+    options = module.PlayoutOptions(**fields)
+    init = module.Playout.__init__
+
+    def with_options(self: Any, fmt: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["options"] = options
+        init(self, fmt, **kwargs)
+
+    module.Playout.__init__ = with_options  # type: ignore[method-assign]
+
+
 async def start(config: dict[str, Any]) -> None:
     if config.get("tracemalloc"):
         import tracemalloc
 
         tracemalloc.start(8)
     lat = rig.Latencies(**config["latencies"])
+    if config.get("playout"):
+        playout_options(config["playout"])
     log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))
     runtime = rig.runtime(
-        rig.interface(config["mode"], config["urls"], lat),
+        rig.interface(config["mode"], config["urls"], lat, stt_batch=config.get("stt_batch")),
         log.on_call,
         max_calls=2000,
         observability=observability() if config.get("observability") else None,

@@ -298,6 +298,8 @@ async def run_sweep(
             "profile": profile,
             "cpus": setup.get("server_cpus"),
             "asgi": setup.get("asgi", "hypercorn"),
+            "playout": setup.get("playout"),
+            "stt_batch": setup.get("stt_batch"),
         }
         async with (
             server_process(config, setup.get("py_spy")) as url,
@@ -408,6 +410,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="ASGI server of the server process (uvicorn: asyncio only)",
     )
     ap.add_argument(
+        "--playout",
+        default=None,
+        help="PlayoutOptions for every call, e.g. chunk=0.1,lead=0.2,mark_interval=0.1,tick=0 "
+        "(to measure the wire's batching; default: the library's defaults)",
+    )
+    ap.add_argument(
+        "--stt-batch",
+        type=float,
+        default=None,
+        help="DeepgramOptions.audio_batch (s) for every call (default: the library's)",
+    )
+    ap.add_argument(
         "--observability",
         action="store_true",
         help="also run each N with metrics + tracing on; report the extra CPU per call",
@@ -421,6 +435,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         raise SystemExit(f"--sweep {args.sweep!r}: give comma-separated whole numbers") from None
     if not args.sweep_n or args.sweep_n[0] < 1 or args.sweep_n[-1] > 1000:
         raise SystemExit("--sweep: each N must be between 1 and 1000")
+    try:
+        args.playout_fields = (
+            {k.strip(): float(v) for k, v in (kv.split("=") for kv in args.playout.split(","))}
+            if args.playout
+            else None
+        )
+    except ValueError:
+        raise SystemExit("--playout: give name=seconds pairs, e.g. chunk=0.04,lead=0.1") from None
     if not 1 <= args.load_procs <= 32:
         raise SystemExit("--load-procs: give 1 to 32")
     return args
@@ -445,6 +467,8 @@ def sweep_on(name: str, args: argparse.Namespace, lat: rig.Latencies) -> dict[st
         "procs": args.load_procs,
         "asgi": args.asgi,
         "py_spy": str(Path(args.py_spy).resolve()) if args.py_spy else None,
+        "playout": args.playout_fields,
+        "stt_batch": args.stt_batch,
     }
     print(
         f"concurrency sweep {args.sweep_n}, {args.turns} turn(s) per call, backend {name}, "
@@ -627,7 +651,9 @@ def main(argv: list[str]) -> int:
         targets.update({f"{k} ({sweep['backend']})": v for k, v in sweep["targets"].items()})
     first = sweeps[0]
     results: dict[str, Any] = {
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "sweep_n")},
+        "config": {
+            k: v for k, v in vars(args).items() if k not in ("out", "sweep_n", "playout_fields")
+        },
         "latencies_s": {n: getattr(lat, n) for n in rig.Latencies.__struct_fields__},
         "critical_path_ms": 1000 * lat.critical_path("cascading"),
         "framework_added_formula": "voice_to_voice at the caller - ("

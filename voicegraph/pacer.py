@@ -44,9 +44,10 @@ def current_pacer() -> Pacer:
 class PacerHandle:
     """A scheduled callback; :meth:`cancel` before it fires and it never will."""
 
-    __slots__ = ("callback", "cancelled", "fired", "when")
+    __slots__ = ("_pacer", "callback", "cancelled", "fired", "when")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+    def __init__(self, pacer: Pacer, when: float, callback: Callable[[], None]) -> None:
+        self._pacer = pacer
         self.when = when
         self.callback = callback
         self.cancelled = False
@@ -59,6 +60,8 @@ class PacerHandle:
 
     def cancel(self) -> None:
         """Do not fire (a no-op once fired)."""
+        if not (self.cancelled or self.fired):
+            self._pacer._live -= 1
         self.cancelled = True
 
 
@@ -77,6 +80,7 @@ class Pacer:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, PacerHandle]] = []
         self._seq = 0
+        self._live = 0  # handles in the heap neither fired nor cancelled
         self._running = False
         self._sleeping_until = math.inf
         self._changed: anyio.Event | None = None
@@ -87,10 +91,11 @@ class Pacer:
         """Call ``callback()`` (synchronously, from the ticker) once ``anyio.current_time()``
         reaches ``when`` rounded up to ``grid``. The callback must not raise or block."""
         when = on_grid(when, grid)
-        handle = PacerHandle(when, callback)
+        handle = PacerHandle(self, when, callback)
         self._seq += 1
+        self._live += 1
         heapq.heappush(self._heap, (when, self._seq, handle))
-        if len(self._heap) > 64 and len(self._heap) > 4 * self._pending():
+        if len(self._heap) > 64 and len(self._heap) > 4 * self._live:
             self._compact()
         if not self._running:
             self._running = True
@@ -98,9 +103,6 @@ class Pacer:
         elif when < self._sleeping_until and self._changed is not None:
             self._changed.set()  # the ticker sleeps past this one: wake it to re-aim
         return handle
-
-    def _pending(self) -> int:
-        return sum(1 for _, _, h in self._heap if h.pending)
 
     def _compact(self) -> None:
         # Waiters re-arm often (a frame arrived, the deadline moved); drop what they left behind.
@@ -117,6 +119,7 @@ class Pacer:
                     if handle.cancelled:
                         continue
                     handle.fired = True
+                    self._live -= 1
                     try:
                         handle.callback()
                     except Exception:  # a waiter's bug must not stop every other call's clock

@@ -16,7 +16,7 @@ graph as ``<src>_to_<dst>_convert``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .conversation import AgentNode, BargeIn, CallEnd, RealtimeSupervisor, TurnDetector
 from .frames import (
@@ -37,6 +37,9 @@ from .frames import (
 from .graph import Graph, GraphError
 from .node import Actor, Node
 from .session import CallSession
+
+if TYPE_CHECKING:
+    from voicegraph.nodes.audio.playout import PlayoutOptions
 
 __all__ = ["build_for_session", "cascading", "managed", "realtime"]
 
@@ -72,13 +75,16 @@ def cascading(
     transfer: Any = None,
     on_false_interrupt: Literal["resume", "reprompt", "ignore"] = "resume",
     playout_lead: float = 0.1,
+    playout_options: PlayoutOptions | None = None,
 ) -> Graph:
     """Caller audio -> VAD -> STT -> turn detector -> agent -> TTS -> playout -> caller, with a
     barge-in controller fed by the VAD, the STT and DTMF.
 
     ``agent`` is an :class:`~voicegraph.agent.Agent` or any object with ``respond(turn)``.
     ``vad`` defaults to ``VAD(WebRTCAnalyser(), sensitivity)``. ``hangup`` (async, optional)
-    ends the call through the carrier's REST API after the agent's goodbye was played."""
+    ends the call through the carrier's REST API after the agent's goodbye was played.
+    ``playout_options`` sets the playout's chunk size, mark interval and pacing
+    (:class:`~voicegraph.nodes.audio.playout.PlayoutOptions`; it overrides ``playout_lead``)."""
     from voicegraph.nodes.audio import VAD, MulawDecode, Playout, WebRTCAnalyser
 
     g = Graph("cascading")
@@ -107,7 +113,8 @@ def cascading(
         AgentNode(agent, greeting, transfer=transfer, on_false_interrupt=on_false_interrupt),
     )
     g.add("tts", tts)
-    playout = Playout(carrier_format, lead=playout_lead)
+    # playout: every option (chunk, marks, pacing); else the defaults with ``playout_lead``
+    playout = Playout(carrier_format, playout_lead, options=playout_options)
     g.add("playout", playout)
     g.add("carrier_out", carrier_out)
     g.add("call_end", CallEnd(hangup))
@@ -152,6 +159,7 @@ def realtime(
     hangup: Any = None,
     transfer: Any = None,
     playout_lead: float = 0.1,
+    playout_options: PlayoutOptions | None = None,
 ) -> Graph:
     """Caller audio -> realtime speech-to-speech model -> playout -> caller. The model's server
     VAD drives barge-in: clear the carrier, cancel the response, and truncate the model's item
@@ -159,7 +167,7 @@ def realtime(
 
     ``model`` must already carry the agent's instructions and tools (see
     :func:`realtime_model_for`). The supervisor keeps the transcript and hangs up after an
-    ``end_call`` goodbye was played."""
+    ``end_call`` goodbye was played. ``playout_options``: as in :func:`cascading`."""
     from voicegraph.nodes.audio import Playout
 
     g = Graph("realtime")
@@ -173,7 +181,8 @@ def realtime(
         capacity=100,
         convert=model_fmt is not None and model_fmt != carrier_format,
     )
-    playout = Playout(carrier_format, lead=playout_lead)
+    # playout: every option (chunk, marks, pacing); else the defaults with ``playout_lead``
+    playout = Playout(carrier_format, playout_lead, options=playout_options)
     g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
     supervisor = RealtimeSupervisor(getattr(model, "call_control", None), transfer=transfer)
     g.add("supervisor", supervisor)
