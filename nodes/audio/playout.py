@@ -2,9 +2,10 @@
 
 Audio arrives faster than real time (TTS, realtime models) in any format. :class:`Playout`
 converts it to the carrier's format, cuts it into ``chunk``-second pieces and sends each piece
-``lead`` seconds ahead of real time, followed by a :class:`~voicegraph.frames.PlaybackMark`. The
-carrier echoes a mark once the audio before it was played (Twilio ``mark``, Plivo
-``playedStream``), and that echo is the only proof of playback.
+``lead`` seconds ahead of real time, with a :class:`~voicegraph.frames.PlaybackMark` after every
+``mark_interval`` of audio and at the end of each utterance. The carrier echoes a mark once the
+audio before it was played (Twilio ``mark``, Plivo ``playedStream``), and that echo is the only
+proof of playback.
 
 Pacing model: the carrier plays what it has back to back, so everything sent so far finishes
 playing at ``play_end = max(play_end, t_send) + chunk`` (per chunk). A chunk is sent once
@@ -61,7 +62,7 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
     """Options of :class:`Playout` (seconds unless stated).
 
     ``lead``: how far ahead of real time audio is sent (the most stale audio a clear must drop).
-    ``chunk``: duration of each piece sent (one mark per piece). ``max_queued``: audio held
+    ``chunk``: duration of each piece sent (one ``media`` message). ``max_queued``: audio held
     waiting to be sent; frames beyond it are dropped and counted. ``max_unacked``: marks awaiting
     an echo; beyond it the oldest are forgotten (counted), so a carrier that never echoes cannot
     grow memory. ``mark_prefix``: start of every mark name.
