@@ -185,6 +185,7 @@ async def run_n(
         with anyio.fail_after(60 + ramp):
             for p in load:
                 await p.expect("CONNECTED")
+        fakes0 = cpu_seconds(pids[:1])
         window["start"] = (await get_stats(client, url), time.monotonic(), cpu_seconds(pids))
         for p in load:
             await p.tell("GO")
@@ -204,6 +205,7 @@ async def run_n(
                         time.monotonic(),
                         cpu_seconds(pids),
                     )
+                    window["fakes"] = cpu_seconds(pids[:1]) - fakes0
 
                 tg.start_soon(measure)
                 for p in load:
@@ -238,6 +240,8 @@ async def run_n(
         "server_cpu_percent": server_cpu,
         "server_cpu_percent_per_call": server_cpu / n,
         "load_process_cpu_percent": load_cpu,
+        # of which the simulated callers (the rest is the provider fakes)
+        "callers_cpu_percent": load_cpu - 100 * window["fakes"] / wall,
         "load_processes": procs,
         "load_cores": load_cores,
         "load_limited": load_cpu >= 90 * load_cores,
@@ -535,7 +539,8 @@ def report(sweep: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
                     r["dropped_frames"],
                     r["failed_calls"],
                     r["rss_bytes_per_call"] / 1e6,
-                    f"{r['load_process_cpu_percent']:.0f}"
+                    f"{r['load_process_cpu_percent']:.0f} (callers "
+                    f"{r['callers_cpu_percent']:.0f})"
                     + (" (load-limited)" if r["load_limited"] else ""),
                 ]
                 for r in runs
