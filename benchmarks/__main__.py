@@ -18,6 +18,27 @@ def available() -> list[str]:
     )
 
 
+# Benchmarks that run both backends themselves and compare them in one report.
+COMPARES_BACKENDS = ("concurrency",)
+
+
+def both(names: list[str], rest: list[str]) -> int:
+    """``--backend both``: each benchmark on asyncio then on Trio, from one command (the
+    concurrency benchmark does both itself and prints the comparison)."""
+    for n in names:
+        if n not in available():
+            print(f"unknown benchmark {n!r}", file=sys.stderr)
+            return 2
+        module = importlib.import_module(f"benchmarks.{n}")
+        for backend in ("both",) if n in COMPARES_BACKENDS else ("asyncio", "trio"):
+            os.environ["VOICEGRAPH_BENCH_BACKEND"] = backend
+            code = module.main(rest)
+            if code:
+                return int(code)
+    os.environ["VOICEGRAPH_BENCH_BACKEND"] = "both"
+    return 0
+
+
 def main(argv: list[str]) -> int:
     names = available()
     if not argv or argv[0] in ("-h", "--help"):
@@ -26,11 +47,13 @@ def main(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
     if "--backend" in rest:  # every benchmark: which event loop voicegraph runs on
         i = rest.index("--backend")
-        if i + 1 >= len(rest) or rest[i + 1] not in ("asyncio", "trio"):
-            print("--backend takes asyncio or trio", file=sys.stderr)
+        if i + 1 >= len(rest) or rest[i + 1] not in ("asyncio", "trio", "both"):
+            print("--backend takes asyncio, trio or both", file=sys.stderr)
             return 2
         os.environ["VOICEGRAPH_BENCH_BACKEND"] = rest[i + 1]
         rest = rest[:i] + rest[i + 2 :]
+    if os.environ.get("VOICEGRAPH_BENCH_BACKEND") == "both":
+        return both(names if name == "all" else [name], rest)
     if name == "all":
         for n in names:
             code = importlib.import_module(f"benchmarks.{n}").main(rest)

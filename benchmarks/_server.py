@@ -4,7 +4,10 @@
 
 ``CONFIG_JSON``: ``{"mode", "urls", "latencies", "collect", "tracemalloc", "profile",
 "observability"}`` (``profile``: a file for a pyinstrument text profile of the whole run;
-``observability``: serve with Prometheus metrics and OpenTelemetry tracing on). It serves an
+``observability``: serve with Prometheus metrics and OpenTelemetry tracing on; ``cpus``: cores to
+pin the process to; ``asgi``: ``"hypercorn"`` (default, as ``AgentRuntime.serve``) or
+``"uvicorn"``); ``playout``: PlayoutOptions fields for every call; ``stt_batch``:
+DeepgramOptions.audio_batch). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
 process's CPU seconds, RSS, live task count, active and started calls, and -- when
@@ -111,15 +114,33 @@ def observability() -> Any:
     return Observability(metrics=Metrics(), tracing=Tracing(provider))
 
 
+def playout_options(fields: dict[str, float]) -> None:
+    """Every Playout of this process uses these options (a benchmark knob: the runtime builds
+    its graphs from the presets' defaults, which an application sets with
+    ``playout_options=``)."""
+    from voicegraph.nodes.audio import playout as module
+
+    options = module.PlayoutOptions(**fields)
+    init = module.Playout.__init__
+
+    def with_options(self: Any, fmt: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["options"] = options
+        init(self, fmt, **kwargs)
+
+    module.Playout.__init__ = with_options  # type: ignore[method-assign]
+
+
 async def start(config: dict[str, Any]) -> None:
     if config.get("tracemalloc"):
         import tracemalloc
 
         tracemalloc.start(8)
     lat = rig.Latencies(**config["latencies"])
+    if config.get("playout"):
+        playout_options(config["playout"])
     log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))
     runtime = rig.runtime(
-        rig.interface(config["mode"], config["urls"], lat),
+        rig.interface(config["mode"], config["urls"], lat, stt_batch=config.get("stt_batch")),
         log.on_call,
         max_calls=2000,
         observability=observability() if config.get("observability") else None,
@@ -142,9 +163,35 @@ async def start(config: dict[str, Any]) -> None:
 
     runtime.app = app
 
+    if config.get("asgi", "hypercorn") == "uvicorn":
+        await serve_uvicorn(app)
+        return
     async with anyio.create_task_group() as tg:
         binds = await tg.start(runtime.serve, "127.0.0.1", 0)
         print(f"URL {binds[0]}", flush=True)
+
+
+async def serve_uvicorn(app: Any) -> None:
+    """Serve ``app`` with uvicorn (asyncio only: uvloop, httptools, its ``websockets``
+    protocol) on an ephemeral port, for the comparison with Hypercorn's asyncio worker."""
+    import uvicorn
+
+    from voicegraph.asgi_server import bound_urls, listen_socket
+
+    sock = listen_socket("127.0.0.1", 0)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="error",
+            lifespan="off",
+            ws="websockets",
+            ws_max_size=1 << 20,
+            ws_ping_interval=None,
+            ws_per_message_deflate=False,
+        )
+    )
+    print(f"URL {bound_urls(sock)[0]}", flush=True)
+    await server.serve(sockets=[sock])
 
 
 def main(argv: list[str]) -> int:
@@ -152,6 +199,8 @@ def main(argv: list[str]) -> int:
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     config = json.loads(argv[0])
+    if config.get("cpus"):
+        os.sched_setaffinity(0, config["cpus"])
     profile = config.get("profile")
     if not profile:
         run_on_backend(start, config)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bargein, concurrency, engine, textmode, voice
+from benchmarks import bargein, concurrency, engine, sockets, textmode, voice
 from voicegraph.cli import main as cli_main
 
 
@@ -78,8 +78,25 @@ def test_concurrency_quick_measures_each_n_of_the_sweep(tmp_path: Path) -> None:
         assert r["server_cpu_percent"] > 0
         assert isinstance(r["dropped_frames"], int)
         assert _finite(r["framework_added_ms"]["p99"])
+        assert r["load_process_cpu_percent"] > 0 and isinstance(r["load_limited"], bool)
+        assert r["rss_bytes_per_call"] >= 0
     assert isinstance(data["max_calls_within_budget"], int)
     assert (tmp_path / "concurrency.svg").stat().st_size > 0
+
+
+def test_concurrency_runs_asyncio_and_trio_from_one_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.__main__ import main as bench_main
+
+    monkeypatch.setenv("VOICEGRAPH_BENCH_BACKEND", "asyncio")  # restored after the test
+    argv = ["concurrency", "--quick", "--no-plot", "--out", str(tmp_path), "--backend", "both"]
+    assert bench_main(argv) == 0
+    data = _load(tmp_path, "concurrency")
+    assert set(data["backends"]) == {"asyncio", "trio"}
+    rows = data["asyncio_vs_trio"]
+    assert [r["calls"] for r in rows] == [2, 4]
+    assert all(_finite(r["ratio_percent"]) for r in rows)
 
 
 def test_concurrency_reports_the_cpu_cost_of_metrics_and_tracing(tmp_path: Path) -> None:
@@ -123,3 +140,10 @@ def test_textmode_quick_reports_a_five_turn_conversation_with_two_tool_calls(
     data = _load(tmp_path, "textmode")
     assert [(r["turns"], r["tool_calls"]) for r in data["runs"]] == [(5, 2)] * 3
     assert _finite(data["median_s"])
+
+
+def test_sockets_quick_measures_the_websocket_clients_per_message(tmp_path: Path) -> None:
+    assert sockets.main(["--quick", "--out", str(tmp_path)]) == 0
+    clients = _load(tmp_path, "sockets")["clients"]
+    assert clients["websockets"]["send_us"] > 0 and clients["websockets"]["receive_us"] > 0
+    assert clients["picows"] is None or clients["picows"]["send_us"] > 0

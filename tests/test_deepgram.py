@@ -239,6 +239,45 @@ async def test_first_keepalive_before_any_audio_is_a_silence_frame() -> None:
     assert kinds[0] == "audio" and dg.received[0].size == 160
 
 
+def audio_sizes(dg: FakeDeepgram) -> list[int]:
+    return [m.size for m in dg.received if m.kind == "audio"]
+
+
+@pytest.mark.anyio
+async def test_between_turns_audio_goes_out_in_tenth_of_a_second_messages() -> None:
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.5))
+            await wait_for(lambda: len(audio_sizes(dg)) >= 5)
+
+        await run_stt(dg, script)
+    assert audio_sizes(dg) == [800] * 5  # 5 x 100 ms of µ-law, not 25 x 20 ms
+
+
+@pytest.mark.anyio
+async def test_while_the_caller_speaks_each_frame_goes_out_and_speech_stopped_flushes() -> None:
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await c.vad(SpeechStarted())
+            await c.play(tone(0.1))  # one message per frame while speaking
+            await c.vad(SpeechStopped())
+            await wait_for(lambda: "Finalize" in dg.kinds())
+            await c.play(silence(0.06))  # batched again: held until the end of input
+
+        await run_stt(dg, script)
+    kinds = dg.kinds()
+    assert kinds[:6] == ["audio"] * 5 + ["Finalize"]
+    assert audio_sizes(dg) == [160] * 5 + [480]
+
+
+@pytest.mark.anyio
+async def test_audio_batch_is_checked_at_construction() -> None:
+    with pytest.raises(ValueError, match="audio_batch"):
+        DeepgramOptions(audio_batch=2.0)
+
+
 @pytest.mark.anyio
 async def test_end_of_input_sends_close_stream_and_gets_remaining_results() -> None:
     async with FakeDeepgram(["last words"]) as dg:
@@ -282,7 +321,8 @@ async def test_audio_beyond_the_outage_buffer_is_counted_as_dropped_and_the_rest
         initial_backoff=0.2, max_backoff=0.2, jitter=0.0, max_attempts=3, buffer_messages=5
     )
     async with FakeDeepgram(faults=faults) as dg:
-        stt = DeepgramSTT(api_key=KEY, base_url=dg.url, reconnect=policy)
+        # one message per 20 ms frame, so the buffer's count is of frames
+        stt = DeepgramSTT(api_key=KEY, base_url=dg.url, reconnect=policy, audio_batch=0.0)
 
         async def script(c: Caller) -> None:
             await c.play(silence(0.1))

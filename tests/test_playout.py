@@ -40,6 +40,8 @@ from voicegraph import (
 from voicegraph.testing import virtual_clock
 
 MULAW8 = AudioFormat("mulaw", 8000)
+# Most specifications below are of playback truth at its finest: a mark after every chunk.
+PER_CHUNK = PlayoutOptions(mark_interval=0.0)
 PCM24K = AudioFormat("pcm16", 24000)
 ECHO_DELAY = 0.03
 
@@ -219,7 +221,7 @@ async def run_call(
 ) -> Run:
     g = Graph("playout-test")
     g.add("script", Script(items))
-    p = g.add("playout", playout or Playout(MULAW8))
+    p = g.add("playout", playout or Playout(MULAW8, options=PER_CHUNK))
     c = g.add("carrier", carrier or FakeCarrier())
     rec = g.add("rec", Recorder())
     g.connect("script.audio", "playout.audio")
@@ -281,6 +283,32 @@ async def test_every_chunk_is_one_chunk_long_and_followed_by_a_mark() -> None:
     assert [type(f) for f in got] == [AudioFrame, PlaybackMark] * 25
     assert {len(f.data) for f in got if isinstance(f, AudioFrame)} == {160}
     assert len({f.name for f in got if isinstance(f, PlaybackMark)}) == 25
+
+
+@pytest.mark.anyio
+async def test_by_default_a_mark_follows_each_tenth_of_a_second_and_the_end_of_an_utterance() -> (
+    None
+):
+    run = await run_call(burst(0.0, speech(MULAW8, 0.45, 1), 1), playout=Playout(MULAW8))
+    kinds = ["A" if isinstance(f, AudioFrame) else "M" for f in run.carrier.received]
+    assert "".join(kinds) == "AAAAAM" * 4 + "AAAM"  # 23 chunks: every 5th, then the last
+    [pos] = run.events
+    assert pos.complete and pos.played == pytest.approx(0.45)
+
+
+@pytest.mark.anyio
+async def test_with_marks_per_interval_a_clear_reports_the_audio_before_the_last_echoed_mark() -> (
+    None
+):
+    t_interrupt = 0.537
+    items = burst(0.0, speech(MULAW8, 2.0, 3), 3) + [(t_interrupt, "control", Interrupt())]
+    run = await run_call(items, playout=Playout(MULAW8))
+    echoed = [name for t, name, played in run.carrier.echoes if t < t_interrupt and played]
+    assert len(echoed) == 5  # marks after each 0.1 s of audio, echoed 0.03 s after it ends
+    [pos] = run.events
+    # The caller heard 0.52 s (26 chunks ended before the clear); 0.5 s is known.
+    assert pos.played == pytest.approx(0.5)
+    assert not pos.complete and pos.sent > pos.played
 
 
 @pytest.mark.anyio
@@ -426,7 +454,7 @@ async def test_state_reports_speaking_utterance_and_sent_and_played_seconds() ->
 
 @pytest.mark.anyio
 async def test_unknown_mark_names_are_counted_and_ignored() -> None:
-    playout = Playout(MULAW8)
+    playout = Playout(MULAW8, options=PER_CHUNK)
     g = Graph()
     g.add("script", Script(burst(0.0, speech(MULAW8, 0.2, 1), 1)))
     g.add("playout", playout)

@@ -145,6 +145,18 @@ def test_a_preset_can_be_taken_apart() -> None:
     assert isinstance(g["vad"], VAD) and g["vad"].profile.min_speech == 0.30
 
 
+def test_playout_options_reach_the_presets_playout() -> None:
+    from voicegraph.nodes.audio.playout import PlayoutOptions
+
+    (cin, cout), fmt = _carrier_nodes("twilio")
+    model = OpenAIRealtime(api_key="k", audio_format=fmt)
+    opts = PlayoutOptions(chunk=0.1, lead=0.2, mark_interval=0.1)
+    g = realtime(
+        carrier_in=cin, carrier_out=cout, carrier_format=fmt, model=model, playout_options=opts
+    )
+    assert g["playout"].options == opts
+
+
 # ------------------------------------------------------------------ managed
 
 

@@ -75,3 +75,13 @@ async def test_nothing_listening_is_a_socket_closed_error() -> None:
     with pytest.raises(SocketClosed, match="cannot connect"):
         async with connect_websocket(url + "/echo", connect_timeout=5):
             pass
+
+
+def test_wss_sockets_share_one_verifying_tls_context() -> None:
+    import ssl
+
+    from voicegraph.wsio import tls_context
+
+    ctx = tls_context()
+    assert ctx is tls_context()  # loading CA certificates once per process, not per call
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname

@@ -18,6 +18,7 @@ __all__ = [
     "check_backend",
     "current_backend",
     "run",
+    "spawn_system_task",
     "uvloop_available",
 ]
 
@@ -63,3 +64,22 @@ def run(fn: Callable[..., Awaitable[T]], *args: Any, backend: str = DEFAULT_BACK
     import anyio
 
     return anyio.run(fn, *args, backend=backend, backend_options=backend_options(backend))
+
+
+_system_tasks: set[Any] = set()  # asyncio keeps only weak references to running tasks
+
+
+def spawn_system_task(fn: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``fn()`` in a task that belongs to the event loop, not to the caller's task group
+    (a process-wide service such as :class:`voicegraph.pacer.Pacer`'s ticker, which outlives
+    the call that first needed it). It is cancelled when the loop ends; it must not raise."""
+    if current_backend() == "trio":
+        import trio
+
+        trio.lowlevel.spawn_system_task(fn)
+        return
+    import asyncio
+
+    task = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
+    _system_tasks.add(task)
+    task.add_done_callback(_system_tasks.discard)

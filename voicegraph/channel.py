@@ -32,6 +32,7 @@ import anyio
 import anyio.lowlevel
 
 from .frames import Frame, Kind
+from .pacer import PacerHandle, current_pacer, on_grid
 
 __all__ = ["EndOfInput", "Inbox", "Policy", "PortStats", "YIELD_EVERY"]
 
@@ -90,6 +91,7 @@ class Inbox:
         self._control_capacity = control_capacity
         self._control_space: anyio.Event | None = None
         self._ready: anyio.Event | None = None
+        self._timer: PacerHandle | None = None
         self._rr = 0
         self._ops = 0
         self._queued = 0
@@ -243,17 +245,47 @@ class Inbox:
             if item is not None:
                 return item
 
-    async def receive_until(self, deadline: float | None) -> tuple[str, Frame] | None:
+    async def receive_until(
+        self, deadline: float | None, grid: float = 0.0
+    ) -> tuple[str, Frame] | None:
         """Like :meth:`receive`, but return ``None`` once ``anyio.current_time()`` passes
-        ``deadline`` with nothing queued (``None``: no deadline, as :meth:`receive`)."""
+        ``deadline`` with nothing queued (``None``: no deadline, as :meth:`receive`).
+
+        ``grid > 0``: the deadline may be served up to ``grid`` seconds late, by the event
+        loop's shared :class:`~voicegraph.pacer.Pacer` instead of a timer of this inbox's own
+        (deadlines of many calls then share one wake-up; see :mod:`voicegraph.pacer`)."""
         if deadline is None:
             return await self.receive()
         item = self.receive_nowait()
         if item is not None:
             return item
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-            return await self.receive()
-        return None
+        if grid <= 0:
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                return await self.receive()
+            return None
+        return await self._receive_paced(deadline, grid)
+
+    async def _receive_paced(self, deadline: float, grid: float) -> tuple[str, Frame] | None:
+        timer = self._timer
+        if timer is None or not timer.pending or timer.when != on_grid(deadline, grid):
+            # One armed deadline per inbox, re-armed only when it moves: a frame arriving
+            # leaves it in place for the next wait (its firing then is a harmless spurious wake).
+            if timer is not None:
+                timer.cancel()
+            timer = self._timer = current_pacer().call_at(deadline, self._wake, grid)
+        while True:
+            self._ready = ready = anyio.Event()
+            try:
+                await ready.wait()
+            except BaseException:
+                if self._ready is ready:
+                    self._ready = None
+                raise
+            item = self.receive_nowait()
+            if item is not None:
+                return item
+            if timer.fired:
+                return None
 
     def close_receiving(self) -> None:
         """The receiver is gone: count what is queued as dropped and release waiting senders."""

@@ -311,9 +311,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="directory for the JSON and plots (bench-results)")
     p.add_argument(
         "--backend",
-        choices=("asyncio", "trio"),
+        choices=("asyncio", "trio", "both"),
         default="asyncio",
-        help="event loop voicegraph runs on in the benchmark (default asyncio)",
+        help="event loop voicegraph runs on in the benchmark (default asyncio; both: asyncio "
+        "then Trio)",
     )
     p.add_argument(
         "--source",

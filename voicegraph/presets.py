@@ -17,7 +17,7 @@ graph as ``<src>_to_<dst>_convert``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .conversation import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
 from .frames import (
@@ -41,6 +41,9 @@ from .node import Actor, Node
 from .realtime_supervisor import RealtimeSupervisor
 from .session import CallSession
 from .turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
+
+if TYPE_CHECKING:
+    from voicegraph.nodes.audio.playout import PlayoutOptions
 
 __all__ = ["build_for_session", "cascading", "managed", "realtime"]
 
@@ -85,6 +88,7 @@ def cascading(
     on_false_interrupt: Literal["resume", "reprompt", "ignore"] = "resume",
     playout_lead: float = 0.1,
     turns: TurnPolicy | Literal["fixed"] | None = None,
+    playout_options: PlayoutOptions | None = None,
 ) -> Graph:
     """Caller audio -> VAD -> STT -> turn detector -> agent -> TTS -> playout -> caller, with a
     barge-in controller fed by the VAD, the STT and DTMF.
@@ -94,7 +98,9 @@ def cascading(
     pause. ``hangup`` (async, optional) ends the call through the carrier's REST API after the
     agent's goodbye was played. ``turns``: the end-of-turn policy (default
     ``turn_policy(sensitivity)``: adaptive windows, preemptive replies, backchannels; see
-    docs/turn-taking.md), or ``"fixed"`` for the plain STT-endpoint/VAD-silence detector."""
+    docs/turn-taking.md), or ``"fixed"`` for the plain STT-endpoint/VAD-silence detector.
+    ``playout_options`` sets the playout's chunk size, mark interval and pacing
+    (:class:`~voicegraph.nodes.audio.playout.PlayoutOptions`; it overrides ``playout_lead``)."""
     from voicegraph.nodes.audio import VAD, MulawDecode, Playout, WebRTCAnalyser
 
     g = Graph("cascading")
@@ -143,7 +149,8 @@ def cascading(
     g.add("barge_in", barge_in)
     g.add("agent", agent_node)
     g.add("tts", tts)
-    playout = Playout(carrier_format, lead=playout_lead)
+    # playout: every option (chunk, marks, pacing); else the defaults with ``playout_lead``
+    playout = Playout(carrier_format, playout_lead, options=playout_options)
     g.add("playout", playout)
     g.add("carrier_out", carrier_out)
     g.add("call_end", CallEnd(hangup))
@@ -190,6 +197,7 @@ def realtime(
     transfer: Any = None,
     on_false_interrupt: Literal["resume", "reprompt", "ignore"] = "resume",
     playout_lead: float = 0.1,
+    playout_options: PlayoutOptions | None = None,
 ) -> Graph:
     """Caller audio -> realtime speech-to-speech model -> playout -> caller. The model's server
     VAD drives barge-in: clear the carrier, cancel the response, and truncate the model's item
@@ -198,7 +206,8 @@ def realtime(
     ``model`` must already carry the agent's instructions and tools (see
     :func:`realtime_model_for`). The supervisor keeps the transcript, hangs up after an
     ``end_call`` goodbye was played (or transfers after ``transfer_call``), and after a false
-    interruption asks the model for the unheard rest of its reply."""
+    interruption asks the model for the unheard rest of its reply. ``playout_options``: as in
+    :func:`cascading`."""
     from voicegraph.nodes.audio import Playout
 
     g = Graph("realtime")
@@ -212,7 +221,8 @@ def realtime(
         capacity=100,
         convert=model_fmt is not None and model_fmt != carrier_format,
     )
-    playout = Playout(carrier_format, lead=playout_lead)
+    # playout: every option (chunk, marks, pacing); else the defaults with ``playout_lead``
+    playout = Playout(carrier_format, playout_lead, options=playout_options)
     g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
     supervisor = RealtimeSupervisor(
         getattr(model, "call_control", None),

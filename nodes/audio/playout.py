@@ -2,9 +2,10 @@
 
 Audio arrives faster than real time (TTS, realtime models) in any format. :class:`Playout`
 converts it to the carrier's format, cuts it into ``chunk``-second pieces and sends each piece
-``lead`` seconds ahead of real time, followed by a :class:`~voicegraph.frames.PlaybackMark`. The
-carrier echoes a mark once the audio before it was played (Twilio ``mark``, Plivo
-``playedStream``), and that echo is the only proof of playback.
+``lead`` seconds ahead of real time, with a :class:`~voicegraph.frames.PlaybackMark` after every
+``mark_interval`` of audio and at the end of each utterance. The carrier echoes a mark once the
+audio before it was played (Twilio ``mark``, Plivo ``playedStream``), and that echo is the only
+proof of playback.
 
 Pacing model: the carrier plays what it has back to back, so everything sent so far finishes
 playing at ``play_end = max(play_end, t_send) + chunk`` (per chunk). A chunk is sent once
@@ -61,16 +62,27 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
     """Options of :class:`Playout` (seconds unless stated).
 
     ``lead``: how far ahead of real time audio is sent (the most stale audio a clear must drop).
-    ``chunk``: duration of each piece sent (one mark per piece). ``max_queued``: audio held
+    ``chunk``: duration of each piece sent (one ``media`` message). ``max_queued``: audio held
     waiting to be sent; frames beyond it are dropped and counted. ``max_unacked``: marks awaiting
     an echo; beyond it the oldest are forgotten (counted), so a carrier that never echoes cannot
-    grow memory. ``mark_prefix``: start of every mark name."""
+    grow memory. ``mark_prefix``: start of every mark name.
+
+    ``mark_interval``: seconds of audio between marks. A mark follows the chunk that completes
+    the interval, the last chunk of an utterance, and the last chunk queued, so every utterance
+    is acknowledged to its end; between marks, playback is known only up to the last echoed
+    mark, so a barge-in reports up to ``mark_interval`` less than the caller heard (never more).
+    ``mark_interval <= chunk`` marks every chunk. ``tick``: the pacing grid: a chunk is sent
+    up to ``tick`` seconds after it is due, by the process-wide pacer shared with every other
+    call (:mod:`voicegraph.pacer`); at most ``(lead - chunk) / 2``. ``0`` uses a timer of
+    this call's own, exactly at the deadline."""
 
     lead: float = 0.1
     chunk: float = 0.02
     max_queued: float = 600.0
     max_unacked: int = 3000
     mark_prefix: str = "vg"
+    mark_interval: float = 0.1
+    tick: float = 0.005
 
     def __post_init__(self) -> None:
         if not 0.005 <= self.chunk <= 0.2:
@@ -84,6 +96,14 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
             raise ValueError("max_unacked must be >= 1")
         if not self.mark_prefix or "." in self.mark_prefix:
             raise ValueError("mark_prefix must be non-empty and contain no '.'")
+        if not 0 <= self.mark_interval <= 1.0:
+            raise ValueError(f"mark_interval must be 0..1 s, got {self.mark_interval}")
+        if not 0 <= self.tick <= (self.lead - self.chunk) / 2 + 1e-9:
+            # a later send than that could let the carrier's buffer run dry
+            raise ValueError(
+                f"tick must be 0..(lead - chunk) / 2 = {(self.lead - self.chunk) / 2:g} s, "
+                f"got {self.tick}"
+            )
 
 
 @dataclass(slots=True)
@@ -130,7 +150,10 @@ class Playout(Actor):
         options: PlayoutOptions | None = None,
     ) -> None:
         super().__init__()
-        self.options = opts = options or PlayoutOptions(lead=lead, chunk=chunk)
+        if options is None:
+            tick = min(0.005, (lead - chunk) / 2) if lead >= chunk else 0.0
+            options = PlayoutOptions(lead=lead, chunk=chunk, tick=tick)
+        self.options = opts = options
         self.carrier_format = carrier_format
         width = bytes_per_sample(carrier_format.encoding)
         self._chunk_bytes = max(1, round(carrier_format.sample_rate * opts.chunk)) * width
@@ -155,6 +178,7 @@ class Playout(Actor):
         self._partial: dict[int, bytearray] = {}
         self._play_end = -math.inf
         self._stream_time = 0.0
+        self._unmarked = 0.0  # seconds sent since the last mark
         # counters (never reset): what was dropped or ignored, and why
         self.dropped_overflow = 0
         self.dropped_interrupted = 0
@@ -203,7 +227,7 @@ class Playout(Actor):
                 if wake == math.inf:
                     item: tuple[str, Frame] | None = await inbox.receive()
                 else:
-                    item = await inbox.receive_until(wake)
+                    item = await inbox.receive_until(wake, self.options.tick)
             except EndOfInput:
                 break
             if item is not None:
@@ -332,9 +356,18 @@ class Playout(Actor):
             )
             self._stream_time += item.seconds
             self._seq += 1
-            await self.send(
-                "out", PlaybackMark(name=f"{self.options.mark_prefix}{self.generation}.{self._seq}")
-            )
+            self._unmarked += item.seconds
+            if (
+                self._unmarked >= self.options.mark_interval - _EPS
+                or not queue
+                or queue[0].utt != item.utt
+                or isinstance(queue[0], _Done)
+            ):
+                self._unmarked = 0.0
+                await self.send(
+                    "out",
+                    PlaybackMark(name=f"{self.options.mark_prefix}{self.generation}.{self._seq}"),
+                )
             if not u.chunks_sent and item.utt:
                 self.publish(TimelineMark(turn=item.utt, stage="first_audio_sent"))
             u.sent += item.seconds
@@ -407,6 +440,7 @@ class Playout(Actor):
         self._partial.clear()
         self._converters.clear()
         self._play_end = -math.inf
+        self._unmarked = 0.0
         old = self.generation
         self.generation += 1
         if self.log.isEnabledFor(10):

@@ -324,7 +324,9 @@ class WebSocketProvider(Actor):
                 if interval is None:
                     port, frame = await inbox.receive()
                 else:
-                    item = await inbox.receive_until(self._last_sent + interval)
+                    # Served by the shared pacer, up to 5 % late: one keep-alive deadline
+                    # per provider, re-armed only when it moves to the next grid step.
+                    item = await inbox.receive_until(self._last_sent + interval, interval / 20)
                     if item is None:
                         await self._keepalive()
                         continue

@@ -1,0 +1,85 @@
+"""The process-wide pacer: deadlines of many waiters served by one ticker, on both backends and
+on virtual time (so the instants below are exact)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from enginekit import BOTH_BACKENDS
+
+from voicegraph.channel import Inbox
+from voicegraph.frames import AudioFrame
+from voicegraph.pacer import current_pacer, on_grid
+from voicegraph.testing import virtual_clock
+
+
+@pytest.fixture(params=BOTH_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict]:
+    return virtual_clock(request.param)
+
+
+def test_a_deadline_is_rounded_up_to_the_grid_and_one_on_it_stays() -> None:
+    assert on_grid(0.0512, 0.005) == pytest.approx(0.055)
+    assert on_grid(0.06000000001, 0.005) == pytest.approx(0.06)
+    assert on_grid(0.0512, 0.0) == 0.0512
+
+
+@pytest.mark.anyio
+async def test_deadlines_within_one_grid_step_share_one_wakeup() -> None:
+    pacer = current_pacer()
+    fired: list[tuple[int, float]] = []
+    for k in range(100):
+        at = 0.1001 + k * 0.00004  # 0.1001 .. 0.105: one grid step
+        pacer.call_at(at, lambda k=k: fired.append((k, anyio.current_time())), grid=0.005)
+    before = pacer.wakeups
+    await anyio.sleep(0.2)
+    assert sorted(k for k, _ in fired) == list(range(100))
+    assert [t for _, t in fired] == [pytest.approx(0.105)] * 100
+    assert pacer.wakeups - before == 1
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_deadline_never_fires() -> None:
+    fired: list[str] = []
+    handle = current_pacer().call_at(0.05, lambda: fired.append("late"))
+    current_pacer().call_at(0.06, lambda: fired.append("kept"))
+    handle.cancel()
+    await anyio.sleep(0.1)
+    assert fired == ["kept"]
+
+
+@pytest.mark.anyio
+async def test_an_earlier_deadline_wakes_the_ticker_sooner() -> None:
+    fired: list[float] = []
+    pacer = current_pacer()
+    pacer.call_at(1.0, lambda: fired.append(anyio.current_time()))
+    await anyio.sleep(0.01)  # the ticker now sleeps until 1.0
+    pacer.call_at(0.2, lambda: fired.append(anyio.current_time()))
+    await anyio.sleep(1.1)
+    assert fired == [pytest.approx(0.2), pytest.approx(1.0)]
+
+
+@pytest.mark.anyio
+async def test_paced_receive_until_returns_none_at_the_grid_step_after_the_deadline() -> None:
+    inbox = Inbox("test")
+    inbox.add_port("in")
+    inbox.add_writer("in")
+    assert await inbox.receive_until(0.101, grid=0.01) is None
+    assert anyio.current_time() == pytest.approx(0.11)
+
+
+@pytest.mark.anyio
+async def test_paced_receive_until_returns_a_frame_that_arrives_before_the_deadline() -> None:
+    inbox = Inbox("test")
+    inbox.add_port("in")
+    inbox.add_writer("in")
+    frame = AudioFrame(data=bytes(320))
+
+    async def later() -> None:
+        await anyio.sleep(0.03)
+        await inbox.send("in", frame)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(later)
+        assert await inbox.receive_until(1.0, grid=0.01) == ("in", frame)
+    assert anyio.current_time() == pytest.approx(0.03)

@@ -1,0 +1,140 @@
+"""One process-wide clock for the many small deadlines of live calls.
+
+Every call's playout and provider keep-alive used to wait on a timer of its own (a cancel scope
+per wait). With hundreds of calls that is thousands of timers a second, each armed, cancelled
+and fired separately. The :class:`Pacer` instead keeps every deadline in one heap per event loop
+and one ticker task that sleeps until the earliest; deadlines are rounded up to a grid
+(``grid`` seconds, chosen by the waiter), so deadlines that fall within one grid step share one
+wake-up of the ticker, which then wakes every due waiter at once.
+
+The ticker runs only while deadlines are pending (it is started again by the next one) and
+never raises. Waiters do not create cancel scopes: they wait on their own event, which the
+ticker (or a frame arriving) sets. See :meth:`voicegraph.channel.Inbox.receive_until`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections.abc import Callable
+
+import anyio
+from anyio.lowlevel import RunVar
+
+from .backends import spawn_system_task
+
+__all__ = ["Pacer", "PacerHandle", "current_pacer"]
+
+logger = logging.getLogger("voicegraph.pacer")
+
+_pacer: RunVar[Pacer] = RunVar("voicegraph_pacer")
+
+
+def current_pacer() -> Pacer:
+    """The pacer of the running event loop (created on first use)."""
+    try:
+        return _pacer.get()
+    except LookupError:
+        pacer = Pacer()
+        _pacer.set(pacer)
+        return pacer
+
+
+class PacerHandle:
+    """A scheduled callback; :meth:`cancel` before it fires and it never will."""
+
+    __slots__ = ("_pacer", "callback", "cancelled", "fired", "when")
+
+    def __init__(self, pacer: Pacer, when: float, callback: Callable[[], None]) -> None:
+        self._pacer = pacer
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+        self.fired = False
+
+    @property
+    def pending(self) -> bool:
+        """Neither fired nor cancelled."""
+        return not (self.fired or self.cancelled)
+
+    def cancel(self) -> None:
+        """Do not fire (a no-op once fired)."""
+        if not (self.cancelled or self.fired):
+            self._pacer._live -= 1
+        self.cancelled = True
+
+
+def on_grid(when: float, grid: float) -> float:
+    """``when`` rounded up to a multiple of ``grid`` (unchanged for ``grid <= 0``); a value a
+    hair past a multiple (float error) stays on it, so exact deadlines are not pushed a step."""
+    if grid <= 0 or not math.isfinite(when):
+        return when
+    steps = when / grid
+    return math.ceil(steps - 1e-6) * grid
+
+
+class Pacer:
+    """Deadlines of one event loop, served by one ticker task (see the module docs)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, PacerHandle]] = []
+        self._seq = 0
+        self._live = 0  # handles in the heap neither fired nor cancelled
+        self._running = False
+        self._sleeping_until = math.inf
+        self._changed: anyio.Event | None = None
+        self.wakeups = 0
+        """Times the ticker woke (a figure for benchmarks)."""
+
+    def call_at(self, when: float, callback: Callable[[], None], grid: float = 0.0) -> PacerHandle:
+        """Call ``callback()`` (synchronously, from the ticker) once ``anyio.current_time()``
+        reaches ``when`` rounded up to ``grid``. The callback must not raise or block."""
+        when = on_grid(when, grid)
+        handle = PacerHandle(self, when, callback)
+        self._seq += 1
+        self._live += 1
+        heapq.heappush(self._heap, (when, self._seq, handle))
+        if len(self._heap) > 64 and len(self._heap) > 4 * self._live:
+            self._compact()
+        if not self._running:
+            self._running = True
+            spawn_system_task(self._tick)
+        elif when < self._sleeping_until and self._changed is not None:
+            self._changed.set()  # the ticker sleeps past this one: wake it to re-aim
+        return handle
+
+    def _compact(self) -> None:
+        # Waiters re-arm often (a frame arrived, the deadline moved); drop what they left behind.
+        self._heap = [e for e in self._heap if e[2].pending]
+        heapq.heapify(self._heap)
+
+    async def _tick(self) -> None:
+        try:
+            while True:
+                heap = self._heap
+                now = anyio.current_time()
+                while heap and (heap[0][2].cancelled or heap[0][0] <= now):
+                    _, _, handle = heapq.heappop(heap)
+                    if handle.cancelled:
+                        continue
+                    handle.fired = True
+                    self._live -= 1
+                    try:
+                        handle.callback()
+                    except Exception:  # a waiter's bug must not stop every other call's clock
+                        logger.exception("pacer callback failed")
+                if not heap:
+                    return
+                target = heap[0][0]
+                self._sleeping_until = target
+                self._changed = changed = anyio.Event()
+                with anyio.move_on_after(target - now):
+                    await changed.wait()
+                self._changed = None
+                self._sleeping_until = math.inf
+                self.wakeups += 1
+        finally:
+            self._running = False
+            self._changed = None
+            self._sleeping_until = math.inf
