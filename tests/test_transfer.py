@@ -80,12 +80,13 @@ async def test_plivo_transfer_sends_what_the_plivo_library_sends(monkeypatch) ->
 
 def _plivo_runtime():  # type: ignore[no-untyped-def]
     from e2ekit import interface
-    from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
+    from voicegraph.nodes import EspeakTTS, OpenAIChatLLM, PocketsphinxSTT
 
     from voicegraph import Agent
 
+    llm = OpenAIChatLLM(api_key="test-key", base_url="http://127.0.0.1:9/v1")  # never called
     return interface(
-        "plivo", pipeline="cascading", agent=Agent("x"), stt=PocketsphinxSTT, tts=EspeakTTS
+        "plivo", pipeline="cascading", agent=Agent("x", llm=llm), stt=PocketsphinxSTT, tts=EspeakTTS
     )
 
 
