@@ -7,6 +7,7 @@ import anyio
 import numpy as np
 import pytest
 from enginekit import Sink, Source
+from voicegraph.nodes.conversation.amd import VOICEMAIL_UTTERANCE, AnsweringMachine
 
 from voicegraph import (
     AgentText,
@@ -18,7 +19,6 @@ from voicegraph import (
     Hangup,
     PlayedPosition,
 )
-from voicegraph.amd import VOICEMAIL_UTTERANCE, AnsweringMachine
 
 PCM = AudioFormat("pcm16", 8000)
 LOUD = AudioFrame(data=(np.full(160, 8000, "<i2")).tobytes())

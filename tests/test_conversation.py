@@ -10,6 +10,13 @@ import pytest
 from enginekit import Sink
 from hypothesis import given
 from hypothesis import strategies as st
+from voicegraph.nodes.conversation.agent import (
+    AgentNode,
+    BargeIn,
+    FalseInterrupt,
+    TurnDetector,
+    heard_prefix,
+)
 
 from voicegraph import (
     DTMF,
@@ -27,7 +34,6 @@ from voicegraph import (
     Word,
     WordTimestamps,
 )
-from voicegraph.conversation import AgentNode, BargeIn, FalseInterrupt, TurnDetector, heard_prefix
 
 
 class Script:

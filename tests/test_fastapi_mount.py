@@ -15,9 +15,9 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from voicegraph.asgi_server import listen_socket
 from voicegraph.interface import CallInterface
 from voicegraph.server import AgentRuntime
+from voicegraph.server.asgi import listen_socket
 from voicegraph.testing.server import echo_graph
 from voicegraph.testing.twilio_caller import TwilioCall, twilio_webhook_form
 from voicegraph.wsio import connect_websocket

@@ -17,7 +17,7 @@ from voicegraph.transports.twilio.rest import TwilioREST
 
 from voicegraph import AgentRuntime
 from voicegraph.interface import IncompatibleOptionsError, InvalidOptionError
-from voicegraph.outbound import DialError, OutboundLimitError
+from voicegraph.server.outbound import DialError, OutboundLimitError
 from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.testing.server import serve_runtime
 
@@ -285,7 +285,7 @@ async def test_a_plivo_hangup_signed_like_plivo_python_reaches_the_handle() -> N
 @pytest.mark.anyio
 async def test_a_report_that_beats_the_create_answer_is_kept_for_the_handle() -> None:
     from voicegraph import CallStatus
-    from voicegraph.outbound import CallRegistry, OutboundCall
+    from voicegraph.server.outbound import CallRegistry, OutboundCall
 
     registry = CallRegistry()
     await registry.deliver("CA1", CallStatus(call_id="CA1", status="ringing"))

@@ -428,7 +428,7 @@ async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
     from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
 
     from voicegraph import PlayedPosition
-    from voicegraph._carriers import GOODBYE_UTTERANCE
+    from voicegraph.server.carriers import GOODBYE_UTTERANCE
     from voicegraph.testing.fake_rest import FakeCarrierREST
     from voicegraph.wsio import SocketClosed
 
@@ -571,8 +571,8 @@ def test_interface_interruption_settings_reach_the_vad_and_barge_in(
 ) -> None:
     from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
     from voicegraph.nodes.audio import SENSITIVITY
+    from voicegraph.nodes.conversation.agent import BARGE_IN_MIN_WORDS
 
-    from voicegraph.conversation import BARGE_IN_MIN_WORDS
     from voicegraph.presets import build_for_session
     from voicegraph.session import CallSession
 

@@ -94,8 +94,8 @@ async def test_the_runtime_serves_a_signed_transfer_link_as_plivo_dial_xml() -> 
     import httpx
     from e2ekit import TOKEN, served
 
-    from voicegraph._transfer import TransferLinks
-    from voicegraph.signatures import compute_plivo_v3_signature
+    from voicegraph.server.signatures import compute_plivo_v3_signature
+    from voicegraph.server.transfer import TransferLinks
 
     async with served(_plivo_runtime()) as (url, _):
         path = "/call/incoming/transfer?" + TransferLinks(TOKEN).query(UUID, "+15557654321")
@@ -125,7 +125,7 @@ async def test_the_runtime_refuses_forged_transfer_links(change) -> None:  # typ
     import httpx
     from e2ekit import TOKEN, served
 
-    from voicegraph._transfer import TransferLinks
+    from voicegraph.server.transfer import TransferLinks
 
     async with served(_plivo_runtime()) as (url, _):
         query = change(TransferLinks(TOKEN).query(UUID, "+15557654321"))
@@ -137,7 +137,7 @@ async def test_the_runtime_refuses_forged_transfer_links(change) -> None:  # typ
 def test_transfer_links_expire() -> None:
     from urllib.parse import parse_qs
 
-    from voicegraph._transfer import TransferLinks
+    from voicegraph.server.transfer import TransferLinks
 
     now = [1000.0]
     links = TransferLinks("tok", ttl=60, clock=lambda: now[0])

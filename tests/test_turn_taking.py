@@ -8,6 +8,15 @@ import numpy as np
 import pytest
 from test_conversation import Script, Speaking, _barge, _drive
 from voicegraph.nodes.audio import VAD, EnergyAnalyser
+from voicegraph.nodes.conversation.agent import AgentNode, BargeIn
+from voicegraph.nodes.conversation.turn_policy import (
+    AdaptiveTurnDetector,
+    Backchannel,
+    EarlyTurn,
+    TurnContinues,
+    TurnPolicy,
+    turn_policy,
+)
 
 from voicegraph import (
     AgentText,
@@ -23,15 +32,6 @@ from voicegraph import (
     Transcript,
     Word,
     WordTimestamps,
-)
-from voicegraph.conversation import AgentNode, BargeIn
-from voicegraph.turn_policy import (
-    AdaptiveTurnDetector,
-    Backchannel,
-    EarlyTurn,
-    TurnContinues,
-    TurnPolicy,
-    turn_policy,
 )
 
 

@@ -174,8 +174,9 @@ class FlakyAgent:
 
 
 async def run_turns(agent: object, texts: list[str]) -> tuple[object, list[str]]:
+    from voicegraph.nodes.conversation.agent import AgentNode
+
     from voicegraph import EndOfTurn
-    from voicegraph.conversation import AgentNode
     from voicegraph.node import Actor, In, Out
 
     said: list[str] = []
@@ -207,7 +208,7 @@ async def run_turns(agent: object, texts: list[str]) -> tuple[object, list[str]]
 
 @pytest.mark.anyio
 async def test_two_failed_turns_in_a_row_end_the_call() -> None:
-    from voicegraph.conversation import AgentFailing
+    from voicegraph.nodes.conversation.agent import AgentFailing
 
     result, said = await run_turns(FlakyAgent({"a", "b"}), ["a", "b", "c"])
     assert isinstance(result.error.exc, AgentFailing)  # type: ignore[attr-defined]
@@ -224,7 +225,8 @@ async def test_a_good_turn_between_failures_keeps_the_call() -> None:
 
 @pytest.mark.anyio
 async def test_a_stalled_model_ends_the_call_at_once() -> None:
-    from voicegraph.conversation import AgentFailing
+    from voicegraph.nodes.conversation.agent import AgentFailing
+
     from voicegraph.llm import LLMStalled
 
     result, said = await run_turns(FlakyAgent({"a"}, LLMStalled("no first token")), ["a", "b"])

@@ -182,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     if not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise CommandError("--workers > 1 needs SO_REUSEPORT (Linux or BSD); use --workers 1")
-    from voicegraph.workers import serve_workers
+    from voicegraph.server.workers import serve_workers
 
     return serve_workers(
         args.app,

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .cli import CommandError, load_runtime
     from .interface import CallInterfaceError
-    from .outbound import DialError, OutboundLimitError
+    from .server.outbound import DialError, OutboundLimitError
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port} is not a port; use 0..65535")

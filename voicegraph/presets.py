@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .conversation import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
 from .frames import (
     DTMF,
     AgentText,
@@ -37,9 +36,10 @@ from .frames import (
 )
 from .graph import Graph, GraphError
 from .node import Actor, Node
-from .realtime_supervisor import RealtimeSupervisor
+from .nodes.conversation.agent import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
+from .nodes.conversation.realtime_supervisor import RealtimeSupervisor
+from .nodes.conversation.turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 from .session import CallSession
-from .turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 
 __all__ = ["build_for_session", "cascading", "managed", "realtime"]
 
@@ -356,7 +356,7 @@ def build_for_session(session: CallSession) -> Graph:
 def _extras(g: Graph, session: CallSession) -> Graph:
     """What a line or a placed call adds to a media preset: machine detection, recording."""
     if session.params.get("dial") == "amd":
-        from .amd import with_machine_detection
+        from .nodes.conversation.amd import with_machine_detection
 
         with_machine_detection(g, session)
     if session.interface.record is not None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio
 import numpy as np
 
-from voicegraph.signatures import compute_plivo_v3_signature, compute_twilio_signature
+from voicegraph.server.signatures import compute_plivo_v3_signature, compute_twilio_signature
 from voicegraph.wsio import SocketClosed
 
 from .wav import AudioSource

@@ -43,7 +43,7 @@ import anyio
 import httpx
 import msgspec
 
-from ..signatures import compute_plivo_v3_signature
+from ..server.signatures import compute_plivo_v3_signature
 from .fake_dial import Callee, PlacedCall, Placement, plivo_create_errors, twilio_create_errors
 from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
 

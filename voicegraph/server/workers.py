@@ -86,7 +86,7 @@ def serve_workers(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         holder.close()
-    from .observability.prometheus import worker_exited
+    from ..observability.prometheus import worker_exited
 
     for proc in procs:  # multiprocess metrics: an exited worker's live gauges stop counting
         if proc.pid is not None:
@@ -117,6 +117,6 @@ def _worker(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(server_level)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    from .cli import _serve_one
+    from ..cli import _serve_one
 
     _serve_one(spec, host, port, softphone, None, True, backend)

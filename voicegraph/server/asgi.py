@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .backends import current_backend
+from ..backends import current_backend
 
 __all__ = ["bound_urls", "hypercorn_config", "listen_socket", "serve_hypercorn"]
 

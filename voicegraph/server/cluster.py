@@ -1,5 +1,5 @@
 """Where :class:`~voicegraph.server.AgentRuntime` meets its call state
-(:mod:`voicegraph.state`): admission at the webhook, single-use token redemption and the call
+(:mod:`voicegraph.server.state`): admission at the webhook, single-use token redemption and the call
 registry at the stream, the ASGI lifespan that runs the state's background work, and the
 handlers of messages about a call (external hang-up, transfer; more can be added to
 ``runtime.call_handlers``).
@@ -23,9 +23,9 @@ from .state import CallRecord, StateUnavailable
 from .stream_token import StreamTokenError
 
 if TYPE_CHECKING:
-    from .interface import CallInterface
-    from .server import AgentRuntime
-    from .session import CallSession
+    from ..interface import CallInterface
+    from ..session import CallSession
+    from .agent_runtime import AgentRuntime
 
 __all__ = [
     "CallHandler",

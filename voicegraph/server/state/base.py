@@ -9,8 +9,8 @@ The state is what webhook and stream handlers must agree on beyond the signed st
 * **the channel** -- :meth:`CallState.publish` delivers a small JSON message about a call to the
   handler of the worker that holds it, wherever the request arrived.
 
-:class:`~voicegraph.state.memory.MemoryState` keeps all of it in this process (the default);
-:class:`~voicegraph.state.redis.RedisState` shares it across workers and machines. A backend
+:class:`~voicegraph.server.state.memory.MemoryState` keeps all of it in this process (the default);
+:class:`~voicegraph.server.state.redis.RedisState` shares it across workers and machines. A backend
 that cannot reach its store raises :class:`StateUnavailable`; the runtime then refuses new calls
 (503) and lets live calls go on.
 """
@@ -39,7 +39,7 @@ __all__ = [
     "new_worker_id",
 ]
 
-logger = logging.getLogger("voicegraph.state")
+logger = logging.getLogger("voicegraph.server.state")
 
 MAX_MESSAGE = 8 * 1024
 """Largest encoded message :meth:`CallState.publish` carries (bytes of JSON)."""

@@ -7,7 +7,7 @@ no-answer / failed / canceled with ``CallDuration``), the asynchronous machine-d
 (``Machine``). Every report is signature-checked like the webhook (against the public URL),
 turned into a frame -- :class:`~voicegraph.frames.CallStatus`,
 :class:`~voicegraph.frames.AnsweredBy` or :class:`~voicegraph.frames.RecordingReady` -- and
-delivered through the runtime's :class:`~voicegraph.outbound.CallRegistry` to the call's handle
+delivered through the runtime's :class:`~voicegraph.server.outbound.CallRegistry` to the call's handle
 and live graph; statuses also go to ``AgentRuntime(on_status=...)``.
 """
 
@@ -17,16 +17,16 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .frames import AnsweredBy, CallStatus, Frame, RecordingReady
+from ..frames import AnsweredBy, CallStatus, Frame, RecordingReady
 from .outbound import notify
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 
 if TYPE_CHECKING:
-    from .server import AgentRuntime
+    from .agent_runtime import AgentRuntime
 
 __all__ = ["parse_plivo", "parse_twilio", "status_webhook"]
 
-logger = logging.getLogger("voicegraph.status")
+logger = logging.getLogger("voicegraph.server.status")
 
 _TWILIO_STATUS = {
     "queued": "initiated",

@@ -17,7 +17,7 @@ every instance that names the same Redis agree on:
   a message published while the owner's subscription is down is lost).
 
 redis-py's client is asyncio-only: on the asyncio backend it runs in the worker's loop; on Trio it
-runs on a private asyncio loop in one thread (:mod:`voicegraph.state._bridge`). Needs Redis 6.2
+runs on a private asyncio loop in one thread (:mod:`voicegraph.server.state._bridge`). Needs Redis 6.2
 or newer (a single primary; Redis Cluster is not supported).
 """
 
@@ -45,7 +45,7 @@ from .base import (
 
 __all__ = ["RedisState", "RedisStateError"]
 
-logger = logging.getLogger("voicegraph.state")
+logger = logging.getLogger("voicegraph.server.state")
 T = TypeVar("T")
 
 # Expired members are dropped in bounded batches so one call never runs a long script.
@@ -108,7 +108,7 @@ def _where(url: str) -> str:
 
 
 class RedisState:
-    """:class:`~voicegraph.state.CallState` in Redis (see module docs).
+    """:class:`~voicegraph.server.state.CallState` in Redis (see module docs).
 
     ``url``: ``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, or
     ``unix:///path/to/socket``. ``prefix``: key prefix, so several deployments can share one
