@@ -368,7 +368,7 @@ COMMANDS: dict[str, Command] = {
     "dial": Command(
         "place a call from an AgentRuntime's line and follow it",
         lambda p: importlib.import_module("voicegraph.dial_cli").configure(p),
-        lambda a: importlib.import_module("voicegraph.dial_cli").run(a),  # type: ignore[no-any-return]
+        lambda a: importlib.import_module("voicegraph.dial_cli").run(a),
     ),
     "bench": Command("run latency benchmarks (from a source checkout)", _bench_args, _bench),
 }

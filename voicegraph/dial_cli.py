@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             return anyio.run(partial(_dial, runtime, args), backend=_backend(runtime))
         except BaseExceptionGroup as group:  # the server's task group wraps the dial's error
             while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-                group = group.exceptions[0]  # type: ignore[assignment]
+                group = group.exceptions[0]
             raise group from None
     except (CallInterfaceError, OutboundLimitError) as exc:
         raise CommandError(str(exc)) from None

@@ -117,6 +117,7 @@ def cascading(
         g.connect("decode", "vad")
     else:
         g.connect("carrier_in.audio", "vad", policy="drop_oldest", capacity=100)
+    playout = Playout(carrier_format, lead=playout_lead)
     barge_in = BargeIn(
         lambda: playout.speaking,
         interruptible,
@@ -142,7 +143,6 @@ def cascading(
     g.add("barge_in", barge_in)
     g.add("agent", agent_node)
     g.add("tts", tts)
-    playout = Playout(carrier_format, lead=playout_lead)
     g.add("playout", playout)
     g.add("carrier_out", carrier_out)
     g.add("call_end", CallEnd(hangup))
@@ -437,6 +437,8 @@ def sketch(mode: str, carrier: str = "twilio", providers: str = "cloud") -> Grap
 
     sock, _ = socket_pair()
     agent = Agent("Sketch.")
+    cin: Actor
+    cout: Actor
     if mode == "managed":
         if carrier != "twilio":
             raise GraphError("managed mode is Twilio only (ConversationRelay)")

@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -216,7 +216,7 @@ class OpenAIChatLLM:
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream one reply. Yields text deltas as they come, then every complete tool call,
         then one :class:`~voicegraph.llm.Finish`.
 
@@ -286,7 +286,9 @@ class OpenAIChatLLM:
             log.warning("chat request failed; retry %d/%d", attempt, self.max_retries)
             await anyio.sleep(delay)
 
-    async def _events(self, response: httpx.Response, sent: float) -> AsyncIterator[LLMEvent]:
+    async def _events(
+        self, response: httpx.Response, sent: float
+    ) -> AsyncGenerator[LLMEvent, None]:
         pending: dict[int, _Pending] = {}
         finish_reason = ""
         usage: dict[str, int] | None = None

@@ -26,7 +26,7 @@ to the rest and hangs them up over REST; a second signal skips to the goodbyes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -182,7 +182,7 @@ class AgentRuntime:
         self.goodbye_timeout = 6.0
         """Seconds the goodbye and REST hang-up of calls still active at the drain deadline
         may take."""
-        self._enders: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._enders: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         self._hurry = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -295,13 +295,15 @@ class AgentRuntime:
         quart.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
         async def webhook() -> Response:
-            return await self._webhook(request, Response)
+            answer: Response = await self._webhook(request, Response)
+            return answer
 
         for n, path in enumerate(self.webhooks):
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
 
         async def status() -> Response:
-            return await status_webhook(self, request, Response)
+            answer: Response = await status_webhook(self, request, Response)
+            return answer
 
         quart.add_url_rule(self.status_path, "status", status, methods=["POST"])
         control.add_routes(quart, self)
@@ -422,7 +424,7 @@ class AgentRuntime:
         call_id: str,
         call: Any,
         session: Any = None,
-        end_politely: Callable[[], Awaitable[None]] | None = None,
+        end_politely: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Count ``call`` as active; ``end_politely`` (goodbye, REST hang-up, stop) ends it at
         the drain deadline (``call.stop`` when not given)."""

@@ -407,13 +407,13 @@ def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
     if iface.graph_factory is not None:
         return iface.graph_factory(session)
     try:
-        from ..presets import build_for_session  # type: ignore[attr-defined]
+        from ..presets import build_for_session
     except ImportError as exc:
         raise CallSetupError(
             f"no preset for pipeline={iface.pipeline!r} is available "
             "(voicegraph.presets.build_for_session is missing); pass graph= to CallInterface"
         ) from exc
-    return build_for_session(session)  # type: ignore[no-any-return]
+    return build_for_session(session)
 
 
 async def _rest_hangup(iface: CallInterface, call_id: str) -> None:

@@ -106,12 +106,15 @@ def _show(value: Any) -> str:
 
 def _dry_graph(iface: CallInterface) -> Any:
     """One call's preset graph around carrier nodes on an in-memory socket."""
+    from ..node import Actor
     from ..presets import build_for_session
     from ..session import CallSession
     from ..testing.memsocket import socket_pair
 
     sock, _ = socket_pair()
     fmt: AudioFormat | None
+    cin: Actor
+    cout: Actor
     if iface.pipeline == "managed":
         from ..transports.twilio.relay import RelaySession, relay_nodes
 

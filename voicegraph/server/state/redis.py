@@ -241,9 +241,11 @@ class RedisState:
             args: list[Any] = [self.heartbeat * 3]
             for rec in records[i : i + _CLAIM_BATCH]:
                 args += [rec.call_id, msgspec.json.encode(rec)]
-            await self._call(
-                "registration", lambda a=args: self._script("claim")(keys=self.keys, args=a)
-            )
+
+            def claim(batch: list[Any] = args) -> Any:
+                return self._script("claim")(keys=self.keys, args=batch)
+
+            await self._call("registration", claim)
 
     async def release(self, call_id: str) -> None:
         self._local.pop(call_id, None)
