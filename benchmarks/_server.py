@@ -176,7 +176,7 @@ async def serve_uvicorn(app: Any) -> None:
     protocol) on an ephemeral port, for the comparison with Hypercorn's asyncio worker."""
     import uvicorn
 
-    from voicegraph.asgi_server import bound_urls, listen_socket
+    from voicegraph.server.asgi import bound_urls, listen_socket
 
     sock = listen_socket("127.0.0.1", 0)
     server = uvicorn.Server(

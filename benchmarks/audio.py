@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.common import table, verdict, write_json
+from voicegraph.frames import AudioFormat, AudioFrame
 from voicegraph.nodes.audio.analysers import EnergyAnalyser, WebRTCAnalyser
 from voicegraph.nodes.audio.g711 import MulawDecode, MulawEncode, pcm16_to_ulaw
 from voicegraph.nodes.audio.resample import Resampler
 from voicegraph.nodes.audio.vad import VAD
 from voicegraph.nodes.convert import make_converter
-
-from benchmarks.common import table, verdict, write_json
-from voicegraph.frames import AudioFormat, AudioFrame
 
 # The targets: one inbound 20 ms frame through codec + resampler + energy/WebRTC VAD
 # <= 30 us together; Silero <= 100 us per 32 ms window.

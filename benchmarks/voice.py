@@ -54,7 +54,7 @@ SCENARIOS: tuple[tuple[str, tuple[tuple[str, float], ...], float], ...] = (
 
 
 def _turns(variant: str) -> Any:
-    from voicegraph.turn_policy import turn_policy
+    from voicegraph.nodes.conversation.turn_policy import turn_policy
 
     v = VARIANTS[variant]
     return turn_policy("medium", preemptive=False) if v == "adaptive" else v

@@ -30,7 +30,7 @@ LINES = f'''
 import os
 
 from voicegraph import CallInterface
-from voicegraph.amd import AnsweringMachine
+from voicegraph.nodes.conversation.amd import AnsweringMachine
 from voicegraph.testing.server import echo_graph
 
 

@@ -7,9 +7,9 @@ from typing import Literal
 
 import msgspec
 import pytest
-from voicegraph.nodes.llm import OpenAIChatLLM
 
 from voicegraph import Agent, CallControl, Turn, tool
+from voicegraph.nodes.llm import OpenAIChatLLM
 from voicegraph.testing.fake_chat import ChatReply, FakeChatCompletions, ScriptedToolCall
 from voicegraph.tools import Tool, ToolError
 

@@ -18,7 +18,7 @@ from voicegraph import (
     Hangup,
     PlayedPosition,
 )
-from voicegraph.amd import VOICEMAIL_UTTERANCE, AnsweringMachine
+from voicegraph.nodes.conversation.amd import VOICEMAIL_UTTERANCE, AnsweringMachine
 
 PCM = AudioFormat("pcm16", 8000)
 LOUD = AudioFrame(data=(np.full(160, 8000, "<i2")).tobytes())

@@ -9,9 +9,9 @@ import anyio
 import msgspec
 import pytest
 from e2ekit import TOKEN, interface, served, speech
-from voicegraph.nodes.llm import OpenAIChatLLM
 
 from voicegraph import Agent, AudioFormat, tool
+from voicegraph.nodes.llm import OpenAIChatLLM
 from voicegraph.testing.fake_chat import ChatReply, FakeChatCompletions, ScriptedToolCall
 from voicegraph.testing.twilio_caller import TwilioCaller
 
@@ -37,7 +37,6 @@ async def stock_server() -> tuple[asyncio.Server, list[str]]:
 @pytest.mark.anyio
 async def test_a_tool_awaiting_asyncio_streams_answers_the_llm_in_a_live_call() -> None:
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-
     from voicegraph.testing.fake_cartesia import FakeCartesia
     from voicegraph.testing.fake_deepgram import FakeDeepgram
 

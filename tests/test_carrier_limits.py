@@ -7,7 +7,7 @@ import anyio
 import pytest
 from test_server_plivo import answered, make_runtime, start_msg, ws_url
 
-from voicegraph._carriers import AsgiSocket
+from voicegraph.server.carriers import AsgiSocket
 from voicegraph.testing.server import serve_runtime
 from voicegraph.wsio import SocketClosed, connect_websocket
 

@@ -7,13 +7,6 @@ from typing import Any
 
 import anyio
 import pytest
-from voicegraph.nodes.providers import (
-    MissingSecret,
-    ProviderAuthError,
-    ProviderProtocolError,
-    ReconnectPolicy,
-)
-from voicegraph.nodes.tts.cartesia import CartesiaOptions, CartesiaTTS, _cut
 
 from voicegraph import (
     Actor,
@@ -29,6 +22,13 @@ from voicegraph import (
     TimelineMark,
     WordTimestamps,
 )
+from voicegraph.nodes.providers import (
+    MissingSecret,
+    ProviderAuthError,
+    ProviderProtocolError,
+    ReconnectPolicy,
+)
+from voicegraph.nodes.tts.cartesia import CartesiaOptions, CartesiaTTS, _cut
 from voicegraph.testing.fake_cartesia import CartesiaFaults, FakeCartesia
 from voicegraph.wsio import connect_websocket
 
@@ -390,6 +390,7 @@ def test_generation_and_cancel_requests_are_what_the_cartesia_library_declares()
     import msgspec
     from cartesia.types.generation_request import GenerationRequest
     from cartesia.types.websocket_client_event import CancelContextRequest
+
     from voicegraph.nodes.tts.cartesia import _Cancel, _encode
 
     node = CartesiaTTS(api_key=KEY, language="es")

@@ -16,7 +16,7 @@ from cluster_kit import CONTROL, NUMBER, PUBLIC, SID, TOKEN, Instance, start_ins
 from redis_kit import RedisServer
 
 from voicegraph import AgentRuntime, CallInterface
-from voicegraph.signatures import compute_twilio_signature
+from voicegraph.server.signatures import compute_twilio_signature
 from voicegraph.testing import FakeCarrierREST, TwilioCaller
 from voicegraph.testing._simcall import CallRejected
 from voicegraph.testing.server import echo_graph, serve_runtime

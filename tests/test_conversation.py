@@ -27,7 +27,13 @@ from voicegraph import (
     Word,
     WordTimestamps,
 )
-from voicegraph.conversation import AgentNode, BargeIn, FalseInterrupt, TurnDetector, heard_prefix
+from voicegraph.nodes.conversation.agent import (
+    AgentNode,
+    BargeIn,
+    FalseInterrupt,
+    TurnDetector,
+    heard_prefix,
+)
 
 
 class Script:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from voicegraph import DTMF, Actor, AudioFormat, AudioFrame, Call, Graph, In, Out
 from voicegraph.nodes.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from voicegraph.nodes.audio.pcm import AudioInputError
 from voicegraph.nodes.convert import AudioConverter, make_converter
-
-from voicegraph import DTMF, Actor, AudioFormat, AudioFrame, Call, Graph, In, Out
 
 MULAW8 = AudioFormat("mulaw", 8000)
 PCM8 = AudioFormat("pcm16", 8000)

@@ -7,15 +7,6 @@ from collections.abc import Awaitable, Callable
 import anyio
 import numpy as np
 import pytest
-from voicegraph.nodes.audio.g711 import pcm16_to_ulaw
-from voicegraph.nodes.providers import (
-    MissingSecret,
-    ProviderAuthError,
-    ProviderUnavailable,
-    ReconnectPolicy,
-    Secret,
-)
-from voicegraph.nodes.stt.deepgram import DeepgramOptions, DeepgramSTT
 
 from voicegraph import (
     Actor,
@@ -31,6 +22,15 @@ from voicegraph import (
     TimelineMark,
     Transcript,
 )
+from voicegraph.nodes.audio.g711 import pcm16_to_ulaw
+from voicegraph.nodes.providers import (
+    MissingSecret,
+    ProviderAuthError,
+    ProviderUnavailable,
+    ReconnectPolicy,
+    Secret,
+)
+from voicegraph.nodes.stt.deepgram import DeepgramOptions, DeepgramSTT
 from voicegraph.testing.fake_deepgram import DeepgramFaults, FakeDeepgram
 from voicegraph.wsio import SocketClosed, connect_websocket
 

@@ -118,7 +118,7 @@ def test_asyncio_page_fastapi_example_mounts_the_runtime_under_its_prefix(monkey
 
 @pytest.mark.anyio
 async def test_asyncio_page_fastapi_example_runs_the_runtimes_background_work(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from voicegraph.state import CallRecord
+    from voicegraph.server.state import CallRecord
 
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "doc-test")

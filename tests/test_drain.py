@@ -13,9 +13,9 @@ import httpx
 import pytest
 from e2ekit import PUBLIC, TOKEN
 from test_polite_end import _line
-from voicegraph.nodes.providers import ReconnectPolicy
 
 from voicegraph import AgentRuntime
+from voicegraph.nodes.providers import ReconnectPolicy
 from voicegraph.testing.fake_cartesia import FakeCartesia
 from voicegraph.testing.fake_deepgram import FakeDeepgram
 from voicegraph.testing.fake_rest import FakeCarrierREST

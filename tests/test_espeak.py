@@ -9,9 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from voicegraph.nodes.offline.espeak import EspeakError, EspeakSynth
-from voicegraph.nodes.offline.espeak_tts import EspeakTTS, EspeakTTSOptions, TTSBacklogFull
-from voicegraph.nodes.offline.phrases import PhraseSplitter
 
 from voicegraph import (
     Actor,
@@ -28,6 +25,9 @@ from voicegraph import (
     TimelineMark,
     WordTimestamps,
 )
+from voicegraph.nodes.offline.espeak import EspeakError, EspeakSynth
+from voicegraph.nodes.offline.espeak_tts import EspeakTTS, EspeakTTSOptions, TTSBacklogFull
+from voicegraph.nodes.offline.phrases import PhraseSplitter
 
 SENTENCE = "I would like to book a table for two."
 

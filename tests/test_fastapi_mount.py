@@ -15,9 +15,9 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from voicegraph.asgi_server import listen_socket
 from voicegraph.interface import CallInterface
 from voicegraph.server import AgentRuntime
+from voicegraph.server.asgi import listen_socket
 from voicegraph.testing.server import echo_graph
 from voicegraph.testing.twilio_caller import TwilioCall, twilio_webhook_form
 from voicegraph.wsio import connect_websocket
@@ -174,7 +174,7 @@ async def test_a_mounted_runtime_runs_its_background_work_in_the_apps_lifespan()
 
 @pytest.mark.anyio
 async def test_the_runtimes_lifespan_starts_its_background_work_once() -> None:
-    from voicegraph.state import MemoryState
+    from voicegraph.server.state import MemoryState
 
     class CountingState(MemoryState):
         runs = 0

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from voicegraph import DTMF, AudioFormat, AudioFormatMismatch, AudioFrame, Graph
 from voicegraph.nodes.audio.g711 import MulawDecode, MulawEncode, pcm16_to_ulaw, ulaw_to_pcm16
 from voicegraph.nodes.audio.pcm import (
     AudioInputError,
@@ -17,8 +19,6 @@ from voicegraph.nodes.audio.pcm import (
     swap_bytes,
 )
 from voicegraph.nodes.audio.resample import Resampler
-
-from voicegraph import DTMF, AudioFormat, AudioFormatMismatch, AudioFrame, Graph
 
 ALL_PCM = np.arange(65536, dtype=np.uint32).astype(np.uint16).tobytes()  # every int16, as LE
 ALL_CODES = bytes(range(256))

@@ -13,7 +13,7 @@ from voicegraph.interface import (
 )
 from voicegraph.node import Actor
 from voicegraph.server import AgentRuntime, AgentRuntimeError
-from voicegraph.stream_token import StreamTokenError, StreamTokens
+from voicegraph.server.stream_token import StreamTokenError, StreamTokens
 
 SID = "AC" + "f" * 32
 SECRET = "very-secret-token-value"

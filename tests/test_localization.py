@@ -6,13 +6,13 @@ from __future__ import annotations
 import anyio
 import pytest
 from e2ekit import TOKEN, interface, served, speech
-from voicegraph.nodes import CartesiaTTS, DeepgramSTT, EspeakTTS, PocketsphinxSTT
-from voicegraph.nodes.llm import OpenAIChatLLM
-from voicegraph.nodes.realtime import OpenAIRealtime
 
 from voicegraph import Agent
 from voicegraph.interface import IncompatibleOptionsError
 from voicegraph.localization import localize
+from voicegraph.nodes import CartesiaTTS, DeepgramSTT, EspeakTTS, PocketsphinxSTT
+from voicegraph.nodes.llm import OpenAIChatLLM
+from voicegraph.nodes.realtime import OpenAIRealtime
 from voicegraph.testing.fake_cartesia import FakeCartesia
 from voicegraph.testing.fake_chat import FakeChatCompletions
 from voicegraph.testing.fake_deepgram import FakeDeepgram

@@ -378,7 +378,7 @@ def test_without_the_extras_metrics_and_tracing_say_what_to_install(
 
 def test_importing_voicegraph_and_running_a_call_import_neither_extra() -> None:
     code = (
-        "import sys, voicegraph.server, voicegraph._carriers, voicegraph.observability;"
+        "import sys, voicegraph.server, voicegraph.server.carriers, voicegraph.observability;"
         "from voicegraph.observability import Observability, LoopLag;"
         "Observability(loop_lag=LoopLag());"
         "bad = [m for m in sys.modules if m.startswith(('prometheus_client', 'opentelemetry'))];"

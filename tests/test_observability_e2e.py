@@ -12,9 +12,9 @@ import httpx
 import pytest
 from e2ekit import TOKEN, interface, served, speech
 from prometheus_client.parser import text_string_to_metric_families
-from voicegraph.nodes.llm import OpenAIChatLLM
 
 from voicegraph import Agent, tool
+from voicegraph.nodes.llm import OpenAIChatLLM
 from voicegraph.observability import Metrics, Observability, Tracing
 from voicegraph.testing.fake_chat import ChatReply, FakeChatCompletions, ScriptedToolCall
 from voicegraph.testing.twilio_caller import TwilioCaller
@@ -47,7 +47,6 @@ async def cascading_line(
 ) -> AsyncIterator[tuple[str, list[Any]]]:
     """A Twilio cascading line on the Deepgram / chat / Cartesia fakes, served on loopback."""
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-
     from voicegraph.testing.fake_cartesia import FakeCartesia
     from voicegraph.testing.fake_deepgram import FakeDeepgram
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import anyio
 import pytest
-from voicegraph.nodes.llm import OpenAIChatLLM
 
 from voicegraph.llm import LLM, Finish, LLMError, TextDelta, ToolCall
+from voicegraph.nodes.llm import OpenAIChatLLM
 from voicegraph.testing.fake_chat import ChatFault, ChatReply, FakeChatCompletions, ScriptedToolCall
 
 pytestmark = pytest.mark.anyio

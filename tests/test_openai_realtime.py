@@ -11,8 +11,6 @@ import anyio
 import msgspec
 import numpy as np
 import pytest
-from voicegraph.nodes.providers import ProviderAuthError, ProviderUnavailable, ReconnectPolicy
-from voicegraph.nodes.realtime import SENSITIVITY, OpenAIRealtime
 
 from voicegraph import (
     Actor,
@@ -32,6 +30,8 @@ from voicegraph import (
     ToolCallResult,
     Transcript,
 )
+from voicegraph.nodes.providers import ProviderAuthError, ProviderUnavailable, ReconnectPolicy
+from voicegraph.nodes.realtime import SENSITIVITY, OpenAIRealtime
 from voicegraph.testing.fake_openai_realtime import (
     FakeOpenAIRealtime,
     RealtimeFault,

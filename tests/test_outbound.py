@@ -39,7 +39,6 @@ async def outbound_line(
     """A cascading line on fake Deepgram and Cartesia, served, with the fake carrier REST API
     ringing ``callee``. Yields the runtime, the fake, the accepted calls and the statuses."""
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-
     from voicegraph.testing.fake_cartesia import FakeCartesia
     from voicegraph.testing.fake_deepgram import FakeDeepgram
 
@@ -206,9 +205,8 @@ async def test_a_person_is_greeted_after_the_verdict_and_the_recording_holds_bot
 @pytest.mark.anyio
 @pytest.mark.parametrize(("carrier", "kind"), [("twilio", "machine"), ("plivo", "person")])
 async def test_realtime_mode_follows_the_verdict_too(carrier: str, kind: str) -> None:
-    from voicegraph.nodes.realtime import OpenAIRealtime
-
     from voicegraph import Agent
+    from voicegraph.nodes.realtime import OpenAIRealtime
     from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime
 
     rate = _rate(carrier)

@@ -12,14 +12,14 @@ import anyio
 import httpx
 import pytest
 from e2ekit import PUBLIC, TOKEN, interface
-from voicegraph.transports.plivo.rest import PlivoREST
-from voicegraph.transports.twilio.rest import TwilioREST
 
 from voicegraph import AgentRuntime
 from voicegraph.interface import IncompatibleOptionsError, InvalidOptionError
-from voicegraph.outbound import DialError, OutboundLimitError
+from voicegraph.server.outbound import DialError, OutboundLimitError
 from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.testing.server import serve_runtime
+from voicegraph.transports.plivo.rest import PlivoREST
+from voicegraph.transports.twilio.rest import TwilioREST
 
 TWILIO_SID = "AC" + "0" * 32
 PLIVO_ID = "MA" + "X" * 18
@@ -192,9 +192,8 @@ async def test_dial_needs_a_line_when_there_are_several() -> None:
 
 @pytest.mark.anyio
 async def test_machine_detection_is_refused_in_managed_mode() -> None:
-    from voicegraph.nodes import OpenAIChatLLM
-
     from voicegraph import Agent
+    from voicegraph.nodes import OpenAIChatLLM
 
     llm = OpenAIChatLLM(api_key="test-key", base_url="http://127.0.0.1:9/v1")
     iface = interface("twilio", pipeline="managed", agent=Agent("x", llm=llm))
@@ -285,7 +284,7 @@ async def test_a_plivo_hangup_signed_like_plivo_python_reaches_the_handle() -> N
 @pytest.mark.anyio
 async def test_a_report_that_beats_the_create_answer_is_kept_for_the_handle() -> None:
     from voicegraph import CallStatus
-    from voicegraph.outbound import CallRegistry, OutboundCall
+    from voicegraph.server.outbound import CallRegistry, OutboundCall
 
     registry = CallRegistry()
     await registry.deliver("CA1", CallStatus(call_id="CA1", status="ringing"))

@@ -35,8 +35,8 @@ def test_subpackages_import_under_voicegraph_names() -> None:
 
 
 # The modules that must stay on anyio: the engine, every node and every transport. Only the
-# adapters named in voicegraph.backends (wsio, asgi_server, server) know the backend.
-ENGINE = ("frames", "channel", "node", "graph", "runtime", "conversation", "_carriers")
+# adapters named in voicegraph.backends (wsio, server/asgi, server/agent_runtime) know the backend.
+ENGINE = ("frames", "channel", "node", "graph", "runtime", "server/carriers")
 IMPORTS_OF_A_BACKEND = re.compile(
     r"^\s*(?:import|from)\s+(?:asyncio|trio|trio_websocket|uvloop)\b", re.M
 )

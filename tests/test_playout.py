@@ -15,8 +15,6 @@ import pytest
 from enginekit import BOTH_BACKENDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from voicegraph.nodes.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from voicegraph.nodes.audio.playout import Playout, PlayoutOptions
 
 from voicegraph import (
     Actor,
@@ -37,6 +35,8 @@ from voicegraph import (
     PlaybackMark,
     PlayedPosition,
 )
+from voicegraph.nodes.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from voicegraph.nodes.audio.playout import Playout, PlayoutOptions
 from voicegraph.testing import virtual_clock
 
 MULAW8 = AudioFormat("mulaw", 8000)

@@ -9,6 +9,9 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from voicegraph.frames import AudioFormat, AudioFrame
+from voicegraph.testing.memsocket import socket_pair
 from voicegraph.transports._wire import decode
 from voicegraph.transports.errors import ProtocolError
 from voicegraph.transports.plivo import messages as m
@@ -18,9 +21,6 @@ from voicegraph.transports.plivo.stream import (
     content_type,
     parse_extra_headers,
 )
-
-from voicegraph.frames import AudioFormat, AudioFrame
-from voicegraph.testing.memsocket import socket_pair
 
 INBOUND = msgspec.json.Decoder(m.Inbound)
 LIMIT = 64 * 1024

@@ -8,10 +8,6 @@ import anyio
 import numpy as np
 import pytest
 import soxr
-from voicegraph.nodes.audio.pcm import AudioInputError
-from voicegraph.nodes.offline._sphinx import SphinxConfigError, phrases_grammar
-from voicegraph.nodes.offline.espeak import EspeakSynth
-from voicegraph.nodes.offline.pocketsphinx_stt import PocketsphinxSTT, PocketsphinxSTTOptions
 
 from voicegraph import (
     Actor,
@@ -27,6 +23,10 @@ from voicegraph import (
     SpeechStopped,
     Transcript,
 )
+from voicegraph.nodes.audio.pcm import AudioInputError
+from voicegraph.nodes.offline._sphinx import SphinxConfigError, phrases_grammar
+from voicegraph.nodes.offline.espeak import EspeakSynth
+from voicegraph.nodes.offline.pocketsphinx_stt import PocketsphinxSTT, PocketsphinxSTTOptions
 
 BOOKING = """#JSGF V1.0;
 grammar booking;

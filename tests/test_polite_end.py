@@ -6,11 +6,11 @@ from __future__ import annotations
 import anyio
 import pytest
 from e2ekit import TOKEN, interface, served
-from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-from voicegraph.nodes.providers import ReconnectPolicy
 
 from voicegraph.graph import Graph
 from voicegraph.node import Actor
+from voicegraph.nodes import CartesiaTTS, DeepgramSTT
+from voicegraph.nodes.providers import ReconnectPolicy
 from voicegraph.runtime import Call
 from voicegraph.testing.fake_cartesia import CartesiaFaults, FakeCartesia
 from voicegraph.testing.fake_deepgram import DeepgramFaults, FakeDeepgram

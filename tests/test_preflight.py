@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from e2ekit import PUBLIC, interface
-from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-from voicegraph.nodes.realtime import OpenAIRealtime
 
 from voicegraph import Agent, AgentRuntime
 from voicegraph.cli import main
-from voicegraph.preflight import PreflightError
+from voicegraph.nodes import CartesiaTTS, DeepgramSTT
+from voicegraph.nodes.realtime import OpenAIRealtime
+from voicegraph.server.preflight import PreflightError
 
 VOICE = "a0e99841-438c-4a64-b679-ae501e7d6091"
 

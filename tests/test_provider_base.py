@@ -9,6 +9,8 @@ import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from voicegraph import Actor, AgentText, Call, Graph, In, Out
 from voicegraph.nodes.providers import (
     MissingSecret,
     ProviderAuthError,
@@ -19,8 +21,6 @@ from voicegraph.nodes.providers import (
     SendBuffer,
     WebSocketProvider,
 )
-
-from voicegraph import Actor, AgentText, Call, Graph, In, Out
 from voicegraph.testing.fakeserver import FakeServer, WebSocketPeer
 from voicegraph.wsio import SocketClosed
 

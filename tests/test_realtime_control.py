@@ -12,9 +12,9 @@ import anyio
 import numpy as np
 import pytest
 from e2ekit import TOKEN, interface, served, speech
-from voicegraph.nodes.realtime import OpenAIRealtime
 
 from voicegraph import Agent, PlayedPosition
+from voicegraph.nodes.realtime import OpenAIRealtime
 from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, RealtimeReply
 from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.testing.plivo_caller import PlivoCaller
@@ -131,7 +131,7 @@ async def test_realtime_transfer_call_transfers_through_rest_after_the_reply(car
 @pytest.mark.anyio
 @pytest.mark.parametrize("carrier", CARRIERS)
 async def test_realtime_max_duration_goodbye_is_heard_before_the_hang_up(carrier: str) -> None:
-    from voicegraph._carriers import GOODBYE_UTTERANCE
+    from voicegraph.server.carriers import GOODBYE_UTTERANCE
 
     fake = FakeOpenAIRealtime(replies=[echo_say], speed=4.0)
     async with fake, FakeCarrierREST(carrier, ACCOUNT[carrier], TOKEN) as rest:

@@ -10,9 +10,9 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+
 from voicegraph.nodes.realtime import OpenAIRealtime
 from voicegraph.nodes.realtime import messages as m
-
 from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, RealtimeReply
 from voicegraph.wsio import connect_websocket
 
@@ -144,9 +144,8 @@ async def test_client_events_are_what_the_openai_library_declares(dialect: str) 
 
 @pytest.mark.parametrize("dialect", ["ga", "beta"])
 def test_a_replayed_history_is_what_the_openai_library_declares(dialect: str) -> None:
-    from voicegraph.nodes.realtime.history import HeardHistory
-
     from voicegraph import PlayedPosition
+    from voicegraph.nodes.realtime.history import HeardHistory
 
     history = HeardHistory()
     history.caller("a table for two")

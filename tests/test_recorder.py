@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 from e2ekit import interface
-from voicegraph.nodes.audio.recorder import Recording, TrackRecorder
 
 from voicegraph import Agent
 from voicegraph.interface import IncompatibleOptionsError, InvalidOptionError
+from voicegraph.nodes.audio.recorder import Recording, TrackRecorder
 
 
 def test_a_clear_cuts_what_the_listener_never_heard() -> None:

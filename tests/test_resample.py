@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from voicegraph.nodes.audio.pcm import AudioInputError
-from voicegraph.nodes.audio.resample import Resampler, StreamResampler
 
 from voicegraph import DTMF, AudioFrame
+from voicegraph.nodes.audio.pcm import AudioInputError
+from voicegraph.nodes.audio.resample import Resampler, StreamResampler
 
 RATE_PAIRS = [(8000, 16000), (16000, 8000), (24000, 8000), (8000, 24000), (22050, 16000)]
 

@@ -12,7 +12,7 @@ import pytest
 
 from voicegraph.interface import CallInterface
 from voicegraph.server import AgentRuntime
-from voicegraph.signatures import compute_plivo_v3_signature
+from voicegraph.server.signatures import compute_plivo_v3_signature
 from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.testing.server import echo_graph, serve_runtime
 from voicegraph.wsio import SocketClosed, connect_websocket

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from voicegraph.testing.fake_rest import FakeCarrierREST
 from voicegraph.transports._rest import HangupError, RetryPolicy
 from voicegraph.transports.plivo.rest import PlivoREST
 from voicegraph.transports.twilio.rest import TwilioREST
-
-from voicegraph.testing.fake_rest import FakeCarrierREST
 
 SID = "AC" + "a" * 32
 CALL = "CA" + "b" * 32

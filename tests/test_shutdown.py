@@ -26,7 +26,7 @@ from test_server_twilio import (
 
 from voicegraph.interface import CallInterface
 from voicegraph.server import AgentRuntime
-from voicegraph.signatures import compute_twilio_signature
+from voicegraph.server.signatures import compute_twilio_signature
 from voicegraph.testing.server import echo_graph
 from voicegraph.wsio import SocketClosed, connect_websocket
 

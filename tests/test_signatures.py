@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voicegraph.signatures import (
+from voicegraph.server.signatures import (
     compute_plivo_v3_signature,
     compute_twilio_signature,
     twilio_body_sha256,

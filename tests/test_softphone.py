@@ -14,17 +14,6 @@ import numpy as np
 import pytest
 from e2ekit import interface, speech
 from transport_kit import Collect, reader_graph, run_call, writer_graph
-from voicegraph.transports.errors import CarrierFormatError, ProtocolError
-from voicegraph.transports.softphone import (
-    TOKEN_ENV,
-    SoftphoneConfigError,
-    SoftphoneOut,
-    SoftphoneRefused,
-    SoftphoneStart,
-    accept_softphone,
-    enable_softphone,
-    softphone_nodes,
-)
 
 from voicegraph import AgentRuntime
 from voicegraph.frames import (
@@ -45,6 +34,17 @@ from voicegraph.graph import Graph
 from voicegraph.node import Actor, Out
 from voicegraph.testing.memsocket import socket_pair
 from voicegraph.testing.server import echo_graph, serve_runtime
+from voicegraph.transports.errors import CarrierFormatError, ProtocolError
+from voicegraph.transports.softphone import (
+    TOKEN_ENV,
+    SoftphoneConfigError,
+    SoftphoneOut,
+    SoftphoneRefused,
+    SoftphoneStart,
+    accept_softphone,
+    enable_softphone,
+    softphone_nodes,
+)
 from voicegraph.wsio import SocketClosed, connect_websocket
 
 TOKEN = "softphone-test-token-0123"
@@ -564,9 +564,8 @@ def test_the_transcript_tap_reads_caller_turns_and_agent_text() -> None:
 
 def test_a_realtime_graph_gets_the_transcript_tap_on_the_model_events() -> None:
     from voicegraph.nodes.realtime import OpenAIRealtime
-    from voicegraph.transports.softphone import SOFTPHONE_FORMAT, tap_transcript
-
     from voicegraph.presets import realtime
+    from voicegraph.transports.softphone import SOFTPHONE_FORMAT, tap_transcript
 
     server, _ = socket_pair()
     carrier_in, carrier_out = softphone_nodes(server, SoftphoneStart(call_id="c1"))

@@ -19,7 +19,6 @@ import anyio
 import numpy as np
 import pytest
 from e2ekit import interface, speech
-from voicegraph.transports.softphone import enable_softphone
 
 from voicegraph import AgentRuntime
 from voicegraph.frames import (
@@ -37,6 +36,7 @@ from voicegraph.graph import Graph
 from voicegraph.node import Actor, In, Out
 from voicegraph.testing.server import serve_runtime
 from voicegraph.testing.wav import write_wav
+from voicegraph.transports.softphone import enable_softphone
 
 CHROMIUM = "/usr/bin/chromium"
 REQUEST = "I would like to book a table for two"

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from redis_kit import free_port
 
-from voicegraph.state import (
+from voicegraph.server.state import (
     CallRecord,
     CallState,
     MemoryState,

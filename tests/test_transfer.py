@@ -57,6 +57,7 @@ def test_other_documents_dial_nothing(document: str) -> None:
 @pytest.mark.anyio
 async def test_plivo_transfer_sends_what_the_plivo_library_sends(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import plivo.rest.client
+
     from voicegraph.transports.plivo.rest import PlivoREST
 
     document_url = "http://127.0.0.1:9/call/incoming/transfer?call=x"  # never answered
@@ -80,9 +81,9 @@ async def test_plivo_transfer_sends_what_the_plivo_library_sends(monkeypatch) ->
 
 def _plivo_runtime():  # type: ignore[no-untyped-def]
     from e2ekit import interface
-    from voicegraph.nodes import EspeakTTS, OpenAIChatLLM, PocketsphinxSTT
 
     from voicegraph import Agent
+    from voicegraph.nodes import EspeakTTS, OpenAIChatLLM, PocketsphinxSTT
 
     llm = OpenAIChatLLM(api_key="test-key", base_url="http://127.0.0.1:9/v1")  # never called
     return interface(
@@ -95,8 +96,8 @@ async def test_the_runtime_serves_a_signed_transfer_link_as_plivo_dial_xml() -> 
     import httpx
     from e2ekit import TOKEN, served
 
-    from voicegraph._transfer import TransferLinks
-    from voicegraph.signatures import compute_plivo_v3_signature
+    from voicegraph.server.signatures import compute_plivo_v3_signature
+    from voicegraph.server.transfer import TransferLinks
 
     async with served(_plivo_runtime()) as (url, _):
         path = "/call/incoming/transfer?" + TransferLinks(TOKEN).query(UUID, "+15557654321")
@@ -126,7 +127,7 @@ async def test_the_runtime_refuses_forged_transfer_links(change) -> None:  # typ
     import httpx
     from e2ekit import TOKEN, served
 
-    from voicegraph._transfer import TransferLinks
+    from voicegraph.server.transfer import TransferLinks
 
     async with served(_plivo_runtime()) as (url, _):
         query = change(TransferLinks(TOKEN).query(UUID, "+15557654321"))
@@ -138,7 +139,7 @@ async def test_the_runtime_refuses_forged_transfer_links(change) -> None:  # typ
 def test_transfer_links_expire() -> None:
     from urllib.parse import parse_qs
 
-    from voicegraph._transfer import TransferLinks
+    from voicegraph.server.transfer import TransferLinks
 
     now = [1000.0]
     links = TransferLinks("tok", ttl=60, clock=lambda: now[0])

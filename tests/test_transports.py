@@ -9,23 +9,6 @@ import logging
 import anyio
 import pytest
 from transport_kit import Collect, reader_graph, run_call, writer_graph
-from voicegraph.transports import (
-    CarrierFormatError,
-    EndSession,
-    Play,
-    PlivoStreamOptions,
-    ProtocolError,
-    RelayInterrupt,
-    SendDigits,
-    SetLanguage,
-    TwilioMediaOptions,
-    accept_conversation_relay,
-    accept_plivo_stream,
-    accept_twilio_media,
-    plivo_stream_nodes,
-    relay_nodes,
-    twilio_media_nodes,
-)
 
 from voicegraph import (
     DTMF,
@@ -43,6 +26,23 @@ from voicegraph import (
     StreamStarted,
 )
 from voicegraph.testing.memsocket import socket_pair
+from voicegraph.transports import (
+    CarrierFormatError,
+    EndSession,
+    Play,
+    PlivoStreamOptions,
+    ProtocolError,
+    RelayInterrupt,
+    SendDigits,
+    SetLanguage,
+    TwilioMediaOptions,
+    accept_conversation_relay,
+    accept_plivo_stream,
+    accept_twilio_media,
+    plivo_stream_nodes,
+    relay_nodes,
+    twilio_media_nodes,
+)
 from voicegraph.wsio import SocketClosed
 
 SID = "MZ0123456789abcdef0123456789abcdef"

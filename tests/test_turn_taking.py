@@ -7,7 +7,6 @@ import anyio.lowlevel
 import numpy as np
 import pytest
 from test_conversation import Script, Speaking, _barge, _drive
-from voicegraph.nodes.audio import VAD, EnergyAnalyser
 
 from voicegraph import (
     AgentText,
@@ -24,8 +23,9 @@ from voicegraph import (
     Word,
     WordTimestamps,
 )
-from voicegraph.conversation import AgentNode, BargeIn
-from voicegraph.turn_policy import (
+from voicegraph.nodes.audio import VAD, EnergyAnalyser
+from voicegraph.nodes.conversation.agent import AgentNode, BargeIn
+from voicegraph.nodes.conversation.turn_policy import (
     AdaptiveTurnDetector,
     Backchannel,
     EarlyTurn,

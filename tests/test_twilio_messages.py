@@ -8,13 +8,13 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from voicegraph.testing.memsocket import socket_pair
 from voicegraph.transports._wire import decode
 from voicegraph.transports.errors import ProtocolError
 from voicegraph.transports.twilio import messages as m
 from voicegraph.transports.twilio.media import TWILIO_FORMAT, TwilioMediaIn, TwilioStart
 from voicegraph.transports.twilio.relay import RelayIn, RelaySession
-
-from voicegraph.testing.memsocket import socket_pair
 
 MEDIA = msgspec.json.Decoder(m.MediaInbound)
 RELAY = msgspec.json.Decoder(m.RelayInbound)

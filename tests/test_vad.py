@@ -9,13 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voicegraph.nodes.audio.analysers import EnergyAnalyser, WebRTCAnalyser
-from voicegraph.nodes.audio.g711 import MulawDecode
-from voicegraph.nodes.audio.pcm import AudioInputError
-from voicegraph.nodes.audio.resample import Resampler, StreamResampler
-from voicegraph.nodes.audio.silero import SileroAnalyser, silero_model_path
-from voicegraph.nodes.audio.vad import SENSITIVITY, VAD, VADProfile
-from voicegraph.nodes.offline.espeak import EspeakSynth
 
 from voicegraph import (
     DTMF,
@@ -31,6 +24,13 @@ from voicegraph import (
     SpeechStarted,
     SpeechStopped,
 )
+from voicegraph.nodes.audio.analysers import EnergyAnalyser, WebRTCAnalyser
+from voicegraph.nodes.audio.g711 import MulawDecode
+from voicegraph.nodes.audio.pcm import AudioInputError
+from voicegraph.nodes.audio.resample import Resampler, StreamResampler
+from voicegraph.nodes.audio.silero import SileroAnalyser, silero_model_path
+from voicegraph.nodes.audio.vad import SENSITIVITY, VAD, VADProfile
+from voicegraph.nodes.offline.espeak import EspeakSynth
 
 # `make test` installs the silero-vad wheel without its torch dependency (see the Makefile), so
 # Silero is tested everywhere; a missing model fails these tests with the install hint.

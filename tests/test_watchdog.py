@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-from voicegraph.nodes.providers import ProviderStalled, ReconnectPolicy
 
 from voicegraph import AgentText, Graph, SpeechStopped
+from voicegraph.nodes import CartesiaTTS, DeepgramSTT
+from voicegraph.nodes.providers import ProviderStalled, ReconnectPolicy
 from voicegraph.runtime import Call
 from voicegraph.testing.fake_cartesia import CartesiaFaults, FakeCartesia
 from voicegraph.testing.fake_deepgram import DeepgramFaults, FakeDeepgram
@@ -129,9 +129,8 @@ def test_the_watchdog_defaults_are_documented_values() -> None:
 
 @pytest.mark.anyio
 async def test_a_chat_request_with_no_first_token_is_sent_once_more() -> None:
-    from voicegraph.nodes.llm import OpenAIChatLLM
-
     from voicegraph.llm import TextDelta
+    from voicegraph.nodes.llm import OpenAIChatLLM
     from voicegraph.testing.fake_chat import ChatFault, FakeChatCompletions
 
     faults = [ChatFault("stall", after_chunks=0)]
@@ -145,9 +144,8 @@ async def test_a_chat_request_with_no_first_token_is_sent_once_more() -> None:
 
 @pytest.mark.anyio
 async def test_a_chat_model_that_stalls_twice_raises_llm_stalled() -> None:
-    from voicegraph.nodes.llm import OpenAIChatLLM
-
     from voicegraph.llm import LLMStalled
+    from voicegraph.nodes.llm import OpenAIChatLLM
     from voicegraph.testing.fake_chat import ChatFault, FakeChatCompletions
 
     faults = [ChatFault("stall", after_chunks=0, times=5)]
@@ -175,8 +173,8 @@ class FlakyAgent:
 
 async def run_turns(agent: object, texts: list[str]) -> tuple[object, list[str]]:
     from voicegraph import EndOfTurn
-    from voicegraph.conversation import AgentNode
     from voicegraph.node import Actor, In, Out
+    from voicegraph.nodes.conversation.agent import AgentNode
 
     said: list[str] = []
 
@@ -207,7 +205,7 @@ async def run_turns(agent: object, texts: list[str]) -> tuple[object, list[str]]
 
 @pytest.mark.anyio
 async def test_two_failed_turns_in_a_row_end_the_call() -> None:
-    from voicegraph.conversation import AgentFailing
+    from voicegraph.nodes.conversation.agent import AgentFailing
 
     result, said = await run_turns(FlakyAgent({"a", "b"}), ["a", "b", "c"])
     assert isinstance(result.error.exc, AgentFailing)  # type: ignore[attr-defined]
@@ -224,8 +222,8 @@ async def test_a_good_turn_between_failures_keeps_the_call() -> None:
 
 @pytest.mark.anyio
 async def test_a_stalled_model_ends_the_call_at_once() -> None:
-    from voicegraph.conversation import AgentFailing
     from voicegraph.llm import LLMStalled
+    from voicegraph.nodes.conversation.agent import AgentFailing
 
     result, said = await run_turns(FlakyAgent({"a"}, LLMStalled("no first token")), ["a", "b"])
     assert isinstance(result.error.exc, AgentFailing)  # type: ignore[attr-defined]

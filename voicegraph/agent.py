@@ -12,7 +12,7 @@ model asks for (at most ``max_tool_steps`` rounds; then one last round without t
 answer), and offers the built-in call tools ``end_call`` and ``transfer_call``. A tool that
 raises gives the model an error result; it never ends the call.
 
-The conversation node (:mod:`voicegraph.conversation`) owns the history and records only what
+The conversation node (:mod:`voicegraph.nodes.conversation.agent`) owns the history and records only what
 the caller actually heard; ``respond`` gets that history in :attr:`Turn.history`.
 """
 
@@ -88,7 +88,7 @@ class Turn:
 
     async def confirmed(self) -> None:
         """Wait until the caller's turn is confirmed over. A reply prepared early (see
-        voicegraph.preemptive) may be thrown away until then: do side effects after this."""
+        voicegraph.nodes.conversation.preemptive) may be thrown away until then: do side effects after this."""
         if self.gate is not None:
             await self.gate.wait()
 

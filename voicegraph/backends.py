@@ -80,6 +80,6 @@ def spawn_system_task(fn: Callable[[], Awaitable[Any]]) -> None:
         return
     import asyncio
 
-    task = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
+    task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
     _system_tasks.add(task)
     task.add_done_callback(_system_tasks.discard)

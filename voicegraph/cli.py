@@ -182,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     if not hasattr(__import__("socket"), "SO_REUSEPORT"):
         raise CommandError("--workers > 1 needs SO_REUSEPORT (Linux or BSD); use --workers 1")
-    from voicegraph.workers import serve_workers
+    from voicegraph.server.workers import serve_workers
 
     return serve_workers(
         args.app,
@@ -370,7 +370,7 @@ COMMANDS: dict[str, Command] = {
     "dial": Command(
         "place a call from an AgentRuntime's line and follow it",
         lambda p: importlib.import_module("voicegraph.dial_cli").configure(p),
-        lambda a: importlib.import_module("voicegraph.dial_cli").run(a),  # type: ignore[no-any-return]
+        lambda a: importlib.import_module("voicegraph.dial_cli").run(a),
     ),
     "bench": Command("run latency benchmarks (from a source checkout)", _bench_args, _bench),
 }

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .cli import CommandError, load_runtime
     from .interface import CallInterfaceError
-    from .outbound import DialError, OutboundLimitError
+    from .server.outbound import DialError, OutboundLimitError
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port} is not a port; use 0..65535")
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             return anyio.run(partial(_dial, runtime, args), backend=_backend(runtime))
         except BaseExceptionGroup as group:  # the server's task group wraps the dial's error
             while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-                group = group.exceptions[0]  # type: ignore[assignment]
+                group = group.exceptions[0]
             raise group from None
     except (CallInterfaceError, OutboundLimitError) as exc:
         raise CommandError(str(exc)) from None

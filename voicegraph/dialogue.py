@@ -1,7 +1,7 @@
 """The dialogue: one conversation's history, kept true to what the caller heard.
 
 What a turn means does not depend on audio, so it lives here once and is shared by the call's
-:class:`~voicegraph.conversation.AgentNode` and by text mode
+:class:`~voicegraph.nodes.conversation.agent.AgentNode` and by text mode
 (:class:`~voicegraph.testing.TextSession`):
 
 * :class:`Dialogue` -- the history in OpenAI chat format. Each agent reply has a slot whose

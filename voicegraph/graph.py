@@ -297,13 +297,13 @@ class Graph:
                         f"required input {name}.{p.name} ({type(node).__name__}, accepts "
                         f"{p.describe_types()}) has no edge; connect a node to it"
                     )
-            for p in node.outputs:
-                if p.required and not any(
-                    e.src == name and e.src_port == p.name for e in self.edges
+            for q in node.outputs:
+                if q.required and not any(
+                    e.src == name and e.src_port == q.name for e in self.edges
                 ):
                     raise UnconnectedPort(
-                        f"required output {name}.{p.name} ({type(node).__name__}, emits "
-                        f"{p.describe_types()}) has no edge; connect it to a node"
+                        f"required output {name}.{q.name} ({type(node).__name__}, emits "
+                        f"{q.describe_types()}) has no edge; connect it to a node"
                     )
             if isinstance(node, Stage) and len(node.outputs) != 1:
                 raise GraphError(f"stage {name!r} must have exactly one output port")

@@ -9,7 +9,7 @@ and closes its HTTP response promptly. Implementations live in ``voicegraph.node
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -105,7 +105,7 @@ class LLM(Protocol):
 
     def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream one reply to ``messages`` (OpenAI chat format), offering ``tools``
         (``{"type": "function", "function": {name, description, parameters}}``).
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
-from .conversation import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
 from .frames import (
     DTMF,
     AgentText,
@@ -38,9 +37,10 @@ from .frames import (
 )
 from .graph import Graph, GraphError
 from .node import Actor, Node
-from .realtime_supervisor import RealtimeSupervisor
+from .nodes.conversation.agent import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
+from .nodes.conversation.realtime_supervisor import RealtimeSupervisor
+from .nodes.conversation.turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 from .session import CallSession
-from .turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 
 if TYPE_CHECKING:
     from voicegraph.nodes.audio.playout import PlayoutOptions
@@ -124,6 +124,7 @@ def cascading(
         g.connect("decode", "vad")
     else:
         g.connect("carrier_in.audio", "vad", policy="drop_oldest", capacity=100)
+    playout = Playout(carrier_format, lead=playout_lead)
     barge_in = BargeIn(
         lambda: playout.speaking,
         interruptible,
@@ -371,7 +372,7 @@ def build_for_session(session: CallSession) -> Graph:
 def _extras(g: Graph, session: CallSession) -> Graph:
     """What a line or a placed call adds to a media preset: machine detection, recording."""
     if session.params.get("dial") == "amd":
-        from .amd import with_machine_detection
+        from .nodes.conversation.amd import with_machine_detection
 
         with_machine_detection(g, session)
     if session.interface.record is not None:
@@ -452,6 +453,8 @@ def sketch(mode: str, carrier: str = "twilio", providers: str = "cloud") -> Grap
 
     sock, _ = socket_pair()
     agent = Agent("Sketch.")
+    cin: Actor
+    cout: Actor
     if mode == "managed":
         if carrier != "twilio":
             raise GraphError("managed mode is Twilio only (ConversationRelay)")

@@ -188,6 +188,8 @@ class Call:
                 self._inline[name] = node
             else:
                 actor = _StageRunner(node) if isinstance(node, Stage) else node
+                if not isinstance(actor, Actor):  # Graph.add admits only actors and stages
+                    raise TypeError(f"node {name!r} is neither an Actor nor a Stage")
                 actor.name, actor.call, actor.log = name, self, node.log
                 actor.inbox = Inbox(name)
                 actor._routes = {}

@@ -2,7 +2,7 @@
 provider sockets (client side: ``websockets`` on asyncio, trio-websocket on Trio).
 
 Transports and provider nodes depend only on :class:`MessageSocket`; the adapters here and in
-:mod:`voicegraph._carriers` are the only code that knows a WebSocket library.
+:mod:`voicegraph.server.carriers` are the only code that knows a WebSocket library.
 :func:`connect_websocket` picks the client library by the running backend; both clients get the
 same limits (message size, connect and close timeouts), no compression and no library pings
 (keep-alive and reconnect live above this interface, in ``nodes.providers.base``).
@@ -258,7 +258,7 @@ async def _connect_asyncio(
             compression=None,  # trio-websocket does not compress either; saves CPU on audio
             proxy=None,  # like trio-websocket: connect directly
             user_agent_header=None,
-            **({"ssl": tls_context()} if url.startswith("wss:") else {}),
+            ssl=tls_context() if url.startswith("wss:") else None,  # one context per process
         )
     except TimeoutError:
         raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None

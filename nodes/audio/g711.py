@@ -57,7 +57,10 @@ def _build_encode_table() -> np.ndarray[Any, np.dtype[np.uint8]]:
     for e in range(1, 8):
         exponent[top >= (1 << e)] = e
     mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    table: np.ndarray[Any, np.dtype[np.uint8]] = (
+        ~(sign | (exponent << 4) | mantissa) & 0xFF
+    ).astype(np.uint8)
+    return table
 
 
 _DECODE = _build_decode_table()

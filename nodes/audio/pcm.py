@@ -88,7 +88,8 @@ def float_to_pcm16(samples: np.ndarray[Any, Any]) -> bytes:
         raise AudioInputError(
             f"{bad} of {x.size} float samples are NaN or infinite; fix the audio source"
         )
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(_LE_INT16).tobytes()
+    out: bytes = np.clip(np.rint(x * 32768.0), -32768, 32767).astype(_LE_INT16).tobytes()
+    return out
 
 
 def swap_bytes(data: bytes) -> bytes:

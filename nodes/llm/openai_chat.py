@@ -13,7 +13,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -230,7 +230,7 @@ class OpenAIChatLLM:
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream one reply. Yields text deltas as they come, then every complete tool call,
         then one :class:`~voicegraph.llm.Finish`.
 
@@ -300,7 +300,9 @@ class OpenAIChatLLM:
             log.warning("chat request failed; retry %d/%d", attempt, self.max_retries)
             await anyio.sleep(delay)
 
-    async def _events(self, response: httpx.Response, sent: float) -> AsyncIterator[LLMEvent]:
+    async def _events(
+        self, response: httpx.Response, sent: float
+    ) -> AsyncGenerator[LLMEvent, None]:
         pending: dict[int, _Pending] = {}
         finish_reason = ""
         usage: dict[str, int] | None = None

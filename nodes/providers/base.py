@@ -25,7 +25,7 @@ import anyio
 import msgspec
 
 from voicegraph.channel import EndOfInput
-from voicegraph.events import ProviderEvent
+from voicegraph.events import ProviderEvent, ProviderWhat
 from voicegraph.node import Actor
 from voicegraph.wsio import MessageSocket, SocketClosed, connect_websocket
 
@@ -202,7 +202,9 @@ class WebSocketProvider(Actor):
         """A fresh node with the same options, key and reconnect policy, for another call
         (``CallInterface`` uses it on provider templates). Subclasses whose constructor is not
         ``(options, *, api_key, reconnect)`` override it."""
-        return type(self)(self.options, api_key=self._key, reconnect=self.reconnect_policy)  # type: ignore[call-arg,attr-defined]
+        make: Callable[..., WebSocketProvider] = type(self)  # the subclass's constructor
+        options, key = getattr(self, "options"), getattr(self, "_key")  # noqa: B009 (subclasses')
+        return make(options, api_key=key, reconnect=self.reconnect_policy)
 
     def url(self) -> str:
         """The WebSocket URL to connect to (query string included)."""
@@ -272,15 +274,33 @@ class WebSocketProvider(Actor):
         """Wait until the provider closed the socket after :meth:`end_of_input` began."""
         await self._closed.wait()
 
-    def _event(self, what: str, start: float, end: float | None = None, **kw: object) -> None:
+    def _event(
+        self,
+        what: ProviderWhat,
+        start: float,
+        end: float | None = None,
+        *,
+        first: float = 0.0,
+        ok: bool = True,
+        reconnect: bool = False,
+        error: str = "",
+    ) -> None:
         """Publish a :class:`~voicegraph.events.ProviderEvent` ending at ``end`` (default: now)
         for observers (metrics, traces)."""
         if self.call is not None:
             end = time.monotonic() if end is None else end
             self.call.publish(
                 ProviderEvent(
-                    provider=self.provider, what=what, start=start, end=end, node=self.name, **kw
-                )  # type: ignore[arg-type]
+                    provider=self.provider,
+                    what=what,
+                    start=start,
+                    end=end,
+                    node=self.name,
+                    first=first,
+                    ok=ok,
+                    reconnect=reconnect,
+                    error=error,
+                )
             )
 
     def _request_answered(self, ttfb: float) -> None:

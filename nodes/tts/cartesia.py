@@ -371,16 +371,16 @@ class CartesiaTTS(WebSocketProvider):
             return
         kind = type(msg)
         if kind is Error:
-            raise self._error(msg)  # type: ignore[arg-type]
-        utt = self._active.get(msg.context_id)  # type: ignore[union-attr]
+            raise self._error(msg)
+        utt = self._active.get(msg.context_id)
         if utt is None:
             if kind is Chunk:
                 self.dropped_late_chunks += 1
             return
         if kind is Chunk:
-            await self._on_chunk(utt, msg)  # type: ignore[arg-type]
+            await self._on_chunk(utt, msg)
         elif kind is Timestamps:
-            wt = msg.word_timestamps  # type: ignore[union-attr]
+            wt = msg.word_timestamps
             if wt is not None and wt.words:
                 words = tuple(
                     Word(w, s, e) for w, s, e in zip(wt.words, wt.start, wt.end, strict=False)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from voicegraph._carriers import AsgiSocket, _build_graph, run_call
 from voicegraph.graph import Graph
+from voicegraph.server.carriers import AsgiSocket, _build_graph, run_call
 from voicegraph.session import CallSession
 
 from ..errors import ProtocolError

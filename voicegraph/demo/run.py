@@ -214,7 +214,8 @@ async def _agent_speaks(call: Any, beyond: float, timeout: float) -> bool:
         while call.heard_seconds <= beyond and not call.closed:
             with anyio.move_on_after(0.05):  # closing does not wake playback waiters
                 await call.playback.wait_changed()
-    return call.heard_seconds > beyond
+    heard: float = call.heard_seconds
+    return heard > beyond
 
 
 async def _agent_quiet(call: Any, quiet: float, timeout: float) -> None:

@@ -59,10 +59,11 @@ class CallContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = CALL_CONTEXT.get()
         if ctx is not None:
+            # LogRecord takes extra attributes; setattr/getattr keep them out of its declared type
             if not getattr(record, "call_id", None):
-                record.call_id = ctx[0]
-            if record.call_id == ctx[0]:
-                record.line = ctx[1]
+                setattr(record, "call_id", ctx[0])  # noqa: B010
+            if getattr(record, "call_id", None) == ctx[0]:
+                setattr(record, "line", ctx[1])  # noqa: B010
         return True
 
 

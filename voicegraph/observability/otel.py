@@ -76,14 +76,15 @@ class Tracing:
 
     def call_started(self, call: Any, session: Any, timeline: Any) -> _CallTrace:
         """Open the call's span and follow its events until :meth:`_CallTrace.ended`."""
-        attrs = {
+        attrs: dict[str, str] = {
             "voicegraph.call_id": call.call_id,
             "voicegraph.carrier": str(getattr(session, "carrier", "")),
             "voicegraph.mode": str(getattr(session, "mode", "")),
             "voicegraph.line": _line_of(session),
         }
-        if self.caller_number and getattr(session, "from_number", ""):
-            attrs["voicegraph.caller"] = str(session.from_number)
+        number = str(getattr(session, "from_number", ""))
+        if self.caller_number and number:
+            attrs["voicegraph.caller"] = number
         ct = _CallTrace(self, call.call_id, attrs)
         call.subscribe(guarded(ct.on_event))
         timeline.listeners.append(guarded(ct.on_turn))
@@ -144,7 +145,10 @@ class _CallTrace:
             self._in_turn(ev)
 
     def _provider(self, ev: ProviderEvent) -> None:
-        attrs = {"voicegraph.provider": ev.provider, "voicegraph.node": ev.node}
+        attrs: dict[str, str | bool] = {
+            "voicegraph.provider": ev.provider,
+            "voicegraph.node": ev.node,
+        }
         if ev.what == "connect":
             attrs["voicegraph.reconnect"] = ev.reconnect
             span = self.tracer.start_span(

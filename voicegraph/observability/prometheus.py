@@ -218,7 +218,8 @@ class Metrics:
             from prometheus_client import multiprocess
 
             registry = pc.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+            # prometheus_client's multiprocess module is not annotated
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         else:
             registry = self.registry
         return pc.generate_latest(registry), pc.CONTENT_TYPE_LATEST
@@ -234,7 +235,7 @@ def worker_exited(pid: int | None) -> None:
         from prometheus_client import multiprocess
     except ImportError:
         return
-    multiprocess.mark_process_dead(pid, directory)
+    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]  # unannotated
 
 
 def outcome_of(reason: str | None) -> str:

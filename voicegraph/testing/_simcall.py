@@ -166,6 +166,10 @@ class SimulatedCall:
         finally:
             self._closed.set()
 
+    async def _begin(self) -> None:
+        """Send the carrier's first messages (each carrier's call object defines them)."""
+        raise NotImplementedError
+
     async def _run(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._receive_loop)

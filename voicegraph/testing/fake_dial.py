@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio
 import numpy as np
 
-from voicegraph.signatures import compute_plivo_v3_signature, compute_twilio_signature
+from voicegraph.server.signatures import compute_plivo_v3_signature, compute_twilio_signature
 from voicegraph.wsio import SocketClosed
 
 from .wav import AudioSource
@@ -43,7 +43,7 @@ def tone(seconds: float, hz: float = 1000.0, rate: int = 8000, level: float = 0.
 def machine_greeting(seconds: float = 2.0, rate: int = 8000) -> np.ndarray:
     """A voice-like greeting without a speech engine: syllable-long bursts of mixed tones with
     short gaps, as loud as speech (a test may pass real speech instead)."""
-    out = []
+    out: list[np.ndarray[Any, Any]] = []
     rng = np.random.default_rng(7)
     while sum(len(x) for x in out) < seconds * rate:
         n = int(rate * rng.uniform(0.15, 0.3))
@@ -252,10 +252,11 @@ class Placement:
                     else:
                         await self._person(call)
         except Exception as exc:
-            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-                exc = exc.exceptions[0]
-            if not isinstance(exc, SocketClosed):  # the runtime refused it: the call failed
-                self.fake.errors.append(f"{p.call_id}: {type(exc).__name__}: {exc}")
+            err: BaseException = exc
+            while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+                err = err.exceptions[0]
+            if not isinstance(err, SocketClosed):  # the runtime refused it: the call failed
+                self.fake.errors.append(f"{p.call_id}: {type(err).__name__}: {err}")
                 await self.status("failed", "completed", CallDuration="0", Duration="0")
                 return
         seconds = round(anyio.current_time() - start)

@@ -265,7 +265,8 @@ def _mulaw_decode(data: bytes) -> np.ndarray:
     u = ~np.frombuffer(data, dtype=np.uint8)
     sign, exp, mant = u & 0x80, (u >> 4) & 0x07, u & 0x0F
     mag = _MULAW_EXP[exp] + (mant.astype(np.int32) << (exp.astype(np.int32) + 3))
-    return np.where(sign != 0, -mag, mag).astype(np.int32)
+    pcm: np.ndarray = np.where(sign != 0, -mag, mag).astype(np.int32)
+    return pcm
 
 
 def _mulaw_encode(pcm: np.ndarray) -> bytes:
@@ -274,7 +275,8 @@ def _mulaw_encode(pcm: np.ndarray) -> bytes:
     mag = np.abs(x) + 132
     exp = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
     mant = (mag >> (exp + 3)) & 0x0F
-    return (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8).tobytes()
+    encoded: bytes = (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8).tobytes()
+    return encoded
 
 
 def _tone(ms: int, fmt: str) -> bytes:
@@ -394,7 +396,7 @@ class _Session:
             self.conn.events.append("<invalid json>")
             await self.error(_ClientError("Invalid JSON in client event.", "invalid_json"), None)
             return
-        self.conn.events.append(type(ev).__struct_config__.tag)  # type: ignore[arg-type]
+        self.conn.events.append(type(ev).__struct_config__.tag)
         if self.fault == "stall":
             return
         try:
@@ -439,7 +441,7 @@ class _Session:
             await self.truncate(ev)
         elif isinstance(ev, _ItemCreate) and isinstance(ev.item, _Message):
             await self.message(ev.item)
-        elif isinstance(ev, _ItemCreate):
+        elif isinstance(ev, _ItemCreate) and isinstance(ev.item, _FunctionOutput):
             call_id = ev.item.call_id
             if not any(i.call_id == call_id for i in self.items.values()):
                 raise _ClientError(
@@ -500,6 +502,7 @@ class _Session:
 
     async def update(self, ev: _BetaUpdate | _GAUpdate) -> None:
         session = ev.session
+        fmt: str | None
         if isinstance(session, _BetaSession):
             fmt, vad = session.input_audio_format, session.turn_detection
         else:
@@ -621,6 +624,7 @@ class _Session:
                 await self.function_call(rid, reply, output)
             else:
                 await self.speak(rid, reply.text, output)
+        done: dict[str, Any]
         if scope.cancelled_caught:
             status = {"type": "cancelled", "reason": self.cancel_reason}
             for item in output:
@@ -648,7 +652,7 @@ class _Session:
         fake, names = self.fake, self.names
         item_id = self.new_id("item")
         item = self.items[item_id] = _Item("message", "assistant")
-        record = {
+        record: dict[str, Any] = {
             "id": item_id,
             "object": "realtime.item",
             "type": "message",
@@ -862,7 +866,8 @@ class FakeOpenAIRealtime(FakeServer):
     async def websocket(self, ws: WebSocketPeer) -> None:
         index = self.handshakes
         self.handshakes += 1
-        fault = self.faults[index].kind if index < len(self.faults) and self.faults[index] else None
+        planned = self.faults[index] if index < len(self.faults) else None
+        fault = planned.kind if planned is not None else None
         if ws.path != "/v1/realtime":
             await ws.reject(404, body=b"Not Found")
             return

@@ -43,7 +43,7 @@ import anyio
 import httpx
 import msgspec
 
-from ..signatures import compute_plivo_v3_signature
+from ..server.signatures import compute_plivo_v3_signature
 from .fake_dial import Callee, PlacedCall, Placement, plivo_create_errors, twilio_create_errors
 from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
 
@@ -246,6 +246,7 @@ class FakeCarrierREST(FakeServer):
         if request.method == "POST" and create.fullmatch(request.path):
             await self._create(request, response)
             return
+        methods: tuple[str, ...]
         if self.carrier == "twilio":
             match, methods = _TWILIO.fullmatch(request.path), ("POST",)
         else:
@@ -253,7 +254,7 @@ class FakeCarrierREST(FakeServer):
         form = _form(request)
         call_id = match["call"] if match else ""
         authorised = (
-            self._authorised(request) and bool(match) and match["account"] == self.account_id
+            self._authorised(request) and match is not None and match["account"] == self.account_id
         )
         status, body = self._answer(request, match, methods, form, call_id, authorised)
         if status == 202:

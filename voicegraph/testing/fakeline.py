@@ -86,7 +86,9 @@ class FakeProviders:
         fakes (``options`` go to the interface: greeting, interruptible...)."""
         from voicegraph.nodes import CartesiaTTS, DeepgramSTT, OpenAIRealtime
 
-        creds = {"auth_id" if telephony == "plivo" else "account_sid": ACCOUNTS[telephony]}
+        creds: dict[str, Any] = {
+            "auth_id" if telephony == "plivo" else "account_sid": ACCOUNTS[telephony]
+        }
         providers: dict[str, Any] = {}
         if pipeline == "cascading":
             providers["stt"] = DeepgramSTT(

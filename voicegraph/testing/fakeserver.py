@@ -222,7 +222,7 @@ class FakeServer:
     # -- lifecycle
 
     async def __aenter__(self) -> FakeServer:
-        from voicegraph.asgi_server import hypercorn_config, listen_socket, serve_hypercorn
+        from voicegraph.server.asgi import hypercorn_config, listen_socket, serve_hypercorn
 
         # The socket listens before Hypercorn runs (its port is known at once and early
         # connections wait in the backlog); Hypercorn's asyncio or trio worker, as the running

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 import msgspec
 
 from voicegraph.frames import AudioFormat
-from voicegraph.signatures import compute_plivo_v3_signature
+from voicegraph.server.signatures import compute_plivo_v3_signature
 from voicegraph.transports.plivo import messages as m
 from voicegraph.transports.plivo.stream import content_type
 from voicegraph.wsio import MessageSocket, connect_websocket

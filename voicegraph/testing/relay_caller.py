@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 import anyio
 import msgspec
 
-from voicegraph.signatures import compute_twilio_signature
+from voicegraph.server.signatures import compute_twilio_signature
 from voicegraph.transports.twilio import messages as m
 from voicegraph.wsio import MessageSocket, connect_websocket
 

@@ -28,7 +28,9 @@ def caller_speech(text: str, rate: int = 16000) -> np.ndarray[Any, Any]:
 
     synth = EspeakSynth()
     audio = synth.synthesize(text).astype(np.float32) / 32768
-    out = (soxr.resample(audio, synth.sample_rate, rate) * 32767).astype(np.int16)
+    out: np.ndarray[Any, Any] = (soxr.resample(audio, synth.sample_rate, rate) * 32767).astype(
+        np.int16
+    )
     out.setflags(write=False)  # cached: callers share it
     return out
 
@@ -41,4 +43,5 @@ def speech_like(seconds: float, rate: int = 8000, f0: float = 120.0) -> np.ndarr
     phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / rate
     x = sum(np.sin(k * phase) / k for k in range(1, 25))
     x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
-    return (x / np.max(np.abs(x)) * 8000).astype(np.int16)
+    samples: np.ndarray[Any, Any] = (x / np.max(np.abs(x)) * 8000).astype(np.int16)
+    return samples

@@ -1,7 +1,7 @@
 """Text mode: run an agent with text in and text out -- no audio, no carrier, no clock.
 
 The turn logic is the call's own (:mod:`voicegraph.dialogue`, shared with the
-:class:`~voicegraph.conversation.AgentNode`): the same :class:`~voicegraph.agent.Turn`, tools,
+:class:`~voicegraph.nodes.conversation.agent.AgentNode`): the same :class:`~voicegraph.agent.Turn`, tools,
 ``end_call``/``transfer_call`` and a history that keeps only what the caller heard. Only the
 timing is gone: a reply counts as heard in full, unless the caller interrupts it after N words.
 

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 import msgspec
 
 from voicegraph.frames import AudioFormat
-from voicegraph.signatures import compute_twilio_signature
+from voicegraph.server.signatures import compute_twilio_signature
 from voicegraph.transports.twilio import messages as m
 from voicegraph.wsio import MessageSocket, connect_websocket
 

@@ -15,7 +15,7 @@ from voicegraph.frames import AudioFormat
 
 __all__ = ["AudioSource", "read_wav", "to_wire", "wire_to_pcm16", "write_wav"]
 
-AudioSource = bytes | np.ndarray | str | os.PathLike
+AudioSource = bytes | np.ndarray | str | os.PathLike[str]
 """What the simulated callers accept as audio (documented in :func:`to_wire`)."""
 
 

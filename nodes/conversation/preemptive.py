@@ -1,6 +1,6 @@
 """Preemptive replies: the agent starts answering before the end of the turn is confirmed.
 
-On an :class:`~voicegraph.turn_policy.EarlyTurn` the agent node starts the reply at once, behind
+On an :class:`~voicegraph.nodes.conversation.turn_policy.EarlyTurn` the agent node starts the reply at once, behind
 a closed gate: the model streams, but no text reaches the TTS and nothing enters the history.
 The ``EndOfTurn`` that confirms the same text opens the gate, and the text held so far goes out
 at once (the reply plays as if the model had answered instantly). ``TurnContinues``, or a

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .frames import AudioFormat
-from .interface import CallInterface, CallInterfaceError
+from ..frames import AudioFormat
+from ..interface import CallInterface, CallInterfaceError
 
 __all__ = ["PreflightError", "check_interface", "check_runtime"]
 
@@ -86,7 +86,7 @@ def _build(where: str, name: str, given: Any, make: Callable[[], Any]) -> Any:
     """One per-call object as a call would get it, with its failure as one sentence."""
     if given is None:
         return None
-    from .nodes.providers.secret import MissingSecret
+    from ..nodes.providers.secret import MissingSecret
 
     try:
         return make()
@@ -106,14 +106,17 @@ def _show(value: Any) -> str:
 
 def _dry_graph(iface: CallInterface) -> Any:
     """One call's preset graph around carrier nodes on an in-memory socket."""
-    from .presets import build_for_session
-    from .session import CallSession
-    from .testing.memsocket import socket_pair
+    from ..node import Actor
+    from ..presets import build_for_session
+    from ..session import CallSession
+    from ..testing.memsocket import socket_pair
 
     sock, _ = socket_pair()
     fmt: AudioFormat | None
+    cin: Actor
+    cout: Actor
     if iface.pipeline == "managed":
-        from .transports.twilio.relay import RelaySession, relay_nodes
+        from ..transports.twilio.relay import RelaySession, relay_nodes
 
         fmt = None
         cin, cout = relay_nodes(
@@ -129,7 +132,7 @@ def _dry_graph(iface: CallInterface) -> Any:
             ),
         )
     elif iface.telephony == "twilio":
-        from .transports.twilio.media import TwilioStart, twilio_media_nodes
+        from ..transports.twilio.media import TwilioStart, twilio_media_nodes
 
         fmt = AudioFormat("mulaw", 8000)
         start = TwilioStart(
@@ -141,7 +144,7 @@ def _dry_graph(iface: CallInterface) -> Any:
         )
         cin, cout = twilio_media_nodes(sock, start)
     else:
-        from .transports.plivo.stream import PlivoStart, plivo_stream_nodes
+        from ..transports.plivo.stream import PlivoStart, plivo_stream_nodes
 
         fmt = _PLIVO_FORMATS[iface.plivo_content_type]
         cin, cout = plivo_stream_nodes(

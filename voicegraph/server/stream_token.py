@@ -12,7 +12,7 @@ bits) over ``call_id``, ``line``, expiry and nonce.
 
 Single use needs memory. :meth:`StreamTokens.check` keeps a bounded set of used nonces until
 their expiry, in this process. The server redeems through its call state instead
-(:meth:`StreamTokens.verify`, then :meth:`voicegraph.state.CallState.redeem_token`): in process by
+(:meth:`StreamTokens.verify`, then :meth:`voicegraph.server.state.CallState.redeem_token`): in process by
 default, or across all workers and machines with a shared state such as Redis.
 """
 

@@ -2,7 +2,7 @@
 
 Kept apart from the server so the documents can be read (and tested) on their own. Every
 value is XML-escaped; the stream parameters carry the stream token (see
-:mod:`voicegraph.stream_token`).
+:mod:`voicegraph.server.stream_token`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from xml.sax.saxutils import escape, quoteattr
 
-from .interface import CallInterface
+from ..interface import CallInterface
 
 __all__ = ["answer_document", "hangup_document"]
 

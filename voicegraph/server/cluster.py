@@ -1,5 +1,5 @@
 """Where :class:`~voicegraph.server.AgentRuntime` meets its call state
-(:mod:`voicegraph.state`): admission at the webhook, single-use token redemption and the call
+(:mod:`voicegraph.server.state`): admission at the webhook, single-use token redemption and the call
 registry at the stream, the ASGI lifespan that runs the state's background work, and the
 handlers of messages about a call (external hang-up, transfer; more can be added to
 ``runtime.call_handlers``).
@@ -24,9 +24,9 @@ from .state import CallRecord, StateUnavailable
 from .stream_token import StreamTokenError
 
 if TYPE_CHECKING:
-    from .interface import CallInterface
-    from .server import AgentRuntime
-    from .session import CallSession
+    from ..interface import CallInterface
+    from ..session import CallSession
+    from .agent_runtime import AgentRuntime
 
 __all__ = [
     "CallHandler",
@@ -175,6 +175,6 @@ async def transfer_handler(runtime: AgentRuntime, call_id: str, message: dict[st
 
 def default_handlers() -> dict[str, CallHandler]:
     """The message types every runtime handles."""
-    from ._reports import handlers
+    from .reports import handlers
 
     return {"hangup": hangup_handler, "transfer": transfer_handler, **handlers()}

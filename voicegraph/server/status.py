@@ -7,8 +7,8 @@ no-answer / failed / canceled with ``CallDuration``), the asynchronous machine-d
 (``Machine``). Every report is signature-checked like the webhook (against the public URL),
 turned into a frame -- :class:`~voicegraph.frames.CallStatus`,
 :class:`~voicegraph.frames.AnsweredBy` or :class:`~voicegraph.frames.RecordingReady` -- and
-delivered through the runtime's :class:`~voicegraph.outbound.CallRegistry` to the call's handle
-and live graph -- on other workers too, with a shared state (:mod:`voicegraph._reports`);
+delivered through the runtime's :class:`~voicegraph.server.outbound.CallRegistry` to the call's
+handle and live graph -- on other workers too, with a shared state (:mod:`voicegraph.server.reports`);
 statuses also go to ``AgentRuntime(on_status=...)``, on the worker that received the report.
 """
 
@@ -18,17 +18,17 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _reports
-from .frames import AnsweredBy, CallStatus, Frame, RecordingReady
+from ..frames import AnsweredBy, CallStatus, Frame, RecordingReady
+from . import reports
 from .outbound import notify
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 
 if TYPE_CHECKING:
-    from .server import AgentRuntime
+    from .agent_runtime import AgentRuntime
 
 __all__ = ["parse_plivo", "parse_twilio", "status_webhook"]
 
-logger = logging.getLogger("voicegraph.status")
+logger = logging.getLogger("voicegraph.server.status")
 
 _TWILIO_STATUS = {
     "queued": "initiated",
@@ -170,9 +170,9 @@ async def status_webhook(runtime: AgentRuntime, request: Any, response_cls: Any)
     call_id, frame = parsed
     request_uuid = values.get("RequestUUID")
     if plivo_sig is not None and request_uuid:
-        await _reports.alias(runtime, request_uuid[:64], call_id)
+        await reports.alias(runtime, request_uuid[:64], call_id)
     logger.info("[%s] carrier reports %s", call_id, _describe(frame))
-    await _reports.deliver(runtime, call_id, frame)
+    await reports.deliver(runtime, call_id, frame)
     if isinstance(frame, CallStatus):
         await notify(runtime.on_status, frame)
     return reply(204)

@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
-from . import _reports
-from ._cluster import redeem_stream_token, register_call, release_call
-from ._transfer import rest_transfer
-from .frames import AgentText, AudioFormat
-from .interface import CallInterface
-from .runtime import Call
-from .session import CallSession
+from ..frames import AgentText, AudioFormat
+from ..interface import CallInterface
+from ..runtime import Call
+from ..session import CallSession
+from ..wsio import SocketClosed
+from . import reports
+from .cluster import redeem_stream_token, register_call, release_call
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .stream_token import StreamTokenError
-from .wsio import SocketClosed
+from .transfer import rest_transfer
 
 if TYPE_CHECKING:
-    from .graph import Graph
-    from .server import AgentRuntime
+    from ..graph import Graph
+    from .agent_runtime import AgentRuntime
 
 __all__ = [
     "AsgiSocket",
@@ -40,8 +40,8 @@ __all__ = [
     "serve_stream",
 ]
 
-from .observability.logjson import call_context
-from .timeline import TurnTimeline
+from ..observability.logjson import call_context
+from ..timeline import TurnTimeline
 
 logger = logging.getLogger("voicegraph.server")
 
@@ -161,7 +161,7 @@ def route_for(iface: CallInterface) -> str:
 
 def _carrier(name: str) -> CarrierRoute:
     if name == "twilio-media":
-        from .transports.twilio import accept_twilio_media, twilio_media_nodes
+        from ..transports.twilio import accept_twilio_media, twilio_media_nodes
 
         return CarrierRoute(
             name,
@@ -174,7 +174,7 @@ def _carrier(name: str) -> CarrierRoute:
             lambda s, p: p.get("caller", ""),
         )
     if name == "twilio-relay":
-        from .transports.twilio import accept_conversation_relay, relay_nodes
+        from ..transports.twilio import accept_conversation_relay, relay_nodes
 
         return CarrierRoute(
             name,
@@ -186,7 +186,7 @@ def _carrier(name: str) -> CarrierRoute:
             lambda s: None,
             lambda s, p: p.get("caller", ""),
         )
-    from .transports.plivo import accept_plivo_stream, plivo_stream_nodes
+    from ..transports.plivo import accept_plivo_stream, plivo_stream_nodes
 
     return CarrierRoute(
         name,
@@ -276,7 +276,7 @@ async def _run_stream(
     allowed: list[CallInterface],
     http_base: str | None = None,
 ) -> None:
-    from .transports.errors import ProtocolError
+    from ..transports.errors import ProtocolError
 
     runtime.waiting_streams += 1
     try:
@@ -363,7 +363,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             await register_call(runtime, session)
             async with anyio.create_task_group() as tg:
                 if placed:  # reports about a placed call (machine detection) reach this graph
-                    tg.start_soon(_reports.attach, runtime, call_id, call)
+                    tg.start_soon(reports.attach, runtime, call_id, call)
                 result = await call.run()
                 tg.cancel_scope.cancel()
         finally:
@@ -390,14 +390,14 @@ async def answered_outbound(
     """The webhook of a call placed by ``dial()``: link Plivo's request UUID to the call UUID,
     report the answer (Twilio reports it itself), and return the stream's ``dial`` parameter:
     ``"amd"`` when machine detection was asked for (the webhook URL says so), else ``"out"``."""
-    from .frames import CallStatus
+    from ..frames import CallStatus
 
     if telephony == "plivo":
         request_uuid = form.get("RequestUUID", "")[:64]
         if request_uuid:
-            await _reports.alias(runtime, request_uuid, call_id)
+            await reports.alias(runtime, request_uuid, call_id)
         answered = CallStatus(call_id=call_id, status="answered", carrier_status="in-progress")
-        await _reports.deliver(runtime, call_id, answered)
+        await reports.deliver(runtime, call_id, answered)
         from .outbound import notify
 
         await notify(runtime.on_status, answered)
@@ -408,21 +408,21 @@ def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
     if iface.graph_factory is not None:
         return iface.graph_factory(session)
     try:
-        from .presets import build_for_session  # type: ignore[attr-defined]
+        from ..presets import build_for_session
     except ImportError as exc:
         raise CallSetupError(
             f"no preset for pipeline={iface.pipeline!r} is available "
             "(voicegraph.presets.build_for_session is missing); pass graph= to CallInterface"
         ) from exc
-    return build_for_session(session)  # type: ignore[no-any-return]
+    return build_for_session(session)
 
 
 async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
     """End the call through the carrier's REST API (bounded retries; errors are logged)."""
-    from .transports._rest import HangupError
+    from ..transports._rest import HangupError
 
     if iface.telephony == "twilio":
-        from .transports.twilio.rest import TwilioREST
+        from ..transports.twilio.rest import TwilioREST
 
         rest: Any = TwilioREST(
             iface.account_id,
@@ -430,7 +430,7 @@ async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
             base_url=iface.api_base_url or "https://api.twilio.com",
         )
     else:
-        from .transports.plivo.rest import PlivoREST
+        from ..transports.plivo.rest import PlivoREST
 
         rest = PlivoREST(
             iface.account_id,
@@ -471,7 +471,7 @@ async def _goodbye(
     speaking time (about 2.5 words per second plus a second). In realtime graphs the model
     (a node with a ``say`` input) is asked to say it once its current reply is over, under the
     goodbye's utterance id, and the hang-up waits for playout's acknowledgement the same way."""
-    from .frames import PlayedPosition, Say
+    from ..frames import PlayedPosition, Say
 
     iface: CallInterface = session.interface
     text = iface.goodbye if text is None else text
@@ -530,7 +530,7 @@ async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
     still-running playout, wait until the carrier acknowledged it, then hang up over REST. In
     managed mode Twilio speaks :data:`MANAGED_APOLOGY` instead (see :func:`_say_managed`). The
     call does not go silent. Skipped when the failure is in the carrier path itself."""
-    from .frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
+    from ..frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
 
     carrier_failed = failure.node in _CARRIER_NODES or (
         failure.node in call.graph and call.graph[failure.node] is session.carrier_out

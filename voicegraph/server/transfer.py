@@ -24,8 +24,8 @@ from .signatures import validate_plivo_v3_signature
 from .stream_token import derive_secret
 
 if TYPE_CHECKING:
-    from .interface import CallInterface
-    from .server import AgentRuntime
+    from ..interface import CallInterface
+    from .agent_runtime import AgentRuntime
 
 __all__ = [
     "TransferLinks",
@@ -111,11 +111,11 @@ async def rest_transfer(
 
     ``http_base``: the runtime's public http(s) URL (Plivo fetches the transfer document
     there)."""
-    from .transports._rest import HangupError
+    from ..transports._rest import HangupError
 
     try:
         if iface.telephony == "twilio":
-            from .transports.twilio.rest import TwilioREST
+            from ..transports.twilio.rest import TwilioREST
 
             twilio = TwilioREST(
                 iface.account_id,
@@ -124,7 +124,7 @@ async def rest_transfer(
             )
             await twilio.transfer(call_id, number)
         else:
-            from .transports.plivo.rest import PlivoREST
+            from ..transports.plivo.rest import PlivoREST
 
             if http_base is None:
                 raise HangupError("no public URL to serve the Plivo transfer document from")

@@ -1,5 +1,5 @@
 """Call state that workers and machines share: single-use stream tokens, admission, the call
-registry and a channel to the worker holding a call (see :mod:`voicegraph.state.base`).
+registry and a channel to the worker holding a call (see :mod:`voicegraph.server.state.base`).
 
 ``AgentRuntime(state=None)`` keeps it in process (:class:`MemoryState`);
 ``state="redis://host:6379/0"`` shares it through Redis (:class:`RedisState`, needs

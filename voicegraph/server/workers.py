@@ -105,7 +105,7 @@ def serve_workers(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         holder.close()
-    from .observability.prometheus import worker_exited
+    from ..observability.prometheus import worker_exited
 
     for proc in procs:  # multiprocess metrics: an exited worker's live gauges stop counting
         if proc.pid is not None:
@@ -134,13 +134,13 @@ def _worker(
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
     level, server_level, log_format = logs
     if log_format == "json":
-        from .observability.logjson import configure_json_logging
+        from ..observability.logjson import configure_json_logging
 
         configure_json_logging(level)
     else:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(server_level)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    from .cli import _serve_one
+    from ..cli import _serve_one
 
     _serve_one(spec, host, port, softphone, None, True, backend)

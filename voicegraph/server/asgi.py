@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .backends import current_backend
+from ..backends import current_backend
 
 __all__ = ["bound_urls", "hypercorn_config", "listen_socket", "serve_hypercorn"]
 
@@ -71,10 +71,15 @@ async def serve_hypercorn(
     server runs shielded and cancellation is turned into its shutdown trigger."""
     import anyio
 
+    serve: Callable[..., Awaitable[None]]
     if current_backend() == "trio":
-        from hypercorn.trio import serve
+        from hypercorn.trio import serve as trio_serve
+
+        serve = trio_serve
     else:
-        from hypercorn.asyncio import serve
+        from hypercorn.asyncio import serve as asyncio_serve
+
+        serve = asyncio_serve
     stop = anyio.Event()
 
     async def trigger() -> None:

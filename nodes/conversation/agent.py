@@ -17,10 +17,17 @@ from typing import Any, ClassVar, Literal
 
 import anyio
 
-from .agent import Responder, Turn
-from .channel import EndOfInput
-from .dialogue import Dialogue, Utterance, agent_reply, call_decision, heard_prefix, prefix_of
-from .frames import (
+from voicegraph.agent import Responder, Turn
+from voicegraph.channel import EndOfInput
+from voicegraph.dialogue import (
+    Dialogue,
+    Utterance,
+    agent_reply,
+    call_decision,
+    heard_prefix,
+    prefix_of,
+)
+from voicegraph.frames import (
     DTMF,
     AgentText,
     AnsweredBy,
@@ -36,7 +43,8 @@ from .frames import (
     Transcript,
     WordTimestamps,
 )
-from .node import Actor, In, Out
+from voicegraph.node import Actor, In, Out
+
 from .preemptive import HeldReply
 from .turn_policy import Backchannel, EarlyTurn, TurnContinues
 
@@ -523,7 +531,7 @@ class AgentNode(Actor):
             await self._after_heard(u)
 
     async def _confirmed(self, u: Utterance) -> None:
-        """A preemptive reply says nothing until its turn is confirmed (voicegraph.preemptive)."""
+        """A preemptive reply says nothing until its turn is confirmed (voicegraph.nodes.conversation.preemptive)."""
         if u.gate is not None:
             await u.gate.wait()
 

@@ -20,7 +20,7 @@ every instance that names the same Redis agree on:
   to the live call's owner, once each.
 
 redis-py's client is asyncio-only: on the asyncio backend it runs in the worker's loop; on Trio it
-runs on a private asyncio loop in one thread (:mod:`voicegraph.state._bridge`). Needs Redis 6.2
+runs on a private asyncio loop in one thread (:mod:`voicegraph.server.state._bridge`). Needs Redis 6.2
 or newer (a single primary; Redis Cluster is not supported).
 """
 
@@ -49,7 +49,7 @@ from .base import (
 
 __all__ = ["RedisState", "RedisStateError"]
 
-logger = logging.getLogger("voicegraph.state")
+logger = logging.getLogger("voicegraph.server.state")
 T = TypeVar("T")
 
 # Expired members are dropped in bounded batches so one call never runs a long script.
@@ -124,7 +124,7 @@ def _where(url: str) -> str:
 
 
 class RedisState:
-    """:class:`~voicegraph.state.CallState` in Redis (see module docs).
+    """:class:`~voicegraph.server.state.CallState` in Redis (see module docs).
 
     ``url``: ``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, or
     ``unix:///path/to/socket``. ``prefix``: key prefix, so several deployments can share one
@@ -259,9 +259,11 @@ class RedisState:
             args: list[Any] = [self.heartbeat * 3]
             for rec in records[i : i + _CLAIM_BATCH]:
                 args += [rec.call_id, msgspec.json.encode(rec)]
-            await self._call(
-                "registration", lambda a=args: self._script("claim")(keys=self.keys, args=a)
-            )
+
+            def claim(batch: list[Any] = args) -> Any:
+                return self._script("claim")(keys=self.keys, args=batch)
+
+            await self._call("registration", claim)
 
     async def release(self, call_id: str) -> None:
         self._local.pop(call_id, None)
@@ -329,9 +331,11 @@ class RedisState:
                 continue
             channel = f"{self.prefix}:worker:{worker}"
             payload = _REPORT + call_id.encode() + b"\n" + data
-            n = await self._call(
-                "publish", lambda c=channel, p=payload: self._redis().publish(c, p)
-            )
+
+            def publish(c: str = channel, p: bytes = payload) -> Any:
+                return self._redis().publish(c, p)
+
+            n = await self._call("publish", publish)
             reached += int(int(n) > 0)
         return reached
 

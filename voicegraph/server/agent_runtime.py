@@ -6,7 +6,7 @@ Request flow for one call:
    server behind a TLS proxy sees plain http); a bad or missing signature gets 403 and starts
    nothing. The call is routed by the called number to its :class:`CallInterface`, which answers
    with TwiML / Plivo XML opening a stream. The stream parameters carry a signed, expiring,
-   single-use token bound to the call id and line (:mod:`voicegraph.stream_token`).
+   single-use token bound to the call id and line (:mod:`voicegraph.server.stream_token`).
 2. The carrier opens the stream WebSocket. The handshake signature is checked where the carrier
    sends one (Twilio always does); the carrier's start message must carry a valid token for the
    call id it reports. Webhook and stream share no state, so any worker may take any stream.
@@ -26,7 +26,7 @@ to the rest and hangs them up over REST; a second signal skips to the goodbyes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
@@ -34,22 +34,22 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from ..backends import DEFAULT_BACKEND, check_backend, current_backend
+from ..backends import run as run_on
+from ..interface import _PATH as _STATUS_PATH
+from ..interface import CallInterface, CallInterfaceError
 from . import control, outbound
-from ._answer import answer_document
-from ._carriers import answered_outbound, route_for, serve_stream, stream_subject
-from ._cluster import admit_call, default_handlers, run_lifespan
-from ._transfer import serve_transfer, transfer_routes
-from .asgi_server import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
-from .backends import DEFAULT_BACKEND, check_backend, current_backend
-from .backends import run as run_on
-from .interface import _PATH as _STATUS_PATH
-from .interface import CallInterface, CallInterfaceError
+from .answer import answer_document
+from .asgi import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
+from .carriers import answered_outbound, route_for, serve_stream, stream_subject
+from .cluster import admit_call, default_handlers, run_lifespan
 from .outbound import CallRegistry, OutboundCall
 from .preflight import check_runtime
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .state import open_state
 from .status import status_webhook
 from .stream_token import StreamTokens, derive_secret
+from .transfer import serve_transfer, transfer_routes
 
 __all__ = ["AgentRuntime", "AgentRuntimeError"]
 
@@ -82,8 +82,8 @@ class AgentRuntime:
     ``max_calls``: calls at once (more are refused with 503) -- in this process, or across every
     instance sharing ``state``. ``state``: where single-use tokens, admission and the call
     registry live: None (this process), a Redis URL such as ``"redis://10.0.0.5:6379/0"``, or a
-    :class:`~voicegraph.state.CallState` (see docs/deploy.md). ``control_token``: enables the
-    authenticated call-control routes (:mod:`voicegraph.control`).
+    :class:`~voicegraph.server.state.CallState` (see docs/deploy.md). ``control_token``: enables the
+    authenticated call-control routes (:mod:`voicegraph.server.control`).
     ``observability``: metrics, traces, loop-lag monitor (see ``docs/observability.md``).
     ``status_path``: where the carriers post call-status, machine-detection and recording
     reports for calls placed with :meth:`dial` (signature-checked like the webhook);
@@ -162,7 +162,7 @@ class AgentRuntime:
         self._check_routes()
         check_runtime(self)  # what would fail every call is refused now, not in the first call
         self.registry = CallRegistry()
-        """Placed calls and live calls by carrier call id (see :mod:`voicegraph.outbound`)."""
+        """Placed calls and live calls by carrier call id (see :mod:`voicegraph.server.outbound`)."""
         self.dialing = 0
         self.tokens = {
             id(i): StreamTokens(derive_secret(i.auth_token), ttl=i.stream_token_ttl)
@@ -183,7 +183,7 @@ class AgentRuntime:
         self.goodbye_timeout = 6.0
         """Seconds the goodbye and REST hang-up of calls still active at the drain deadline
         may take."""
-        self._enders: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._enders: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         self._hurry = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -297,13 +297,15 @@ class AgentRuntime:
         quart.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
         async def webhook() -> Response:
-            return await self._webhook(request, Response)
+            answer: Response = await self._webhook(request, Response)
+            return answer
 
         for n, path in enumerate(self.webhooks):
             quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
 
         async def status() -> Response:
-            return await status_webhook(self, request, Response)
+            answer: Response = await status_webhook(self, request, Response)
+            return answer
 
         quart.add_url_rule(self.status_path, "status", status, methods=["POST"])
         control.add_routes(quart, self)
@@ -398,14 +400,14 @@ class AgentRuntime:
     ) -> OutboundCall:
         """Call ``to`` (E.164) from ``line`` (its phone number or the interface; the only line
         by default) through the carrier's REST API; the answered call runs the line's graph
-        like an inbound one. Returns the :class:`~voicegraph.outbound.OutboundCall` handle.
+        like an inbound one. Returns the :class:`~voicegraph.server.outbound.OutboundCall` handle.
 
         ``machine_detection`` asks the carrier whether a person or a machine answered (the
         graph holds the greeting for the verdict; a machine gets the line's
         ``voicemail_message`` after its beep). ``ring_timeout``: seconds to ring.
         ``carrier_recording`` (Twilio) also has Twilio record the call; its URL arrives as a
         :class:`~voicegraph.frames.RecordingReady` event. Raises ``InvalidOptionError`` for a
-        number that is not E.164, :class:`~voicegraph.outbound.OutboundLimitError` at
+        number that is not E.164, :class:`~voicegraph.server.outbound.OutboundLimitError` at
         ``max_outbound``, and ``DialError`` when the carrier refuses (its message says why).
         The call must be placed while this runtime serves (the carrier calls back)."""
         return await outbound.dial(
@@ -424,7 +426,7 @@ class AgentRuntime:
         call_id: str,
         call: Any,
         session: Any = None,
-        end_politely: Callable[[], Awaitable[None]] | None = None,
+        end_politely: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Count ``call`` as active; ``end_politely`` (goodbye, REST hang-up, stop) ends it at
         the drain deadline (``call.stop`` when not given)."""
@@ -452,7 +454,7 @@ class AgentRuntime:
         lifespan. A runtime *mounted* into FastAPI or Starlette gets no lifespan events (the
         framework does not pass them to mounted apps): enter this in your app's lifespan. Work
         already running is not started twice. Enter and leave it in the same task."""
-        from ._cluster import background
+        from .cluster import background
 
         return background(self)
 

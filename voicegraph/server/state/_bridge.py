@@ -4,7 +4,7 @@ On asyncio the coroutine is simply awaited. On Trio it runs on a private asyncio
 one daemon thread, and the awaiting task waits for it in a worker thread (at most
 ``max_waiting`` at once; more wait their turn), so the Redis state works under both backends at
 the cost of a thread hop per operation -- a few per call, never per audio frame. This module is
-the one place in ``voicegraph.state`` that imports asyncio.
+the one place in ``voicegraph.server.state`` that imports asyncio.
 """
 
 from __future__ import annotations

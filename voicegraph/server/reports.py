@@ -4,7 +4,7 @@ A carrier posts its reports about a call placed by ``dial()`` (status, machine-d
 verdict, recording) to whichever worker its load balancer picks, while the dial handle lives on
 the worker that called ``dial()`` and the live call on the worker that took its stream. With
 the in-process state (one worker) everything is here and the reports go straight to the
-:class:`~voicegraph.outbound.CallRegistry`. With a shared state (``AgentRuntime(state=...)``):
+:class:`~voicegraph.server.outbound.CallRegistry`. With a shared state (``AgentRuntime(state=...)``):
 
 * ``dial()`` records that this worker holds the handle (:meth:`CallState.place`), under the
   carrier's call id; Plivo's request UUID is linked to the call UUID when the callee answers
@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .frames import AnsweredBy, CallStatus, Frame, RecordingReady
+from ..frames import AnsweredBy, CallStatus, Frame, RecordingReady
 from .state import StateUnavailable
 
 if TYPE_CHECKING:
+    from ..runtime import Call
+    from .agent_runtime import AgentRuntime
     from .outbound import OutboundCall
-    from .runtime import Call
-    from .server import AgentRuntime
 
 __all__ = ["alias", "attach", "deliver", "handlers", "placed"]
 
-logger = logging.getLogger("voicegraph.outbound")
+logger = logging.getLogger("voicegraph.server.outbound")
 
 _FRAMES: dict[str, type[Frame]] = {
     cls.__name__: cls for cls in (CallStatus, AnsweredBy, RecordingReady)

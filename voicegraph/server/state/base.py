@@ -12,8 +12,8 @@ The state is what webhook and stream handlers must agree on beyond the signed st
   it placed (:meth:`CallState.alias_placed` adds Plivo's second id), and :meth:`CallState.report`
   delivers a carrier's report to the workers holding the live call and the handle.
 
-:class:`~voicegraph.state.memory.MemoryState` keeps all of it in this process (the default);
-:class:`~voicegraph.state.redis.RedisState` shares it across workers and machines. A backend
+:class:`~voicegraph.server.state.memory.MemoryState` keeps all of it in this process (the default);
+:class:`~voicegraph.server.state.redis.RedisState` shares it across workers and machines. A backend
 that cannot reach its store raises :class:`StateUnavailable`; the runtime then refuses new calls
 (503) and lets live calls go on.
 """
@@ -44,7 +44,7 @@ __all__ = [
     "new_worker_id",
 ]
 
-logger = logging.getLogger("voicegraph.state")
+logger = logging.getLogger("voicegraph.server.state")
 
 MAX_MESSAGE = 8 * 1024
 """Largest encoded message :meth:`CallState.publish` carries (bytes of JSON)."""

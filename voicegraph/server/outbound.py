@@ -6,11 +6,11 @@ Placing a call asks the carrier's REST API to call ``to`` from the line's number
 answers, the carrier fetches the line's webhook and the call runs the line's graph exactly like
 an inbound one. What the carrier reports afterwards -- ringing, answered, completed with its
 duration, busy, no-answer, the machine-detection verdict, a recording URL -- arrives on the
-runtime's status path (:mod:`voicegraph.status`) and is delivered through the registry.
+runtime's status path (:mod:`voicegraph.server.status`) and is delivered through the registry.
 
 The registry is in-process. With a shared state (several workers or machines, one Redis) a
 report that lands on a worker without the handle or the live call is passed to the workers
-that hold them (:mod:`voicegraph._reports`), whose registries take it from there.
+that hold them (:mod:`voicegraph.server.reports`), whose registries take it from there.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _reports
-from .frames import AnsweredBy, CallStatus, Frame, RecordingReady
-from .interface import CallInterface, IncompatibleOptionsError, InvalidOptionError
-from .transports._rest import DialError
+from ..frames import AnsweredBy, CallStatus, Frame, RecordingReady
+from ..interface import CallInterface, IncompatibleOptionsError, InvalidOptionError
+from ..transports._rest import DialError
+from . import reports
 
 if TYPE_CHECKING:
-    from .runtime import Call
-    from .server import AgentRuntime
+    from ..runtime import Call
+    from .agent_runtime import AgentRuntime
 
 __all__ = [
     "CallRegistry",
@@ -42,7 +42,7 @@ __all__ = [
     "dial",
 ]
 
-logger = logging.getLogger("voicegraph.outbound")
+logger = logging.getLogger("voicegraph.server.outbound")
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 MAX_STATUSES = 64  # per handle; a call reports a handful
@@ -328,7 +328,7 @@ async def dial(
     runtime.dialing += 1  # the slot is taken while the request is on its way
     try:
         if iface.telephony == "twilio":
-            from .transports.twilio.rest import TwilioREST
+            from ..transports.twilio.rest import TwilioREST
 
             twilio = TwilioREST(
                 iface.account_id,
@@ -346,7 +346,7 @@ async def dial(
                 record=carrier_recording,
             )
         else:
-            from .transports.plivo.rest import PlivoREST
+            from ..transports.plivo.rest import PlivoREST
 
             plivo = PlivoREST(
                 iface.account_id,
@@ -365,7 +365,7 @@ async def dial(
                 machine_detection_url=status,
             )
         await registry.add(handle)
-        await _reports.placed(runtime, handle)
+        await reports.placed(runtime, handle)
     finally:
         runtime.dialing -= 1
     logger.info("[%s] dialling %s from %s", handle.call_id, to, iface.phone_number)

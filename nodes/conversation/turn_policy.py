@@ -8,7 +8,7 @@ sensitivity (documented in docs/turn-taking.md).
 :class:`AdaptiveTurnDetector` applies a :class:`TurnPolicy`. Besides ``EndOfTurn`` it emits
 :class:`EarlyTurn` as soon as the caller paused (the VAD's early ``SpeechPaused``) and the
 transcript looks finished, so the agent can prepare the reply before the turn is confirmed
-(:mod:`voicegraph.preemptive`), and :class:`TurnContinues` when the caller goes on after all.
+(:mod:`voicegraph.nodes.conversation.preemptive`), and :class:`TurnContinues` when the caller goes on after all.
 While the agent is speaking, a transcript made only of acknowledgements ("mm-hmm", "okay") is a
 :class:`Backchannel`, not a turn.
 """
@@ -22,8 +22,8 @@ from typing import ClassVar, Literal
 import anyio
 import msgspec
 
-from .channel import EndOfInput
-from .frames import (
+from voicegraph.channel import EndOfInput
+from voicegraph.frames import (
     EndOfTurn,
     Frame,
     Kind,
@@ -33,7 +33,7 @@ from .frames import (
     SpeechStopped,
     Transcript,
 )
-from .node import Actor, In, Out
+from voicegraph.node import Actor, In, Out
 
 __all__ = [
     "WORDS",

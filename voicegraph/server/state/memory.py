@@ -4,7 +4,7 @@ Everything lives in this process: used stream tokens, the calls it holds, its ad
 With several workers (``voicegraph serve --workers N``) or machines, each has its own, so a
 replayed stream token could be accepted once by *another* worker within its lifetime, a message
 about a call reaches the call only when it arrives at the worker holding it, and ``max_calls``
-counts this worker's calls. Use :class:`~voicegraph.state.redis.RedisState` to share them.
+counts this worker's calls. Use :class:`~voicegraph.server.state.redis.RedisState` to share them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["MemoryState"]
 
 
 class MemoryState:
-    """:class:`~voicegraph.state.CallState` in this process (see module docs).
+    """:class:`~voicegraph.server.state.CallState` in this process (see module docs).
 
     Admission counts the calls this process holds (a webhook answered here holds no place,
     since its stream may go to another worker). ``max_used`` bounds the remembered tokens."""

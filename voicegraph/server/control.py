@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._cluster import E164
+from .cluster import E164
 from .state import StateUnavailable
 
 if TYPE_CHECKING:
-    from .server import AgentRuntime
+    from .agent_runtime import AgentRuntime
 
 __all__ = ["CONTROL_PREFIX", "HEALTH_PATH", "READY_PATH", "add_routes", "reserved_path"]
 

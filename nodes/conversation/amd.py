@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 import numpy as np
 
-from .channel import EndOfInput
-from .frames import (
+from voicegraph.channel import EndOfInput
+from voicegraph.frames import (
     AgentText,
     AnsweredBy,
     AudioFormat,
@@ -34,11 +34,11 @@ from .frames import (
     PlayedPosition,
     Say,
 )
-from .node import Actor, In, Out
+from voicegraph.node import Actor, In, Out
 
 if TYPE_CHECKING:
-    from .graph import Graph
-    from .session import CallSession
+    from voicegraph.graph import Graph
+    from voicegraph.session import CallSession
 
 __all__ = ["VOICEMAIL_UTTERANCE", "AnsweringMachine", "with_machine_detection"]
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import anyio
 
-from .agent import CallControl
-from .channel import EndOfInput
-from .conversation import FalseInterrupt, heard_prefix
-from .frames import AgentText, Hangup, Interrupt, PlayedPosition, Say, Transcript
-from .node import Actor, In, Out
+from voicegraph.agent import CallControl
+from voicegraph.channel import EndOfInput
+from voicegraph.frames import AgentText, Hangup, Interrupt, PlayedPosition, Say, Transcript
+from voicegraph.node import Actor, In, Out
+
+from .agent import FalseInterrupt, heard_prefix
 
 __all__ = ["RealtimeSupervisor"]
 

@@ -1,0 +1,31 @@
+"""The server side of voicegraph: one ASGI application that answers carrier webhooks, accepts
+carrier media streams and runs one call graph per stream.
+
+:class:`AgentRuntime` (in :mod:`.agent_runtime`) is the public face; the rest of the package is
+its machinery: carrier routing and socket adapters (:mod:`.carriers`), webhook answers
+(:mod:`.answer`), request signatures (:mod:`.signatures`), stream tokens (:mod:`.stream_token`),
+the Hypercorn bridge (:mod:`.asgi`), shared call state (:mod:`.state`, :mod:`.cluster`), the
+control channel (:mod:`.control`), outbound calls and status callbacks (:mod:`.outbound`,
+:mod:`.status`), transfers (:mod:`.transfer`), start-up checks (:mod:`.preflight`) and worker
+processes (:mod:`.workers`). Names are imported lazily, so importing one helper (a signature
+check, say) does not build the whole server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from voicegraph._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .agent_runtime import AgentRuntime, AgentRuntimeError
+
+_LAZY: dict[str, str] = {
+    "AgentRuntime": ".agent_runtime",
+    "AgentRuntimeError": ".agent_runtime",
+}
+
+__all__ = ["AgentRuntime", "AgentRuntimeError"]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
