@@ -10,13 +10,6 @@ import pytest
 from enginekit import Sink
 from hypothesis import given
 from hypothesis import strategies as st
-from voicegraph.nodes.conversation.agent import (
-    AgentNode,
-    BargeIn,
-    FalseInterrupt,
-    TurnDetector,
-    heard_prefix,
-)
 
 from voicegraph import (
     DTMF,
@@ -34,6 +27,10 @@ from voicegraph import (
     Word,
     WordTimestamps,
 )
+from voicegraph.dialogue import heard_prefix
+from voicegraph.nodes.conversation.agent import AgentNode
+from voicegraph.nodes.conversation.barge_in import BargeIn, FalseInterrupt
+from voicegraph.nodes.conversation.turns import TurnDetector
 
 
 class Script:

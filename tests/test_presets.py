@@ -16,10 +16,10 @@ import anyio
 import pytest
 from e2ekit import TOKEN, interface, served, speech
 from enginekit import BOTH_BACKENDS
-from voicegraph.nodes.llm import OpenAIChatLLM
-from voicegraph.nodes.realtime import OpenAIRealtime
 
 from voicegraph import Agent, AudioFormat, Graph, PlayedPosition, tool
+from voicegraph.nodes.llm import OpenAIChatLLM
+from voicegraph.nodes.realtime import OpenAIRealtime
 from voicegraph.presets import cascading, realtime
 from voicegraph.testing.fake_chat import ChatReply, FakeChatCompletions, ScriptedToolCall
 from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, RealtimeReply
@@ -267,7 +267,6 @@ async def test_realtime_call_with_tool_and_barge_in_truncates_to_what_was_heard(
 @pytest.mark.anyio
 async def test_a_provider_that_stays_down_gets_an_apology_then_a_hang_up() -> None:
     from voicegraph.nodes.providers.base import ReconnectPolicy
-
     from voicegraph.testing.fake_openai_realtime import RealtimeFault
     from voicegraph.testing.fake_rest import FakeCarrierREST
 
@@ -311,7 +310,6 @@ ROOMS = (
 @pytest.mark.parametrize("carrier", ["twilio", "plivo"])
 async def test_cascading_call_with_tool_and_barge_in_keeps_only_heard_text(carrier: str) -> None:
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-
     from voicegraph.testing.fake_cartesia import FakeCartesia
     from voicegraph.testing.fake_deepgram import FakeDeepgram
     from voicegraph.timeline import STAGES
@@ -425,9 +423,8 @@ def test_provider_templates_give_each_call_independent_nodes() -> None:
 
 @pytest.mark.anyio
 async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
-    from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
-
     from voicegraph import PlayedPosition
+    from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
     from voicegraph.server.carriers import GOODBYE_UTTERANCE
     from voicegraph.testing.fake_rest import FakeCarrierREST
     from voicegraph.wsio import SocketClosed
@@ -471,7 +468,6 @@ async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
 @pytest.mark.parametrize("carrier", ["twilio", "plivo"])
 async def test_transfer_call_transfers_the_call_once_the_agent_was_heard(carrier: str) -> None:
     from voicegraph.nodes import CartesiaTTS, DeepgramSTT
-
     from voicegraph.testing.fake_cartesia import FakeCartesia
     from voicegraph.testing.fake_deepgram import FakeDeepgram
     from voicegraph.testing.fake_rest import FakeCarrierREST
@@ -534,9 +530,8 @@ async def test_transfer_call_transfers_the_call_once_the_agent_was_heard(carrier
 def test_the_transfer_tool_is_offered_only_where_the_session_can_transfer(
     carrier: str, can_transfer: bool
 ) -> None:
-    from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
-
     from voicegraph.agent import CallControl
+    from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
     from voicegraph.presets import build_for_session
     from voicegraph.session import CallSession
 
@@ -571,8 +566,7 @@ def test_interface_interruption_settings_reach_the_vad_and_barge_in(
 ) -> None:
     from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
     from voicegraph.nodes.audio import SENSITIVITY
-    from voicegraph.nodes.conversation.agent import BARGE_IN_MIN_WORDS
-
+    from voicegraph.nodes.conversation.barge_in import BARGE_IN_MIN_WORDS
     from voicegraph.presets import build_for_session
     from voicegraph.session import CallSession
 

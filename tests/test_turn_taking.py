@@ -7,16 +7,6 @@ import anyio.lowlevel
 import numpy as np
 import pytest
 from test_conversation import Script, Speaking, _barge, _drive
-from voicegraph.nodes.audio import VAD, EnergyAnalyser
-from voicegraph.nodes.conversation.agent import AgentNode, BargeIn
-from voicegraph.nodes.conversation.turn_policy import (
-    AdaptiveTurnDetector,
-    Backchannel,
-    EarlyTurn,
-    TurnContinues,
-    TurnPolicy,
-    turn_policy,
-)
 
 from voicegraph import (
     AgentText,
@@ -32,6 +22,17 @@ from voicegraph import (
     Transcript,
     Word,
     WordTimestamps,
+)
+from voicegraph.nodes.audio import VAD, EnergyAnalyser
+from voicegraph.nodes.conversation.agent import AgentNode
+from voicegraph.nodes.conversation.barge_in import BargeIn
+from voicegraph.nodes.conversation.turn_policy import (
+    AdaptiveTurnDetector,
+    Backchannel,
+    EarlyTurn,
+    TurnContinues,
+    TurnPolicy,
+    turn_policy,
 )
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Literal
 
-from voicegraph.nodes.conversation.agent import heard_prefix
-
+from voicegraph.dialogue import heard_prefix
 from voicegraph.frames import PlayedPosition
 
 from . import messages as m
