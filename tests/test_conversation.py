@@ -27,13 +27,10 @@ from voicegraph import (
     Word,
     WordTimestamps,
 )
-from voicegraph.nodes.conversation.agent import (
-    AgentNode,
-    BargeIn,
-    FalseInterrupt,
-    TurnDetector,
-    heard_prefix,
-)
+from voicegraph.dialogue import heard_prefix
+from voicegraph.nodes.conversation.agent import AgentNode
+from voicegraph.nodes.conversation.barge_in import BargeIn, FalseInterrupt
+from voicegraph.nodes.conversation.turns import TurnDetector
 
 
 class Script:

@@ -578,7 +578,7 @@ def test_interface_interruption_settings_reach_the_vad_and_barge_in(
 ) -> None:
     from voicegraph.nodes import EspeakTTS, PocketsphinxSTT
     from voicegraph.nodes.audio import SENSITIVITY
-    from voicegraph.nodes.conversation.agent import BARGE_IN_MIN_WORDS
+    from voicegraph.nodes.conversation.barge_in import BARGE_IN_MIN_WORDS
     from voicegraph.presets import build_for_session
     from voicegraph.session import CallSession
 

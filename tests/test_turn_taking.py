@@ -24,7 +24,8 @@ from voicegraph import (
     WordTimestamps,
 )
 from voicegraph.nodes.audio import VAD, EnergyAnalyser
-from voicegraph.nodes.conversation.agent import AgentNode, BargeIn
+from voicegraph.nodes.conversation.agent import AgentNode
+from voicegraph.nodes.conversation.barge_in import BargeIn
 from voicegraph.nodes.conversation.turn_policy import (
     AdaptiveTurnDetector,
     Backchannel,

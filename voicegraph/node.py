@@ -17,16 +17,31 @@ when a node failed or the call was cancelled; it runs shielded, under a timeout.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from .channel import EndOfInput, Inbox, Policy
 from .frames import AudioFormat, Frame
 
-if TYPE_CHECKING:
-    from .runtime import Call
+__all__ = ["Actor", "CallContext", "In", "Node", "NodeStats", "Out", "Port", "Stage"]
 
-__all__ = ["Actor", "In", "Node", "NodeStats", "Out", "Port", "Stage"]
+
+class CallContext(Protocol):
+    """What a node sees of the call running it (:class:`~voicegraph.runtime.Call` is one): its
+    id, its event bus, and ending it. A protocol, so the node layer does not import the runtime
+    above it."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    def publish(self, event: Frame) -> None:
+        """Publish ``event`` to the call's observers."""
+
+    def subscribe(self, callback: Callable[[Frame], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every published event; returns the unsubscribe."""
+
+    def stop(self, reason: str = "stopped") -> None:
+        """End the call now."""
 
 
 class Port:
@@ -103,7 +118,7 @@ class Node:
     outputs: tuple[Out, ...] = ()
 
     name: str = ""
-    call: Call | None = None
+    call: CallContext | None = None
     log: logging.Logger | logging.LoggerAdapter[Any] = logging.getLogger("voicegraph.node")
 
     def __init__(self) -> None:

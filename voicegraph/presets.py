@@ -37,9 +37,12 @@ from .frames import (
 )
 from .graph import Graph, GraphError
 from .node import Actor, Node
-from .nodes.conversation.agent import AgentNode, BargeIn, CallEnd, FalseInterrupt, TurnDetector
+from .nodes.conversation.agent import AgentNode
+from .nodes.conversation.barge_in import BargeIn, FalseInterrupt
+from .nodes.conversation.call_end import CallEnd
 from .nodes.conversation.realtime_supervisor import RealtimeSupervisor
 from .nodes.conversation.turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
+from .nodes.conversation.turns import TurnDetector
 from .session import CallSession
 
 if TYPE_CHECKING:

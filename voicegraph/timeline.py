@@ -144,3 +144,12 @@ class TurnTimeline:
         """Close every open turn (at the end of a call)."""
         for turn in sorted(self._open):
             self._close(turn)
+
+
+def timeline_of(events: list[Frame]) -> dict[int, dict[str, float]]:
+    """Group published ``TimelineMark`` s by turn: ``{turn: {stage: time}}`` (first time wins)."""
+    out: dict[int, dict[str, float]] = {}
+    for ev in events:
+        if isinstance(ev, TimelineMark):
+            out.setdefault(ev.turn, {}).setdefault(ev.stage, ev.time)
+    return out

@@ -18,10 +18,10 @@ from voicegraph._lazy import lazy_exports
 _LAZY: dict[str, str] = {
     "AgentFailing": ".agent",
     "AgentNode": ".agent",
-    "BargeIn": ".agent",
-    "CallEnd": ".agent",
-    "FalseInterrupt": ".agent",
-    "TurnDetector": ".agent",
+    "BargeIn": ".barge_in",
+    "FalseInterrupt": ".barge_in",
+    "CallEnd": ".call_end",
+    "TurnDetector": ".turns",
     "AdaptiveTurnDetector": ".turn_policy",
     "Backchannel": ".turn_policy",
     "EarlyTurn": ".turn_policy",
@@ -34,7 +34,7 @@ _LAZY: dict[str, str] = {
     "with_machine_detection": ".amd",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = list(_LAZY)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

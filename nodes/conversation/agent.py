@@ -1,19 +1,10 @@
-"""Conversation nodes: turn detection, barge-in, and the agent node that keeps only heard text.
-
-* :class:`TurnDetector` -- end of the caller's turn from STT endpointing plus VAD silence.
-* :class:`BargeIn` -- decides when the caller interrupts the agent (per ``interruptible`` and
-  ``interrupt_sensitivity``) and emits one :class:`~voicegraph.frames.Interrupt`, fanned out in
-  edge order to playout (clear the carrier), TTS (cancel the context) and the agent (cancel the
-  LLM). It also spots false interruptions (speech that yields no words) and says so.
-* :class:`AgentNode` -- runs the agent per turn, streams its reply as ``AgentText``, and writes
-  the history from what the carrier acknowledged as played (word timestamps, or the played
-  share of the audio), never from a local clock.
-"""
+"""The agent node: :class:`AgentNode` runs the agent per turn, streams its reply as ``AgentText``,
+and writes the history from what the carrier acknowledged as played (word timestamps, or the
+played share of the audio), never from a local clock."""
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -35,212 +26,18 @@ from voicegraph.frames import (
     Frame,
     Hangup,
     Interrupt,
-    Kind,
     PlayedPosition,
-    SpeechStarted,
-    SpeechStopped,
     TimelineMark,
     Transcript,
     WordTimestamps,
 )
 from voicegraph.node import Actor, In, Out
 
+from .barge_in import FalseInterrupt
 from .preemptive import HeldReply
 from .turn_policy import Backchannel, EarlyTurn, TurnContinues
 
-__all__ = [
-    "BARGE_IN_MIN_WORDS",
-    "AgentFailing",
-    "AgentNode",
-    "BargeIn",
-    "CallEnd",
-    "FalseInterrupt",
-    "TurnDetector",
-    "heard_prefix",
-]
-
-Interruptible = Literal["none", "dtmf", "speech", "any"]
-Sensitivity = Literal["low", "medium", "high"]
-
-BARGE_IN_MIN_WORDS: dict[str, int] = {"low": 2, "medium": 0, "high": 0}
-"""Words the STT must hear (interim or final) before speech interrupts the agent. With 0 the
-VAD's speech-start decision interrupts at once; the VAD's own thresholds and minimum speech
-durations for each sensitivity are in ``voicegraph.nodes.audio`` (see docs/audio.md)."""
-
-
-class FalseInterrupt(Frame, frozen=True, kw_only=True):
-    """An interruption produced no words within the window: noise or a cough, not a turn."""
-
-    kind: ClassVar[Kind] = Kind.CONTROL
-    utterance_id: int = 0
-
-
-class TurnDetector(Actor):
-    """Emits ``EndOfTurn(text)`` when the caller finished speaking.
-
-    A turn ends at the first of: a final transcript flagged ``speech_final`` (STT endpointing);
-    the STT's ``EndOfTurn`` (e.g. Deepgram UtteranceEnd); or the VAD reporting silence for
-    ``vad_silence`` seconds with text transcribed. ``EndOfTurn.capture_time`` is the end of the
-    caller's speech (the VAD's stop decision when there was one)."""
-
-    inputs = (
-        In("stt", Transcript, EndOfTurn),
-        In("vad", SpeechStarted, SpeechStopped, required=False),
-    )
-    outputs = (Out("out", EndOfTurn),)
-
-    def __init__(self, vad_silence: float = 0.6) -> None:
-        super().__init__()
-        self.vad_silence = vad_silence
-        self._finals: list[str] = []
-        self._interim = ""
-        self._speech_end = 0.0
-        self._final_time = 0.0
-        self._deadline: float | None = None
-        self._pending_end = ""
-
-    async def run(self) -> None:
-        while True:
-            try:
-                item = await self.inbox.receive_until(self._deadline)
-            except EndOfInput:
-                return
-            if item is None:
-                self._deadline = None
-                await self._emit("vad_silence")
-                continue
-            _, frame = item
-            if isinstance(frame, Transcript):
-                if frame.is_final:
-                    if frame.text.strip():
-                        self._finals.append(frame.text.strip())
-                    self._interim = ""
-                    self._final_time = time.monotonic()
-                    if frame.speech_final or (self._pending_end and self._finals):
-                        await self._emit(self._pending_end or "speech_final")
-                else:
-                    self._interim = frame.text.strip()
-            elif isinstance(frame, EndOfTurn):
-                # A control frame overtakes transcripts still queued behind it: with no text yet,
-                # end the turn at the next final transcript instead.
-                if self._finals:
-                    await self._emit(frame.reason or "stt")
-                else:
-                    self._pending_end = frame.reason or "stt"
-            elif isinstance(frame, SpeechStarted):
-                self._deadline = None
-                self._pending_end = ""
-                self._speech_end = 0.0
-            elif isinstance(frame, SpeechStopped):
-                self._speech_end = frame.capture_time or time.monotonic()
-                self._deadline = anyio.current_time() + self.vad_silence
-
-    async def _emit(self, reason: str) -> None:
-        text = " ".join(self._finals) or self._interim
-        if not text:
-            return
-        end = self._speech_end or self._final_time or time.monotonic()
-        self._finals, self._interim, self._deadline = [], "", None
-        self._speech_end, self._pending_end = 0.0, ""
-        await self.send(
-            "out",
-            EndOfTurn(text=text, reason=reason, capture_time=end, stt_final_time=self._final_time),
-        )
-
-
-class BargeIn(Actor):
-    """Decides when the caller interrupts the agent.
-
-    ``speaking`` is a zero-argument callable telling whether agent audio is playing (playout's
-    ``speaking`` state). Speech interrupts when ``interruptible`` is ``"speech"`` or ``"any"``:
-    at the VAD's speech start, or -- when the sensitivity asks for words
-    (:data:`BARGE_IN_MIN_WORDS`) -- once the STT heard that many. DTMF interrupts when it is
-    ``"dtmf"`` or ``"any"``. After an interruption, if no words arrive within ``false_window``
-    seconds, a :class:`FalseInterrupt` follows so the agent can resume or re-prompt.
-    ``backchannel`` (text -> bool, e.g. ``TurnPolicy.is_backchannel``): transcripts it accepts
-    count as no words, so an acknowledgement never meets the word threshold."""
-
-    inputs = (
-        In("vad", SpeechStarted, SpeechStopped),
-        In("stt", Transcript, required=False),
-        In("dtmf", DTMF, required=False),
-    )
-    outputs = (Out("out", Interrupt, FalseInterrupt),)
-
-    def __init__(
-        self,
-        speaking: Any,
-        interruptible: Interruptible = "any",
-        sensitivity: Sensitivity = "medium",
-        false_window: float = 1.5,
-        backchannel: Any = None,
-    ) -> None:
-        super().__init__()
-        if interruptible not in ("none", "dtmf", "speech", "any"):
-            raise ValueError(
-                f"interruptible must be none, dtmf, speech or any, not {interruptible!r}"
-            )
-        if sensitivity not in BARGE_IN_MIN_WORDS:
-            raise ValueError(f"sensitivity must be low, medium or high, not {sensitivity!r}")
-        self.speaking = speaking
-        self.interruptible = interruptible
-        self.min_words = BARGE_IN_MIN_WORDS[sensitivity]
-        self.false_window = false_window
-        self.backchannel = backchannel  # text -> bool: acknowledgements are no interruption
-        self.interrupts = 0
-        self.false_interrupts = 0
-        self._candidate = False
-        self._candidate_time = 0.0
-        self._false_deadline: float | None = None
-        self._fired_at = -1e9
-
-    async def run(self) -> None:
-        speech = self.interruptible in ("speech", "any")
-        dtmf = self.interruptible in ("dtmf", "any")
-        while True:
-            try:
-                item = await self.inbox.receive_until(self._false_deadline)
-            except EndOfInput:
-                return
-            if item is None:
-                self._false_deadline = None
-                self.false_interrupts += 1
-                self.publish(TimelineMark(turn=-1, stage="false_interruption"))
-                await self.send("out", FalseInterrupt())
-                continue
-            _, frame = item
-            if isinstance(frame, SpeechStarted):
-                if speech and self.speaking():
-                    if self.min_words == 0:
-                        await self._fire("speech", frame.capture_time, watch_false=True)
-                    else:
-                        self._candidate, self._candidate_time = True, frame.capture_time
-            elif isinstance(frame, SpeechStopped):
-                self._candidate = False
-            elif isinstance(frame, Transcript):
-                words = len(frame.text.split())
-                if words and self.backchannel is not None and self.backchannel(frame.text):
-                    words = 0  # "mm-hmm" while the agent speaks: not words that interrupt
-                if words:
-                    self._false_deadline = None
-                if self._candidate and words >= self.min_words and self.speaking():
-                    self._candidate = False
-                    await self._fire("speech", self._candidate_time, watch_false=False)
-            elif isinstance(frame, DTMF):
-                if dtmf and self.speaking():
-                    await self._fire("dtmf", time.monotonic(), watch_false=False)
-
-    def fired_within(self, seconds: float) -> bool:
-        """Whether an interruption fired in the last ``seconds`` (the agent was speaking)."""
-        return time.monotonic() - self._fired_at < seconds
-
-    async def _fire(self, reason: str, onset: float, watch_false: bool) -> None:
-        self.interrupts += 1
-        now = self._fired_at = time.monotonic()
-        self.publish(TimelineMark(turn=-1, stage="barge_in_decision", time=now))
-        await self.send("out", Interrupt(reason=reason, capture_time=onset or now))
-        if watch_false:
-            self._false_deadline = anyio.current_time() + self.false_window
+__all__ = ["AgentFailing", "AgentNode"]
 
 
 class AgentFailing(Exception):
@@ -579,34 +376,3 @@ class AgentNode(Actor):
         rest = u.text[len(u.heard) :].strip() if u.resolved else u.text
         if rest:
             await self._speak(rest)
-
-
-def timeline_of(events: list[Frame]) -> dict[int, dict[str, float]]:
-    """Group published ``TimelineMark`` s by turn: ``{turn: {stage: time}}`` (first time wins)."""
-    out: dict[int, dict[str, float]] = {}
-    for ev in events:
-        if isinstance(ev, TimelineMark):
-            out.setdefault(ev.turn, {}).setdefault(ev.stage, ev.time)
-    return out
-
-
-class CallEnd(Actor):
-    """Ends the call on a ``Hangup``: from the caller's side (``caller``: the carrier says the
-    caller left) it just stops the call; from the agent's side (``agent``: the goodbye was
-    heard) it first ends the call through ``hangup`` (the carrier's REST API), if given."""
-
-    inputs = (In("caller", Hangup, required=False), In("agent", Hangup, required=False))
-
-    def __init__(self, hangup: Any = None) -> None:
-        super().__init__()
-        self.hangup = hangup
-
-    async def handle(self, port: str, frame: Frame) -> None:
-        reason = getattr(frame, "reason", "") or port
-        if port == "agent" and self.hangup is not None:
-            try:
-                await self.hangup()
-            except Exception as exc:
-                self.log.error("REST hang-up failed: %s", exc)
-        if self.call is not None:
-            self.call.stop(f"hangup: {reason}")

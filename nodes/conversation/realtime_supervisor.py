@@ -21,10 +21,11 @@ import anyio
 
 from voicegraph.agent import CallControl
 from voicegraph.channel import EndOfInput
+from voicegraph.dialogue import heard_prefix
 from voicegraph.frames import AgentText, Hangup, Interrupt, PlayedPosition, Say, Transcript
 from voicegraph.node import Actor, In, Out
 
-from .agent import FalseInterrupt, heard_prefix
+from .barge_in import FalseInterrupt
 
 __all__ = ["RealtimeSupervisor"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Literal
 
+from voicegraph.dialogue import heard_prefix
 from voicegraph.frames import PlayedPosition
-from voicegraph.nodes.conversation.agent import heard_prefix
 
 from . import messages as m
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from voicegraph.dialogue import heard_prefix
 from voicegraph.frames import AgentText, EndOfTurn, Frame, PlayedPosition, Word, WordTimestamps
 from voicegraph.graph import Graph
 from voicegraph.node import Actor, In
-from voicegraph.nodes.conversation.agent import heard_prefix
 
 __all__ = ["TranscriptTap", "add_tap"]
 
