@@ -149,7 +149,7 @@ def test_the_walk_sees_the_engine_imports() -> None:
     graph = import_graph()
     assert "voicegraph.frames" in graph["voicegraph.graph"]
     assert "voicegraph.node" in graph["voicegraph.nodes.audio.g711"]
-    assert "voicegraph.server.carriers" in graph["voicegraph.server.agent_runtime"]
+    assert "voicegraph.server.carriers" in graph["voicegraph.server.app"]
 
 
 def test_a_cycle_is_reported() -> None:

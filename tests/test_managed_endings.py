@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from voicegraph import AgentRuntime, CallInterface
-from voicegraph.server.carriers import MANAGED_APOLOGY, SHUTDOWN_GOODBYE
+from voicegraph.server.goodbye import MANAGED_APOLOGY, SHUTDOWN_GOODBYE
 from voicegraph.testing import FakeCarrierREST, RelayCaller
 from voicegraph.testing.server import serve_runtime
 

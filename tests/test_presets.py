@@ -437,7 +437,7 @@ def test_provider_templates_give_each_call_independent_nodes() -> None:
 async def test_max_duration_goodbye_is_heard_before_the_rest_hang_up() -> None:
     from voicegraph import PlayedPosition
     from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
-    from voicegraph.server.carriers import GOODBYE_UTTERANCE
+    from voicegraph.server.goodbye import GOODBYE_UTTERANCE
     from voicegraph.testing.fake_rest import FakeCarrierREST
     from voicegraph.wsio import SocketClosed
 

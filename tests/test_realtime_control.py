@@ -131,7 +131,7 @@ async def test_realtime_transfer_call_transfers_through_rest_after_the_reply(car
 @pytest.mark.anyio
 @pytest.mark.parametrize("carrier", CARRIERS)
 async def test_realtime_max_duration_goodbye_is_heard_before_the_hang_up(carrier: str) -> None:
-    from voicegraph.server.carriers import GOODBYE_UTTERANCE
+    from voicegraph.server.goodbye import GOODBYE_UTTERANCE
 
     fake = FakeOpenAIRealtime(replies=[echo_say], speed=4.0)
     async with fake, FakeCarrierREST(carrier, ACCOUNT[carrier], TOKEN) as rest:

@@ -1,62 +1,56 @@
 """``AgentRuntime``: the ASGI server that answers carrier webhooks and runs one graph per call.
 
-Request flow for one call:
+This module holds the runtime's configuration (checked when it is built), its public URL, its
+active calls and its public methods; the work is in the modules around it. Request flow for
+one call:
 
-1. The carrier POSTs the call webhook. Its signature is checked against the *public* URL (the
-   server behind a TLS proxy sees plain http); a bad or missing signature gets 403 and starts
-   nothing. The call is routed by the called number to its :class:`CallInterface`, which answers
-   with TwiML / Plivo XML opening a stream. The stream parameters carry a signed, expiring,
-   single-use token bound to the call id and line (:mod:`voicegraph.server.stream_token`).
-2. The carrier opens the stream WebSocket. The handshake signature is checked where the carrier
-   sends one (Twilio always does); the carrier's start message must carry a valid token for the
-   call id it reports. Webhook and stream share no state, so any worker may take any stream.
+1. The carrier POSTs the call webhook (:mod:`voicegraph.server.webhook`): its signature is
+   checked against the *public* URL, the call is routed by the called number to its
+   :class:`CallInterface` and answered with TwiML / Plivo XML opening a stream, whose parameters
+   carry a signed, expiring, single-use token bound to the call id and line
+   (:mod:`voicegraph.server.stream_token`).
+2. The carrier opens the stream WebSocket (:mod:`voicegraph.server.carriers`): the handshake
+   signature is checked where the carrier sends one (Twilio always does); the carrier's start
+   message must carry a valid token for the call id it reports. Webhook and stream share no
+   state, so any worker may take any stream.
 3. The carrier edge nodes (``voicegraph.transports``) are built on the socket, the interface's
    graph factory (or its pipeline preset) builds the graph, and :class:`~voicegraph.runtime.Call`
    runs it. At max duration the goodbye is said, then the call is ended over the carrier's REST
-   API. A failing call is logged and closed; no other call is affected.
+   API (:mod:`voicegraph.server.goodbye`). A failing call is logged and closed; no other call is
+   affected.
 
-WebSockets are served as raw ASGI rather than through Quart: Quart-Trio cancels a handler when
-the peer hangs up, while the carrier nodes need to *see* the close (as
-:class:`~voicegraph.wsio.SocketClosed`) to end the call in order. HTTP webhooks go through
-Quart-Trio. Shutdown (SIGTERM/SIGINT, or :meth:`AgentRuntime.shutdown`) refuses new calls with
-503 (``/readyz`` too), lets active calls finish for ``drain_timeout`` seconds, then says goodbye
-to the rest and hangs them up over REST; a second signal skips to the goodbyes.
+:mod:`voicegraph.server.app` routes each request to its handler;
+:mod:`voicegraph.server.lifecycle` serves the app and drains the calls at shutdown.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 
-from ..backends import DEFAULT_BACKEND, check_backend, current_backend
+from ..backends import DEFAULT_BACKEND, check_backend
 from ..backends import run as run_on
 from ..interface import _PATH as _STATUS_PATH
 from ..interface import CallInterface, CallInterfaceError
-from . import control, outbound
-from .answer import answer_document
-from .asgi import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
-from .carriers import answered_outbound, route_for, serve_stream, stream_subject
-from .cluster import admit_call, default_handlers, run_lifespan
+from . import control, lifecycle, outbound
+from .app import build_app
+from .carrier_routes import route_for
+from .cluster import default_handlers
 from .outbound import CallRegistry, OutboundCall
 from .preflight import check_runtime
-from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .state import open_state
-from .status import status_webhook
 from .stream_token import StreamTokens, derive_secret
-from .transfer import serve_transfer, transfer_routes
 
 __all__ = ["AgentRuntime", "AgentRuntimeError"]
 
 logger = logging.getLogger("voicegraph.server")
-
-MAX_BODY = 64 * 1024
-MAX_WS_MESSAGE = 64 * 1024
 
 
 class AgentRuntimeError(CallInterfaceError):
@@ -190,7 +184,7 @@ class AgentRuntime:
         self._shutdown: anyio.Event | None = None
         self._pending_shutdown = False
         self._running: dict[str, bool] = {}  # background work that runs now (see lifespan())
-        self.app = self._build_app()
+        self.app = build_app(self)
         """The ASGI application (serve it with any ASGI server)."""
 
     def __repr__(self) -> str:
@@ -253,64 +247,6 @@ class AgentRuntime:
             base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
         return base
 
-    # --------------------------------------------------------------------- webhook
-
-    def _build_app(self) -> Any:
-        # One Quart app per backend, built on first use: Quart runs on asyncio, Quart-Trio on
-        # Trio. The ASGI app itself is backend-neutral, so one runtime object can be served by
-        # Hypercorn on either backend or mounted into an asyncio framework (FastAPI/Starlette).
-        quarts: dict[str, Any] = {}
-        transfers = transfer_routes(self.interfaces)
-
-        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if self.observability is not None and self.observability.handles(scope):
-                await self.observability.asgi(scope, receive, send)
-                return
-            if scope["type"] == "websocket":
-                await serve_stream(self, scope, receive, send)
-                return
-            if scope["type"] == "http":
-                transfer = transfers.get(_route_path(scope))
-                if transfer is not None:
-                    await serve_transfer(self, transfer, scope, receive, send)
-                    return
-            backend = current_backend()
-            quart = quarts.get(backend)
-            if quart is None:
-                quart = quarts[backend] = self._build_quart(backend)
-            if scope["type"] == "lifespan":
-                await run_lifespan(self, quart, scope, receive, send)
-            else:
-                await quart(scope, receive, send)
-
-        return app
-
-    def _build_quart(self, backend: str) -> Any:
-        from quart import Quart, Response, request
-
-        if backend == "trio":
-            from quart_trio import QuartTrio
-
-            quart: Any = QuartTrio("voicegraph")
-        else:
-            quart = Quart("voicegraph")
-        quart.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-
-        async def webhook() -> Response:
-            answer: Response = await self._webhook(request, Response)
-            return answer
-
-        for n, path in enumerate(self.webhooks):
-            quart.add_url_rule(path, f"webhook{n}", webhook, methods=["GET", "POST"])
-
-        async def status() -> Response:
-            answer: Response = await status_webhook(self, request, Response)
-            return answer
-
-        quart.add_url_rule(self.status_path, "status", status, methods=["POST"])
-        control.add_routes(quart, self)
-        return quart
-
     def mount_prefix(self, root_path: str) -> str:
         """The path prefix the carrier's URLs carry in front of this app's own paths: the ASGI
         ``root_path`` (set by a mount, e.g. ``app.mount("/voice", runtime.app)``, or by the
@@ -321,71 +257,6 @@ class AgentRuntime:
         if self.public_url is not None and urlsplit(self.public_url).path.endswith(root_path):
             return ""
         return root_path
-
-    async def _webhook(self, request: Any, response_cls: Any) -> Any:
-        def reply(status: int, body: str, ctype: str = "text/plain") -> Any:
-            return response_cls(body, status=status, content_type=ctype)
-
-        if self.draining:
-            return reply(503, "shutting down; not taking new calls")
-        group = self.webhooks[request.path]
-        telephony = group[0].telephony
-        if request.method == "POST":
-            form = await request.form
-            pairs = list(form.items(multi=True))
-            signed: list[tuple[str, str]] | None = pairs
-        else:
-            pairs, signed = list(request.args.items(multi=True)), None
-        values = dict(pairs)
-        query = request.query_string.decode("latin-1")
-        prefix = self.mount_prefix(request.root_path)
-        url = self.public_base(request.scheme, _lower(request.headers.items()), False)
-        url += prefix + request.path + ("?" + query if query else "")
-        # an outbound call's webhook names our line as From and the callee as To
-        outbound = values.get("Direction", "").startswith("outbound")
-        ours, theirs = ("From", "To") if outbound else ("To", "From")
-        line_digits = "".join(c for c in values.get(ours, "") if c.isdigit())
-        iface = next((i for i in group if i.line == line_digits), None)
-        headers = request.headers
-        if telephony == "twilio":
-            sig = headers.get("X-Twilio-Signature")
-            ok = partial(validate_twilio_signature, url, signed, sig)
-        else:
-            sig, nonce = (
-                headers.get("X-Plivo-Signature-V3"),
-                headers.get("X-Plivo-Signature-V3-Nonce"),
-            )
-            ok = partial(validate_plivo_v3_signature, request.method, url, signed, nonce, sig)
-        if iface is None:
-            if any(ok(i.auth_token) for i in group):
-                logger.warning("webhook for unconfigured number %r; hanging up", values.get("To"))
-                return reply(404, "no line for this number")
-            logger.warning("webhook with invalid signature refused (%s)", url)
-            return reply(403, "invalid signature")
-        if not ok(iface.auth_token):
-            logger.warning("webhook with invalid signature refused (%s)", url)
-            return reply(403, "invalid signature")
-        call_id = values.get("CallSid" if telephony == "twilio" else "CallUUID", "")
-        if not call_id or len(call_id) > 64 or not call_id.replace("-", "").isalnum():
-            return reply(400, "missing or malformed call id")
-        caller = values.get(theirs, "")
-        if telephony == "plivo":
-            caller = "".join(c for c in caller if c.isdigit())
-        caller = caller[:64]
-        refusal = await admit_call(self, call_id, iface)
-        if refusal is not None:
-            return reply(503, refusal)
-        params = {"line": iface.line, "caller": caller}
-        if outbound:
-            mode = request.args.get("dial", "")
-            params["dial"] = await answered_outbound(self, telephony, call_id, values, mode)
-        token = self.tokens[id(iface)].mint(call_id, stream_subject(params))
-        stream_url = self.public_base(request.scheme, _lower(headers.items()), True)
-        doc = answer_document(
-            iface, stream_url + prefix + iface.stream_path, {"token": token, **params}
-        )
-        logger.info("[%s] answered on %s (%s)", call_id, iface.phone_number, iface.pipeline)
-        return reply(200, doc, "application/xml")
 
     # ------------------------------------------------------------------ outbound
 
@@ -472,37 +343,8 @@ class AgentRuntime:
     async def drain(self) -> None:
         """Refuse new calls, wait up to ``drain_timeout`` for active calls (or until
         :meth:`hurry`), then end the rest politely: goodbye, REST hang-up (bounded by
-        ``goodbye_timeout``)."""
-        self.draining = True
-        logger.info("draining: %d active call(s), up to %gs", len(self.calls), self.drain_timeout)
-        with anyio.move_on_after(self.drain_timeout):
-            async with anyio.create_task_group() as tg:
-
-                async def idle() -> None:
-                    await self._idle.wait()
-                    tg.cancel_scope.cancel()
-
-                async def hurried() -> None:
-                    await self._hurry.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(idle)
-                tg.start_soon(hurried)
-        if self.calls:
-            logger.info("drain deadline: saying goodbye to %d call(s)", len(self.calls))
-        with anyio.move_on_after(self.goodbye_timeout + 1.0):
-            async with anyio.create_task_group() as tg:
-                for call_id, call in list(self.calls.items()):
-                    ender = self._enders.get(call_id)
-                    if ender is None:
-                        call.stop("shutdown")
-                    else:
-                        tg.start_soon(ender)
-        for call in list(self.calls.values()):
-            call.stop("shutdown")
-        with anyio.move_on_after(2):
-            await self._idle.wait()
-        logger.info("drained; %d call(s) left", len(self.calls))
+        ``goodbye_timeout``). See :mod:`voicegraph.server.lifecycle`."""
+        await lifecycle.drain(self)
 
     async def serve(
         self,
@@ -521,68 +363,15 @@ class AgentRuntime:
         ``handle_signals`` (main thread only), SIGTERM and SIGINT start a graceful shutdown (see
         :meth:`drain`). ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes serve
         one port."""
-        sock = listen_socket(host, port, reuse_port=reuse_port)
-        binds = bound_urls(sock)
-        # calls were drained before the listeners close
-        config = hypercorn_config(
-            sock, errorlog=logger, max_message=MAX_WS_MESSAGE, graceful_timeout=1.0
+        await lifecycle.serve(
+            self,
+            host,
+            port,
+            handle_signals=handle_signals,
+            reuse_port=reuse_port,
+            task_status=task_status,
+            on_ready=on_ready,
         )
-        self._shutdown = shutdown = anyio.Event()
-        if self._pending_shutdown:
-            shutdown.set()
-
-        async def trigger() -> None:
-            await shutdown.wait()
-            await self.drain()
-
-        async with anyio.create_task_group() as tg:
-
-            async def server() -> None:
-                await serve_hypercorn(self.app, config, trigger)
-                tg.cancel_scope.cancel()  # drained and closed: stop watching signals
-
-            if handle_signals:
-                await tg.start(self._watch_signals, shutdown)
-            if self.observability is not None:
-                # marked before the server starts, so its ASGI lifespan does not start it too
-                self._running["observability"] = True
-                tg.start_soon(self._observe, shutdown)
-            tg.start_soon(server)
-            logger.info("serving on %s", ", ".join(binds))
-            task_status.started(binds)
-            if on_ready is not None:
-                on_ready(binds)
-
-    async def _observe(self, shutdown: anyio.Event) -> None:
-        try:
-            await self.observability.run(self, shutdown)
-        finally:
-            self._running["observability"] = False
-
-    async def _watch_signals(
-        self, shutdown: anyio.Event, *, task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        import signal
-
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            task_status.started()
-            async for signum in signals:
-                if not shutdown.is_set():
-                    logger.warning(
-                        "signal %d: shutting down gracefully (calls may finish for %gs; "
-                        "signal again to end them now)",
-                        signum,
-                        self.drain_timeout,
-                    )
-                    shutdown.set()
-                else:
-                    # Never a silent kill: the remaining calls still get their goodbye.
-                    logger.warning(
-                        "signal %d again: ending %d remaining call(s) now, with a goodbye",
-                        signum,
-                        len(self.calls),
-                    )
-                    self.hurry()
 
     def run(
         self,
@@ -598,15 +387,3 @@ class AgentRuntime:
         once the listeners are bound."""
         serve = partial(self.serve, host, port, reuse_port=reuse_port, on_ready=on_ready)
         run_on(serve, backend=check_backend(backend))
-
-
-def _route_path(scope: dict[str, Any]) -> str:
-    """The request's path inside this app (a mount's ``root_path`` removed if the server
-    left it in ``path``)."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "").rstrip("/")
-    return path[len(root) :] if root and path.startswith(root + "/") else path
-
-
-def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    return {k.lower(): v for k, v in items}

@@ -8,19 +8,22 @@ Raw ASGI (not Quart) so a peer's close reaches the carrier nodes as
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..frames import AgentText, AudioFormat
 from ..interface import CallInterface
 from ..runtime import Call
 from ..session import CallSession
 from ..wsio import SocketClosed
 from . import reports
+from .carrier_routes import CarrierRoute, route_for
+from .carrier_routes import carrier_route as _carrier  # the name serve_stream looks up
 from .cluster import redeem_stream_token, register_call, release_call
+from .goodbye import apologise, goodbye, shutdown_goodbye
+from .goodbye import rest_hangup as _rest_hangup  # the name _run_stream calls
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .stream_token import StreamTokenError
 from .transfer import rest_transfer
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsgiSocket",
-    "answered_outbound",
     "stream_subject",
     "CallSetupError",
     "CarrierRoute",
@@ -137,67 +139,6 @@ class AsgiSocket:
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
             except Exception:  # close never raises (MessageSocket contract)
                 pass
-
-
-class CarrierRoute(NamedTuple):
-    """How one kind of carrier stream is accepted and turned into carrier edge nodes."""
-
-    name: str
-    accept: Callable[[Any], Awaitable[Any]]
-    nodes: Callable[[Any, Any], tuple[Any, Any]]
-    params: Callable[[Any], dict[str, str]]
-    call_id: Callable[[Any], str]
-    stream_id: Callable[[Any], str]
-    audio_format: Callable[[Any], AudioFormat | None]
-    caller: Callable[[Any, dict[str, str]], str]
-
-
-def route_for(iface: CallInterface) -> str:
-    """The stream protocol an interface's stream speaks."""
-    if iface.telephony == "plivo":
-        return "plivo"
-    return "twilio-relay" if iface.pipeline == "managed" else "twilio-media"
-
-
-def _carrier(name: str) -> CarrierRoute:
-    if name == "twilio-media":
-        from ..transports.twilio import accept_twilio_media, twilio_media_nodes
-
-        return CarrierRoute(
-            name,
-            accept_twilio_media,
-            twilio_media_nodes,
-            lambda s: dict(s.custom_parameters),
-            lambda s: s.call_sid,
-            lambda s: s.stream_sid,
-            lambda s: s.media_format,
-            lambda s, p: p.get("caller", ""),
-        )
-    if name == "twilio-relay":
-        from ..transports.twilio import accept_conversation_relay, relay_nodes
-
-        return CarrierRoute(
-            name,
-            accept_conversation_relay,
-            relay_nodes,
-            lambda s: dict(s.custom_parameters),
-            lambda s: s.call_sid,
-            lambda s: s.session_id,
-            lambda s: None,
-            lambda s, p: p.get("caller", ""),
-        )
-    from ..transports.plivo import accept_plivo_stream, plivo_stream_nodes
-
-    return CarrierRoute(
-        name,
-        accept_plivo_stream,
-        plivo_stream_nodes,
-        lambda s: dict(s.extra_headers),
-        lambda s: s.call_id,
-        lambda s: s.stream_id,
-        lambda s: s.media_format,
-        lambda s, p: p.get("caller", ""),
-    )
 
 
 def _handshake_ok(iface: CallInterface, url: str, headers: dict[str, str]) -> bool | None:
@@ -344,8 +285,8 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
         graph,
         call_id,
         max_duration=iface.max_call_duration_seconds,
-        on_max_duration=lambda c: _goodbye(c, session),
-        on_error=lambda c, failure: _apologise(c, failure, session),
+        on_max_duration=lambda c: goodbye(c, session),
+        on_error=lambda c, failure: apologise(c, failure, session),
         grace=15.0,
     )
     timeline = TurnTimeline.attach(call)  # one JSON log line per turn
@@ -356,7 +297,7 @@ async def run_call(runtime: AgentRuntime, session: CallSession, graph: Graph) ->
             logger.error("[%s] on_call hook failed: %s", call_id, exc, exc_info=exc)
     obs = runtime.observability
     observed = obs.call_started(call, session, timeline) if obs is not None else None
-    runtime.call_started(call_id, call, session, lambda: _shutdown_goodbye(call, session, runtime))
+    runtime.call_started(call_id, call, session, lambda: shutdown_goodbye(call, session, runtime))
     placed = "dial" in session.params
     with call_context(call_id, iface.line):  # JSON logs name the call and line
         try:
@@ -384,26 +325,6 @@ def stream_subject(params: dict[str, str]) -> str:
     return subject + (f":{params['dial']}" if "dial" in params else "")
 
 
-async def answered_outbound(
-    runtime: AgentRuntime, telephony: str, call_id: str, form: dict[str, str], mode: str
-) -> str:
-    """The webhook of a call placed by ``dial()``: link Plivo's request UUID to the call UUID,
-    report the answer (Twilio reports it itself), and return the stream's ``dial`` parameter:
-    ``"amd"`` when machine detection was asked for (the webhook URL says so), else ``"out"``."""
-    from ..frames import CallStatus
-
-    if telephony == "plivo":
-        request_uuid = form.get("RequestUUID", "")[:64]
-        if request_uuid:
-            await reports.alias(runtime, request_uuid, call_id)
-        answered = CallStatus(call_id=call_id, status="answered", carrier_status="in-progress")
-        await reports.deliver(runtime, call_id, answered)
-        from .outbound import notify
-
-        await notify(runtime.on_status, answered)
-    return "amd" if mode == "amd" else "out"
-
-
 def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
     if iface.graph_factory is not None:
         return iface.graph_factory(session)
@@ -415,150 +336,3 @@ def _build_graph(iface: CallInterface, session: CallSession) -> Graph:
             "(voicegraph.presets.build_for_session is missing); pass graph= to CallInterface"
         ) from exc
     return build_for_session(session)
-
-
-async def _rest_hangup(iface: CallInterface, call_id: str) -> None:
-    """End the call through the carrier's REST API (bounded retries; errors are logged)."""
-    from ..transports._rest import HangupError
-
-    if iface.telephony == "twilio":
-        from ..transports.twilio.rest import TwilioREST
-
-        rest: Any = TwilioREST(
-            iface.account_id,
-            iface.auth_token,
-            base_url=iface.api_base_url or "https://api.twilio.com",
-        )
-    else:
-        from ..transports.plivo.rest import PlivoREST
-
-        rest = PlivoREST(
-            iface.account_id,
-            iface.auth_token,
-            base_url=iface.api_base_url or "https://api.plivo.com",
-        )
-    try:
-        ended = await rest.hangup(call_id)
-    except HangupError as exc:
-        logger.error("[%s] REST hang-up failed: %s", call_id, exc)
-        return
-    logger.info("[%s] hung up via REST%s", call_id, "" if ended else " (already ended)")
-
-
-GOODBYE_UTTERANCE = 2**31 - 2  # an utterance id no agent uses
-
-
-SHUTDOWN_GOODBYE = "I'm sorry, I have to end this call now. Please call again. Goodbye."
-
-
-async def _shutdown_goodbye(call: Call, session: CallSession, runtime: AgentRuntime) -> None:
-    """At the drain deadline: the shutdown goodbye, then the REST hang-up, within the runtime's
-    ``goodbye_timeout``; the call is stopped either way."""
-    with anyio.move_on_after(runtime.goodbye_timeout):
-        await _goodbye(call, session, SHUTDOWN_GOODBYE, runtime.goodbye_timeout - 1.0)
-    call.stop("shutdown")
-
-
-async def _goodbye(
-    call: Call, session: CallSession, text: str | None = None, within: float | None = None
-) -> None:
-    """At max duration: say the goodbye, make sure it was heard, then hang up over REST.
-
-    With playout in the graph (cascading, or any graph with ``tts`` and ``playout`` nodes) the
-    goodbye goes to the TTS under its own utterance id and the hang-up waits for playout's
-    ``PlayedPosition(complete=True)`` -- the carrier's acknowledgement -- bounded by the grace.
-    In managed mode Twilio speaks it and confirms nothing, so we wait an estimate of its
-    speaking time (about 2.5 words per second plus a second). In realtime graphs the model
-    (a node with a ``say`` input) is asked to say it once its current reply is over, under the
-    goodbye's utterance id, and the hang-up waits for playout's acknowledgement the same way."""
-    from ..frames import PlayedPosition, Say
-
-    iface: CallInterface = session.interface
-    text = iface.goodbye if text is None else text
-    within = max(1.0, call.grace - 3) if within is None else max(0.5, within)
-    inject: Callable[[], Awaitable[None]] | None = None
-    if text and iface.pipeline == "managed":
-        await _say_managed(call, session, text, within)
-    elif text and "tts" in call.graph and "playout" in call.graph:
-        port = next((p.name for p in call.graph["tts"].inputs if AgentText in p.types), None)
-        if port is not None:
-            goodbye = AgentText(text=text, utterance_id=GOODBYE_UTTERANCE, last=True)
-            inject = partial(call.inject, "tts", port, goodbye)
-    elif text and "model" in call.graph and "playout" in call.graph:
-        if any(p.name == "say" and Say in p.types for p in call.graph["model"].inputs):
-            say = Say(text=text, utterance_id=GOODBYE_UTTERANCE)
-            inject = partial(call.inject, "model", "say", say)
-    if inject is not None:
-        heard = await call.wait_event(
-            lambda e: isinstance(e, PlayedPosition) and e.utterance_id == GOODBYE_UTTERANCE,
-            within,
-            after=inject,
-        )
-        if heard is None:
-            logger.warning("[%s] goodbye not confirmed as played", call.call_id)
-    assert session.hangup is not None
-    await session.hangup()
-
-
-MANAGED_APOLOGY = "Sorry, we are having technical difficulties. Please call again later. Goodbye."
-"""What a managed (ConversationRelay) call hears when its agent fails: Twilio speaks it."""
-
-
-async def _say_managed(call: Call, session: CallSession, text: str, within: float) -> None:
-    """Managed mode: send ``text`` as one complete talk cycle for Twilio to speak, then wait an
-    estimate of its speaking time (ConversationRelay confirms nothing): 1 s plus 2.5 words a
-    second, at most ``within`` seconds."""
-    name = next(n for n, node in call.graph.nodes.items() if node is session.carrier_out)
-    await call.inject(name, "in", AgentText(text=text, last=True))
-    await anyio.sleep(min(1.0 + len(text.split()) / 2.5, within))
-
-
-APOLOGY_UTTERANCE = 2**31 - 1  # an utterance id no agent uses
-_CARRIER_NODES = ("carrier_in", "carrier_out", "playout")
-
-
-def _apology_pcm() -> bytes:
-    import wave
-    from importlib.resources import files
-
-    with wave.open(str(files("voicegraph.data") / "apology.wav"), "rb") as w:
-        return w.readframes(w.getnframes())
-
-
-async def _apologise(call: Call, failure: Any, session: CallSession) -> None:
-    """A node failed (a provider stayed down, say): play the pre-rendered apology through the
-    still-running playout, wait until the carrier acknowledged it, then hang up over REST. In
-    managed mode Twilio speaks :data:`MANAGED_APOLOGY` instead (see :func:`_say_managed`). The
-    call does not go silent. Skipped when the failure is in the carrier path itself."""
-    from ..frames import AudioDone, AudioFrame, PlayedPosition, TimelineMark
-
-    carrier_failed = failure.node in _CARRIER_NODES or (
-        failure.node in call.graph and call.graph[failure.node] is session.carrier_out
-    )
-    if session.interface.pipeline == "managed" and not carrier_failed:
-        call.publish(TimelineMark(turn=-1, stage="apology"))
-        await _say_managed(call, session, MANAGED_APOLOGY, max(1.0, call.grace - 2))
-        logger.info("[%s] apology sent to be spoken", call.call_id)
-    elif "playout" in call.graph and failure.node not in _CARRIER_NODES:
-        call.publish(TimelineMark(turn=-1, stage="apology"))
-
-        async def play() -> None:
-            pcm, step = _apology_pcm(), 1600  # 100 ms frames at 8 kHz PCM16
-            for i in range(0, len(pcm), step):
-                frame = AudioFrame(
-                    data=pcm[i : i + step],
-                    encoding="pcm16",
-                    sample_rate=8000,
-                    utterance_id=APOLOGY_UTTERANCE,
-                )
-                await call.inject("playout", "audio", frame)
-            await call.inject("playout", "audio", AudioDone(utterance_id=APOLOGY_UTTERANCE))
-
-        played = await call.wait_event(
-            lambda e: isinstance(e, PlayedPosition) and e.utterance_id == APOLOGY_UTTERANCE,
-            max(1.0, call.grace - 2),
-            after=play,
-        )
-        logger.info("[%s] apology %s", call.call_id, "played" if played else "not confirmed")
-    if session.hangup is not None:
-        await session.hangup()
