@@ -19,24 +19,24 @@ every instance that names the same Redis agree on:
   (expiring with the handle); :meth:`RedisState.report` publishes a carrier's report to it and
   to the live call's owner, once each.
 
-redis-py's client is asyncio-only: on the asyncio backend it runs in the worker's loop; on Trio it
-runs on a private asyncio loop in one thread (:mod:`voicegraph.server.state._bridge`). Needs Redis 6.2
-or newer (a single primary; Redis Cluster is not supported).
+This module is the store's logic; the connection to Redis (redis-py's asyncio client on either
+backend) is :mod:`voicegraph.server.state.redis_client`, the Lua scripts are
+:mod:`voicegraph.server.state.redis_scripts`. Needs Redis 6.2 or newer (a single primary; Redis
+Cluster is not supported).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import msgspec
 
-from ._bridge import AsyncioBridge
 from .base import (
     CallRecord,
     Deliver,
@@ -46,63 +46,12 @@ from .base import (
     encode_message,
     new_worker_id,
 )
+from .redis_client import RedisConnection
+from .redis_scripts import SCRIPTS
 
 __all__ = ["RedisState", "RedisStateError"]
 
 logger = logging.getLogger("voicegraph.server.state")
-T = TypeVar("T")
-
-# Expired members are dropped in bounded batches so one call never runs a long script.
-_SWEEP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 500)
-for _, id in ipairs(gone) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-end
-"""
-ADMIT = (
-    _SWEEP
-    + """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-return 1
-"""
-)
-"""KEYS: calls, owners. ARGV: call id, limit, seconds to hold. 1 admitted, 0 full."""
-
-CLAIM = """
-local t = redis.call('TIME')
-local expiry = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], expiry, ARGV[i])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-return 1
-"""
-"""KEYS: calls, owners. ARGV: seconds ahead, then call id, record JSON pairs (registers, or
-re-registers after an outage, every call named)."""
-
-LOOKUP = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return false end
-local t = redis.call('TIME')
-if tonumber(score) < tonumber(t[1]) + tonumber(t[2]) / 1000000 then return false end
-return redis.call('HGET', KEYS[2], ARGV[1])
-"""
-"""KEYS: calls, owners. ARGV: call id. The owner's record JSON, or nil."""
-
-ALIAS = """
-local worker = redis.call('GET', KEYS[1])
-if not worker then return false end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 1 then ttl = 1000 end
-redis.call('SET', KEYS[2], worker, 'PX', ttl)
-return worker
-"""
-"""KEYS: placed key of the first id, placed key of the second. The holder's worker id, or nil."""
 
 _REPORT = b"!"  # a payload for a dial handle's holder: delivered whether or not a call is live
 
@@ -112,15 +61,6 @@ _CLAIM_BATCH = 200
 
 class RedisStateError(ValueError):
     """A Redis state was configured wrongly (the message says what to change)."""
-
-
-def _where(url: str) -> str:
-    """host:port/db of a Redis URL, without credentials (for logs and errors)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 6379}{parts.path or ''}"
 
 
 class RedisState:
@@ -164,8 +104,10 @@ class RedisState:
             raise RedisStateError(
                 "a Redis state needs the redis package: pip install 'voicegraph[redis]'"
             ) from None
-        self._url = url
-        self.where = _where(url)
+        self._redis = RedisConnection(
+            url, timeout=timeout, max_connections=max_connections, scripts=SCRIPTS
+        )
+        self.where = self._redis.where
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.timeout = timeout
@@ -173,9 +115,6 @@ class RedisState:
         self.worker_id = new_worker_id()
         self.keys = (f"{prefix}:calls", f"{prefix}:owners")
         self._local: dict[str, CallRecord] = {}
-        self._bridge = AsyncioBridge()
-        self._client: Any = None
-        self._scripts: dict[str, Any] = {}
         self._dispatch = Dispatcher()
         self._placed = PlacedHere()
         self._down_since: float | None = None
@@ -183,70 +122,21 @@ class RedisState:
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"RedisState({self.where!r}, prefix={self.prefix!r}, worker={self.worker_id!r})"
 
-    # ---------------------------------------------------------------------- plumbing
-
-    def _redis(self) -> Any:
-        """The client, built on first use in the loop that runs it."""
-        if self._client is None:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self._url,
-                max_connections=self.max_connections,
-                timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                # One immediate retry: after a Redis restart each pooled connection fails once
-                # ("closed by server") before reconnecting. An outage still shows at once.
-                retry=Retry(NoBackoff(), 1),
-            )
-            client = aioredis.Redis(connection_pool=pool)
-            self._scripts = {
-                "admit": client.register_script(ADMIT),
-                "claim": client.register_script(CLAIM),
-                "lookup": client.register_script(LOOKUP),
-                "alias": client.register_script(ALIAS),
-            }
-            self._client = client
-        return self._client
-
-    async def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn()`` (a coroutine function using the client); StateUnavailable on failure."""
-        from redis.exceptions import RedisError
-
-        async def job() -> Any:
-            return await fn()
-
-        try:
-            with anyio.fail_after(self.timeout * 2 + 1):  # bound even a wedged bridge
-                return await self._bridge.call(job)
-        except (RedisError, OSError, TimeoutError) as exc:
-            detail = str(exc)[:200] or type(exc).__name__
-            raise StateUnavailable(
-                f"Redis at {self.where} failed during {what}: {detail}"
-            ) from None
-
-    def _script(self, name: str) -> Any:
-        self._redis()
-        return self._scripts[name]
-
     # -------------------------------------------------------------------- CallState
 
     async def redeem_token(self, nonce: str, expires_at: int) -> bool:
         seconds = max(1, expires_at - int(time.time()) + 1)
         key = f"{self.prefix}:token:{nonce}"
-        done = await self._call(
+        done = await self._redis.call(
             "token redemption",
-            lambda: self._redis().set(key, self.worker_id, nx=True, ex=seconds),
+            lambda: self._redis.client().set(key, self.worker_id, nx=True, ex=seconds),
         )
         return bool(done)
 
     async def admit(self, call_id: str, limit: int, ttl: float) -> bool:
-        ok = await self._call(
+        ok = await self._redis.call(
             "admission",
-            lambda: self._script("admit")(keys=self.keys, args=[call_id, limit, ttl]),
+            lambda: self._redis.script("admit")(keys=self.keys, args=[call_id, limit, ttl]),
         )
         return bool(ok)
 
@@ -261,27 +151,27 @@ class RedisState:
                 args += [rec.call_id, msgspec.json.encode(rec)]
 
             def claim(batch: list[Any] = args) -> Any:
-                return self._script("claim")(keys=self.keys, args=batch)
+                return self._redis.script("claim")(keys=self.keys, args=batch)
 
-            await self._call("registration", claim)
+            await self._redis.call("registration", claim)
 
     async def release(self, call_id: str) -> None:
         self._local.pop(call_id, None)
 
         async def forget() -> Any:
-            pipe = self._redis().pipeline(transaction=True)
+            pipe = self._redis.client().pipeline(transaction=True)
             pipe.zrem(self.keys[0], call_id)
             pipe.hdel(self.keys[1], call_id)
             return await pipe.execute()
 
-        await self._call("release", forget)
+        await self._redis.call("release", forget)
 
     async def lookup(self, call_id: str) -> CallRecord | None:
         local = self._local.get(call_id)
         if local is not None:
             return local
-        raw = await self._call(
-            "lookup", lambda: self._script("lookup")(keys=self.keys, args=[call_id])
+        raw = await self._redis.call(
+            "lookup", lambda: self._redis.script("lookup")(keys=self.keys, args=[call_id])
         )
         return _record_decoder.decode(raw) if raw else None
 
@@ -295,18 +185,22 @@ class RedisState:
             return False
         channel = f"{self.prefix}:worker:{owner.worker}"
         payload = call_id.encode() + b"\n" + data
-        receivers = await self._call("publish", lambda: self._redis().publish(channel, payload))
+        receivers = await self._redis.call(
+            "publish", lambda: self._redis.client().publish(channel, payload)
+        )
         return int(receivers) > 0
 
     async def place(self, call_id: str, ttl: float) -> None:
         self._placed.add(call_id, ttl)
         key, ms = f"{self.prefix}:placed:{call_id}", max(1000, int(ttl * 1000))
-        await self._call("placed call", lambda: self._redis().set(key, self.worker_id, px=ms))
+        await self._redis.call(
+            "placed call", lambda: self._redis.client().set(key, self.worker_id, px=ms)
+        )
 
     async def alias_placed(self, other_id: str, call_id: str) -> None:
         keys = [f"{self.prefix}:placed:{other_id}", f"{self.prefix}:placed:{call_id}"]
-        worker = await self._call(
-            "placed-call alias", lambda: self._script("alias")(keys=keys, args=[])
+        worker = await self._redis.call(
+            "placed-call alias", lambda: self._redis.script("alias")(keys=keys, args=[])
         )
         left = self._placed.ttl(other_id)
         if left is not None:
@@ -320,7 +214,9 @@ class RedisState:
         holder: str | None = self.worker_id if self._placed.ttl(call_id) is not None else None
         if holder is None:
             key = f"{self.prefix}:placed:{call_id}"
-            raw = await self._call("placed-call lookup", lambda: self._redis().get(key))
+            raw = await self._redis.call(
+                "placed-call lookup", lambda: self._redis.client().get(key)
+            )
             holder = raw.decode() if raw else None
         targets = {w for w in (owner.worker if owner else None, holder) if w is not None}
         reached = 0
@@ -333,14 +229,14 @@ class RedisState:
             payload = _REPORT + call_id.encode() + b"\n" + data
 
             def publish(c: str = channel, p: bytes = payload) -> Any:
-                return self._redis().publish(c, p)
+                return self._redis.client().publish(c, p)
 
-            n = await self._call("publish", publish)
+            n = await self._redis.call("publish", publish)
             reached += int(int(n) > 0)
         return reached
 
     async def ping(self) -> None:
-        await self._call("ping", lambda: self._redis().ping())
+        await self._redis.call("ping", lambda: self._redis.client().ping())
 
     # ------------------------------------------------------------------ background
 
@@ -357,17 +253,7 @@ class RedisState:
                 tg.start_soon(self._listen)
                 task_status.started()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
-                await self._close_client()
-            self._bridge.close()
-
-    async def _close_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await self._bridge.call(client.aclose)
-            except Exception:  # closing a broken connection may fail; nothing is left to do
-                pass
+            await self._redis.aclose()
 
     def _outage(self, exc: StateUnavailable) -> None:
         if self._down_since is None:
@@ -414,21 +300,18 @@ class RedisState:
                 backoff = 0.1
 
     async def _subscribed(self, channel: str) -> None:
-        pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+        pubsub = self._redis.client().pubsub(ignore_subscribe_messages=True)
         try:
-            await self._call("subscribe", lambda: pubsub.subscribe(channel))
+            await self._redis.call("subscribe", lambda: pubsub.subscribe(channel))
             self._recovered()
             wait = min(1.0, self.timeout)
             while True:
-                msg = await self._call("receive", lambda: pubsub.get_message(timeout=wait))
+                msg = await self._redis.call("receive", lambda: pubsub.get_message(timeout=wait))
                 if msg is not None and msg.get("type") == "message":
                     await self._on_message(msg["data"])
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                try:
-                    await self._bridge.call(pubsub.aclose)
-                except Exception:  # the connection is already broken
-                    pass
+                await self._redis.close_quietly(pubsub.aclose)
 
     async def _on_message(self, payload: bytes) -> None:
         report = payload.startswith(_REPORT)
