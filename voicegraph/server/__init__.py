@@ -2,7 +2,9 @@
 carrier media streams and runs one call graph per stream.
 
 :class:`AgentRuntime` (in :mod:`.agent_runtime`) is the public face; the rest of the package is
-its machinery: carrier routing and socket adapters (:mod:`.carriers`), webhook answers
+its machinery: the ASGI app's routing (:mod:`.app`), the call webhook (:mod:`.webhook`), carrier
+streams and socket adapters (:mod:`.carriers`, :mod:`.carrier_routes`), polite endings
+(:mod:`.goodbye`), serving and draining (:mod:`.lifecycle`), webhook answers
 (:mod:`.answer`), request signatures (:mod:`.signatures`), stream tokens (:mod:`.stream_token`),
 the Hypercorn bridge (:mod:`.asgi`), shared call state (:mod:`.state`, :mod:`.cluster`), the
 control channel (:mod:`.control`), outbound calls and status callbacks (:mod:`.outbound`,
