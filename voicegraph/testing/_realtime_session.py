@@ -1,7 +1,9 @@
-"""One FakeOpenAIRealtime connection's protocol state machine: session updates, the energy VAD
-over appended audio, scripted transcripts, responses (audio and transcript deltas, function
-calls), cancel and truncate. One class on purpose (~470 lines): every handler reads and writes
-the same per-connection state, and the protocol reads best top to bottom in one place."""
+"""One FakeOpenAIRealtime connection's protocol state machine, kept as one piece on purpose
+(~470 lines, one class): every handler reads and writes the same per-connection state, and the
+protocol reads best top to bottom in one place.
+
+It handles session updates, the energy VAD over appended audio, scripted transcripts, responses
+(audio and transcript deltas, function calls), cancel and truncate."""
 
 from __future__ import annotations
 

@@ -13,13 +13,14 @@ input's audio, ``done`` comes after the ``continue: false`` input, ``flush`` is 
 ``flush_done``, and ``cancel`` stops inputs *not yet started* while the one generating keeps
 streaming (so clients must drop late audio themselves). Audio is real: a tone per word, or
 espeak-ng speech with ``audio="speech"`` (extra ``offline``), in the requested encoding/rate.
+
+This module is the server and its connections; the wire (message schema and checks, error
+messages, the tone audio) is in ``_cartesia_protocol.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import math
-import uuid
 from collections.abc import Collection
 from typing import Any, Literal
 
@@ -30,87 +31,22 @@ import numpy as np
 
 from voicegraph.wsio import SocketClosed
 
+from ._cartesia_protocol import (
+    SECONDS_PER_CHAR,
+    CartesiaFaults,
+    CartesiaRequest,
+    _Bad,
+    _decode,
+    _encode_audio,
+    _error_message,
+    _Format,
+    _Request,
+    _tone,
+    _validate,
+)
 from .fakeserver import FakeServer, WebSocketPeer
 
-__all__ = ["CartesiaFaults", "CartesiaRequest", "FakeCartesia"]
-
-ENCODINGS = {"pcm_f32le", "pcm_s16le", "pcm_mulaw", "pcm_alaw"}
-RATES = {8000, 16000, 22050, 24000, 44100, 48000}
-SECONDS_PER_CHAR = 0.06
-"""Default tone length per character (a word of n letters lasts (n + 1) × this): "Hi." is
-0.24 s of audio. ``FakeCartesia(seconds_per_char=...)`` changes it."""
-
-
-class CartesiaFaults(msgspec.Struct, kw_only=True):
-    """Fault injection (mutable: change knobs between connections to script scenarios)."""
-
-    refuse_auth: bool = False
-    """Refuse every handshake with 401."""
-    fail_connects: int = 0
-    """Refuse the next this-many handshakes with 503 (decremented per refusal)."""
-    close_after_chunks: int | None = None
-    """Close the first connection with 1011 after sending this many chunks."""
-    stall: bool = False
-    """Accept requests but never answer."""
-    malformed_first: bool = False
-    """Send one non-JSON text message before the first chunk."""
-
-
-class CartesiaRequest(msgspec.Struct, frozen=True):
-    """A client message as the fake saw it. ``kind``: ``generate``, ``cancel`` or ``invalid``."""
-
-    connection: int
-    kind: str
-    context_id: str | None = None
-    transcript: str = ""
-    continue_: bool = False
-    flush: bool = False
-    error: str = ""
-    language: str | None = None
-    voice_id: str | None = None
-
-
-class _Voice(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
-    mode: Literal["id"] = "id"
-
-
-class _Format(msgspec.Struct, forbid_unknown_fields=True):
-    container: str
-    encoding: str
-    sample_rate: int
-
-
-class _Request(msgspec.Struct, rename={"continue_": "continue"}):
-    """Any client message: a cancel has ``cancel``; a generation request the rest."""
-
-    context_id: str | None = None
-    cancel: bool = False
-    model_id: str | None = None
-    transcript: str | None = None
-    voice: _Voice | None = None
-    output_format: _Format | None = None
-    language: str | None = None
-    continue_: bool = False
-    flush: bool = False
-    add_timestamps: bool = False
-    add_phoneme_timestamps: bool = False
-    use_normalized_timestamps: bool | None = None
-    max_buffer_delay_ms: int | None = None
-    pronunciation_dict_id: str | None = None
-    generation_config: dict[str, Any] | None = None
-    duration: float | None = None
-    speed: str | float | None = None
-
-
-_decode = msgspec.json.Decoder(_Request).decode
-_SAME = ("model_id", "voice", "output_format", "language", "add_timestamps", "max_buffer_delay_ms")
-
-
-class _Bad(Exception):
-    def __init__(self, code: str, title: str, message: str, context_id: str | None) -> None:
-        super().__init__(message)
-        self.code, self.title, self.message, self.context_id = code, title, message, context_id
+__all__ = ["SECONDS_PER_CHAR", "CartesiaFaults", "CartesiaRequest", "FakeCartesia"]
 
 
 class FakeCartesia(FakeServer):
@@ -213,37 +149,6 @@ class FakeCartesia(FakeServer):
         return _encode_audio(x, encoding), words
 
 
-def _tone(
-    text: str, rate: int, per_char: float
-) -> tuple[np.ndarray[Any, Any], list[tuple[str, float, float]]]:
-    parts: list[np.ndarray[Any, Any]] = []
-    words: list[tuple[str, float, float]] = []
-    t = 0.0
-    for i, w in enumerate(text.split()):
-        dur = per_char * (len(w) + 1)
-        n = int(rate * dur)
-        k = np.arange(n) / rate
-        freq = 300.0 + 40.0 * (i % 5)
-        env = np.minimum(1.0, np.minimum(k, dur - k) / 0.01)
-        parts.append(6000.0 * env * np.sin(2 * math.pi * freq * k))
-        words.append((w, round(t, 3), round(t + dur * 0.9, 3)))
-        t += n / rate
-    x = np.concatenate(parts) if parts else np.zeros(0)
-    return x.astype(np.int16), words
-
-
-def _encode_audio(x: np.ndarray[Any, Any], encoding: str) -> bytes:
-    if encoding == "pcm_mulaw":
-        from voicegraph.nodes.audio.g711 import pcm16_to_ulaw
-
-        return pcm16_to_ulaw(x.astype("<i2").tobytes())
-    if encoding == "pcm_f32le":
-        return (x.astype("<f4") / 32768.0).tobytes()
-    if encoding == "pcm_alaw":
-        raise _Bad("unsupported", "Unsupported", "the fake does not produce pcm_alaw", None)
-    return x.astype("<i2").tobytes()
-
-
 class _Context:
     def __init__(self, first: _Request) -> None:
         self.first = first
@@ -289,7 +194,10 @@ class _Conn:
                 if ctx is not None:
                     ctx.cancelled = True
                 return
-            self.validate(req)
+            open_ctx = self.contexts.get(req.context_id)
+            first = None if open_ctx is None else open_ctx.first
+            closed = open_ctx is not None and open_ctx.closed
+            _validate(req, self.fake.known_voices, first, closed)
         except _Bad as bad:
             fake.received.append(
                 CartesiaRequest(self.n, "invalid", bad.context_id, error=bad.message)
@@ -317,76 +225,8 @@ class _Conn:
             ctx.closed = True
         await ctx.send.send(req)
 
-    def validate(self, req: _Request) -> None:
-        cid = req.context_id
-        for name in ("model_id", "transcript", "voice", "output_format"):
-            if getattr(req, name) is None:
-                raise _Bad("invalid_request", "Invalid request", f"{name} is required", cid)
-        voice = req.voice
-        known = self.fake.known_voices
-        if voice is not None and known is not None and voice.id not in known:
-            raise _Bad("voice_not_found", "Voice not found", f"no voice with id {voice.id!r}", cid)
-        fmt = req.output_format
-        assert fmt is not None
-        if fmt.container != "raw":
-            raise _Bad(
-                "invalid_output_format",
-                "Invalid output format",
-                "WebSocket supports container 'raw' only",
-                cid,
-            )
-        if fmt.encoding not in ENCODINGS:
-            raise _Bad(
-                "invalid_output_format",
-                "Invalid output format",
-                f"unsupported encoding {fmt.encoding!r}",
-                cid,
-            )
-        if fmt.sample_rate not in RATES:
-            raise _Bad(
-                "invalid_output_format",
-                "Invalid output format",
-                f"unsupported sample_rate {fmt.sample_rate}",
-                cid,
-            )
-        if req.max_buffer_delay_ms is not None and not 0 <= req.max_buffer_delay_ms <= 5000:
-            raise _Bad(
-                "invalid_request", "Invalid request", "max_buffer_delay_ms must be 0-5000", cid
-            )
-        ctx = self.contexts.get(cid or "")
-        if ctx is not None:
-            if ctx.closed:
-                raise _Bad(
-                    "context_closed",
-                    "Context closed",
-                    f"context {cid} already received continue=false",
-                    cid,
-                )
-            for name in _SAME:
-                if getattr(req, name) != getattr(ctx.first, name):
-                    raise _Bad(
-                        "invalid_request",
-                        "Invalid request",
-                        f"{name} must not change within a context",
-                        cid,
-                    )
-
     async def error(self, bad: _Bad) -> None:
-        if self.fake.error_shape == "legacy":
-            msg: dict[str, Any] = {
-                "type": "error",
-                "context_id": bad.context_id,
-                "status_code": 400,
-                "done": True,
-                "error": bad.message,
-            }
-        else:
-            msg = {
-                "type": "error", "context_id": bad.context_id, "done": True, "status_code": 400,
-                "error_code": bad.code, "title": bad.title, "message": bad.message,
-                "doc_url": "https://docs.cartesia.ai/", "request_id": str(uuid.uuid4()),
-            }  # fmt: skip
-        await self.send(msg)
+        await self.send(_error_message(bad, self.fake.error_shape))
 
     async def send(self, msg: dict[str, Any]) -> None:
         fake = self.fake

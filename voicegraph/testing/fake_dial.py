@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -352,57 +352,3 @@ class Placement:
                 while not call.closed:
                     await call.send_silence(0.1)
                     self.p.heard_after_beep = call.heard_seconds - self.p.heard_before_beep
-
-
-def twilio_create_errors(form: Mapping[str, list[str]]) -> tuple[int, str] | None:
-    """What Twilio would refuse in a create-call form, as ``(code, message)``."""
-    import re
-
-    one = {k: v[0] for k, v in form.items() if v}
-    e164 = re.compile(r"\+[1-9][0-9]{1,14}")
-    if not e164.fullmatch(one.get("To", "")):
-        return 21211, "Invalid 'To' Phone Number"
-    if not e164.fullmatch(one.get("From", "")):
-        return 21212, "Invalid 'From' Phone Number"
-    if not re.fullmatch(r"https?://\S+", one.get("Url", "")):
-        return 21205, "Url is not a valid URL"
-    for name in ("Method", "StatusCallbackMethod", "AsyncAmdStatusCallbackMethod"):
-        if one.get(name, "POST") not in ("GET", "POST"):
-            return 21207, f"{name} must be GET or POST"
-    if one.get("MachineDetection", "Enable") not in ("Enable", "DetectMessageEnd"):
-        return 21218, "MachineDetection must be Enable or DetectMessageEnd"
-    events = set(form.get("StatusCallbackEvent", []))
-    if not events <= {"initiated", "ringing", "answered", "completed"}:
-        return 21626, "StatusCallbackEvent holds an unknown event"
-    for flag in ("AsyncAmd", "Record"):
-        if one.get(flag, "false") not in ("true", "false"):
-            return 21218, f"{flag} must be true or false"
-    timeout = one.get("Timeout", "60")
-    if not timeout.isdigit() or not 1 <= int(timeout) <= 600:
-        return 21218, "Timeout must be 1..600"
-    return None
-
-
-def plivo_create_errors(body: Any) -> str | None:
-    """What Plivo would refuse in a create-call JSON body."""
-    import re
-
-    if not isinstance(body, dict):
-        return "request body must be a JSON object"
-    for name in ("from", "to"):
-        if not re.fullmatch(r"[1-9][0-9]{1,14}", str(body.get(name, ""))):
-            return f"{name} must be a phone number with its country code"
-    for name in ("answer_url", "hangup_url", "ring_url", "machine_detection_url"):
-        if name in body and not re.fullmatch(r"https?://\S+", str(body[name])):
-            return f"{name} is not a valid URL"
-    if "answer_url" not in body:
-        return "answer_url is required"
-    for name in ("answer_method", "hangup_method", "ring_method", "machine_detection_method"):
-        if body.get(name, "POST") not in ("GET", "POST"):
-            return f"{name} must be GET or POST"
-    if body.get("machine_detection", "true") not in ("true", "hangup"):
-        return "machine_detection must be true or hangup"
-    for name in ("ring_timeout", "time_limit", "machine_detection_time"):
-        if name in body and not isinstance(body[name], int):
-            return f"{name} must be an integer"
-    return None

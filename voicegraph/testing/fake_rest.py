@@ -25,6 +25,9 @@ Both check HTTP Basic credentials (401 otherwise) and record every request in
 :attr:`FakeCarrierREST.requests`, authorised or not. ``fail_first`` makes the first N requests
 answer 503, to exercise retries. ``on_hangup`` is called with the call id of each accepted
 hang-up (e.g. to make a simulated caller see the call end).
+
+This module is the server; what the carriers accept (paths, create-call checks, the number a
+transfer dials) is in ``_carrier_api.py``, and placing a call in ``fake_dial.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import hmac
 import re
 import secrets
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -44,18 +46,22 @@ import httpx
 import msgspec
 
 from ..server.signatures import compute_plivo_v3_signature
-from .fake_dial import Callee, PlacedCall, Placement, plivo_create_errors, twilio_create_errors
+from ._carrier_api import (
+    _PLIVO,
+    _PLIVO_CREATE,
+    _TWILIO,
+    _TWILIO_CREATE,
+    _form,
+    dial_number,
+    plivo_create_errors,
+    twilio_create_errors,
+)
+from .fake_dial import Callee, PlacedCall, Placement
 from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
 
 __all__ = ["Callee", "FakeCarrierREST", "PlacedCall", "RecordedHangup", "dial_number"]
 
-_TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls\.json")
-_PLIVO_CREATE = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/")
 MAX_PLACED = 1000
-
-_TWILIO = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json")
-_E164 = re.compile(r"\+?[1-9][0-9]{1,14}")
-_PLIVO = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/(?P<call>[^/]+)/")
 
 
 @dataclass
@@ -343,40 +349,3 @@ class FakeCarrierREST(FakeServer):
             self.transfers.append((call_id, number))
             self.ended.add(call_id)
         return 202, {"message": "call transferred", "api_id": "fake"}
-
-
-def _form(request: HTTPRequest) -> dict[str, list[str]]:
-    """Form fields of a urlencoded body, or the fields of a JSON object body (the plivo
-    library sends JSON)."""
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            obj = msgspec.json.decode(request.body)
-        except msgspec.DecodeError:
-            return {}
-        if not isinstance(obj, dict):
-            return {}
-        return {str(k): [str(v)] for k, v in obj.items() if v is not None}
-    return parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-
-
-def dial_number(document: str) -> str | None:
-    """The number (E.164, with ``+``) a TwiML / Plivo XML document dials:
-    ``<Response><Dial>NUMBER</Dial>`` or ``<Response><Dial><Number>NUMBER</Number></Dial>``;
-    ``None`` if it is anything else."""
-    try:
-        root = ET.fromstring(document.strip().encode())
-    except ET.ParseError:
-        return None
-    if root.tag != "Response" or len(root) != 1 or root[0].tag != "Dial":
-        return None
-    dial = root[0]
-    if len(dial) == 1 and dial[0].tag == "Number" and not len(dial[0]):
-        text = dial[0].text or ""
-    elif len(dial) == 0:
-        text = dial.text or ""
-    else:
-        return None
-    text = text.strip()
-    if not _E164.fullmatch(text):
-        return None
-    return text if text.startswith("+") else "+" + text  # Plivo writes numbers without "+"
