@@ -79,8 +79,10 @@ def cascading(
     )
     policy = turn_policy(sensitivity) if turns is None else turns
     pause = policy.pause if isinstance(policy, TurnPolicy) else None
-    vad = vad if vad is not None else VAD(WebRTCAnalyser(), sensitivity=sensitivity, pause=pause)
-    g.add("vad", vad)
+    vad_node: Node = (
+        vad if vad is not None else VAD(WebRTCAnalyser(), sensitivity=sensitivity, pause=pause)
+    )
+    g.add("vad", vad_node)
     if carrier_format.encoding == "mulaw":
         g.add("decode", MulawDecode())
         g.connect("carrier_in.audio", "decode", policy="drop_oldest", capacity=100)
@@ -106,7 +108,7 @@ def cascading(
                 asked=lambda: _asked(agent_node),
                 # a barge-in may already have silenced the agent when the words arrive
                 agent_speaking=lambda: playout.speaking or barge_in.fired_within(1.0),
-                vad_stop_lag=getattr(getattr(vad, "profile", None), "min_silence", 0.5),
+                vad_stop_lag=getattr(getattr(vad_node, "profile", None), "min_silence", 0.5),
             ),
         )
     else:
