@@ -43,7 +43,10 @@ IMPORTS_OF_A_BACKEND = re.compile(
 
 
 def _anyio_only_modules() -> list[Path]:
-    files = [ROOT / "voicegraph" / f"{name}.py" for name in ENGINE]
+    files = []
+    for name in ENGINE:  # a module, or a package split into modules
+        package = ROOT / "voicegraph" / name
+        files += sorted(package.rglob("*.py")) if package.is_dir() else [package.with_suffix(".py")]
     for top in ("nodes", "transports"):
         files += sorted((ROOT / top).rglob("*.py"))
     return files

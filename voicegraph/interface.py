@@ -1,8 +1,9 @@
 """``CallInterface``: one phone line (a carrier number), its pipeline mode and its providers.
 
 Everything is validated at construction: an invalid combination raises a subclass of
-:class:`CallInterfaceError` whose message says what to change. Credentials come from the
-arguments or the carrier's environment variables and are kept out of ``repr``, logs and errors.
+:class:`CallInterfaceError` (:mod:`voicegraph.interface_errors`) whose message says what to
+change. Credentials come from the arguments or the carrier's environment variables and are kept
+out of ``repr``, logs and errors (:mod:`voicegraph.credentials`).
 
 Provider arguments (``stt``, ``tts``, ``realtime``, ``agent``) hold per-call state, so each call
 needs its own. Pass either a zero-argument factory (a class or function), or a *template*
@@ -19,6 +20,13 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .credentials import carrier_credentials
+from .interface_errors import (
+    CallInterfaceError,
+    IncompatibleOptionsError,
+    InvalidOptionError,
+    MissingCredentialsError,
+)
 from .node import Node, NodeStats
 
 if TYPE_CHECKING:
@@ -45,39 +53,6 @@ MAX_CALL_SECONDS = 4 * 3600  # Twilio's and Plivo's own per-call ceiling
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*")
 _PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
-
-
-class CallInterfaceError(ValueError):
-    """A ``CallInterface`` was configured in a way that cannot work."""
-
-
-class InvalidOptionError(CallInterfaceError):
-    """One option has a value outside what it accepts."""
-
-
-class IncompatibleOptionsError(CallInterfaceError):
-    """Options are valid alone but do not work together (e.g. managed mode on Plivo)."""
-
-
-class MissingCredentialsError(CallInterfaceError):
-    """A carrier credential was neither passed nor found in the environment."""
-
-
-class _Secret:
-    """A string that never shows itself in ``repr``/``str``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -225,7 +200,9 @@ class CallInterface:
         self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
         self.stt, self.tts, self.realtime, self.agent = stt, tts, realtime, agent
         self._check_pipeline(managed_stt_provider, managed_tts_provider)
-        self._load_credentials(account_sid, auth_token, auth_id)
+        self.account_id, self._auth_token = carrier_credentials(
+            self.telephony, account_sid, auth_token, auth_id
+        )
         from .localization import LocalizationError, check_interface
 
         try:
@@ -320,49 +297,6 @@ class CallInterface:
                 f"{', '.join(map(repr, known.values()))}"
             )
         return name
-
-    def _load_credentials(
-        self, account_sid: str | None, auth_token: str | None, auth_id: str | None
-    ) -> None:
-        env = os.environ
-        if self.telephony == "twilio":
-            ident = account_sid or env.get("TWILIO_ACCOUNT_SID")
-            token = auth_token or env.get("TWILIO_AUTH_TOKEN")
-            id_arg, id_env, token_env = "account_sid", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"
-            id_ok = bool(ident and re.fullmatch(r"AC[0-9a-fA-F]{32}", ident))
-            id_shape = "'AC' followed by 32 hex digits"
-        else:
-            ident = auth_id or env.get("PLIVO_AUTH_ID")
-            token = auth_token or env.get("PLIVO_AUTH_TOKEN")
-            id_arg, id_env, token_env = "auth_id", "PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"
-            id_ok = bool(ident and re.fullmatch(r"[A-Z0-9]{10,40}", ident))
-            id_shape = "10-40 upper-case letters and digits (e.g. 'MAXXXXXXXXXXXXXXXXXX')"
-            if account_sid:
-                raise IncompatibleOptionsError(
-                    "account_sid is a Twilio credential; with telephony='plivo' pass auth_id="
-                )
-        if self.telephony == "twilio" and auth_id:
-            raise IncompatibleOptionsError(
-                "auth_id is a Plivo credential; with telephony='twilio' pass account_sid="
-            )
-        if not ident:
-            raise MissingCredentialsError(
-                f"{self.telephony} needs {id_arg}=; pass it or set the {id_env} environment "
-                "variable"
-            )
-        if not id_ok:
-            # The id is not secret (it appears in carrier URLs), but echo only its length anyway.
-            raise InvalidOptionError(
-                f"{id_arg} does not look like a {self.telephony} id ({len(ident)} characters); "
-                f"expected {id_shape}"
-            )
-        if not token:
-            raise MissingCredentialsError(
-                f"{self.telephony} needs auth_token=; pass it or set the {token_env} environment "
-                "variable"
-            )
-        self.account_id = ident
-        self._auth_token = _Secret(token)
 
     # ------------------------------------------------------------------- per call
 

@@ -2,8 +2,10 @@
 no API key and no network beyond loopback. ``voicegraph demo`` runs it."""
 
 from .agent import GRAMMAR, GREETING, FrontDesk, ToolCallRecord
+from .caller import CALLER_SCRIPT
+from .options import DemoError, DemoOptions
 from .record import CallRecord, TrackRecorder, write_stereo_wav
-from .run import CALLER_SCRIPT, DemoError, DemoOptions, run_demo
+from .run import run_demo
 from .tap import TranscriptTap, add_tap
 
 __all__ = [

@@ -20,60 +20,21 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import anyio
-import msgspec
 
-from voicegraph.frames import AudioFormat, Frame, TimelineMark
+from voicegraph.frames import AudioFormat
 
-from .agent import GRAMMAR, GREETING, FrontDesk, ToolCallRecord
+from .agent import GRAMMAR, GREETING, FrontDesk
+from .caller import CALLER_SCRIPT, CallerLine, speak_script
+from .console import Console, Conversation
+from .options import DemoError, DemoOptions
 from .record import CallRecord
 from .tap import TranscriptTap, add_tap
 
-__all__ = ["CALLER_SCRIPT", "DemoError", "DemoOptions", "demo_interface", "run_demo"]
-
-CALLER_SCRIPT = (
-    "I would like to book a table for two.",
-    "Wait, make it three people.",
-    "That's all, thank you.",
-)
-"""The caller's lines: a booking, a barge-in during the agent's confirmation, a goodbye."""
+__all__ = ["demo_interface", "run_demo"]
 
 _PHONE = "+14155550199"
 _ACCOUNT = "AC" + "0" * 32
 _ULAW = AudioFormat("mulaw", 8000)
-_LINE_TICK = 0.04  # seconds of silence sent at a time while the caller is quiet
-
-
-class DemoError(Exception):
-    """The demo could not run or its call went wrong; the message says what to do."""
-
-
-class DemoOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options of :func:`run_demo`.
-
-    ``out_dir``: where ``call.wav`` and ``call.json`` go (created if missing).
-    ``caller_voice`` / ``caller_wpm``: the espeak-ng voice of the scripted caller.
-    ``barge_in_after``: seconds of the agent's confirmation the caller hears before
-    interrupting. ``reply_timeout``: how long the caller waits for an answer before saying a
-    line again. ``step_timeout``: longest wait for any one step of the script.
-    ``max_call_seconds``: the call's own limit (AgentRuntime ends it there)."""
-
-    out_dir: str = "demo-output"
-    caller_voice: str = "en-us"
-    caller_wpm: int = 150
-    barge_in_after: float = 3.5
-    reply_timeout: float = 6.0
-    step_timeout: float = 30.0
-    max_call_seconds: float = 120.0
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.barge_in_after <= 10:
-            raise ValueError("barge_in_after must be 0.5..10 seconds")
-        if not 1 <= self.reply_timeout <= 60:
-            raise ValueError("reply_timeout must be 1..60 seconds")
-        if not 1 <= self.step_timeout <= 300:
-            raise ValueError("step_timeout must be 1..300 seconds")
-        if not 10 <= self.max_call_seconds <= 3600:
-            raise ValueError("max_call_seconds must be 10..3600 seconds")
 
 
 def _offline_nodes() -> tuple[Any, Any, Any, Any, Any]:
@@ -94,164 +55,6 @@ def _offline_nodes() -> tuple[Any, Any, Any, Any, Any]:
             "install them with: pip install 'voicegraph[offline]' (or run: make demo)"
         ) from None
     return EspeakTTS, EspeakTTSOptions, PocketsphinxSTT, PocketsphinxSTTOptions, EspeakSynth
-
-
-class _Console:
-    """Writes the live transcript. Caller lines as recognised, agent lines as heard."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def say(self, who: str, text: str) -> None:
-        self.line(f"  {who:<7} {text}")
-
-
-class _Conversation:
-    """What the demo observes of its one call (filled in from the graph and the event bus)."""
-
-    def __init__(self, console: _Console, t0: float) -> None:
-        self.console = console
-        self.t0 = t0
-        self.transcript: list[dict[str, Any]] = []
-        self.tools: list[dict[str, Any]] = []
-        self.call: Any = None
-        self.timeline: Any = None
-        self.agent: FrontDesk | None = None
-        self.agent_node: Any = None
-        self._decision: float | None = None
-        self.barge_ins: list[dict[str, Any]] = []
-
-    def now(self) -> float:
-        return round(time.monotonic() - self.t0, 3)
-
-    def caller(self, text: str) -> None:
-        self.transcript.append({"t": self.now(), "speaker": "caller", "text": text})
-        self.console.say("caller", text)
-
-    def agent_said(self, uid: int, text: str, heard: str) -> None:
-        cut = heard != text
-        entry = {"t": self.now(), "speaker": "agent", "utterance": uid, "text": text}
-        entry.update(heard=heard, interrupted=cut)
-        self.transcript.append(entry)
-        if cut:
-            rest = text[len(heard) :].strip()
-            self.console.say("agent", f"{heard} [interrupted; never heard: {rest!r}]")
-        else:
-            self.console.say("agent", text)
-
-    def tool(self, rec: ToolCallRecord) -> None:
-        self.tools.append(
-            {"t": self.now(), "name": rec.name, "arguments": rec.arguments, "result": rec.result}
-        )
-        self.console.say("tool", f"{rec.name}({rec.arguments}) -> {rec.result}")
-
-    def on_event(self, ev: Frame) -> None:
-        if not isinstance(ev, TimelineMark):
-            return
-        if ev.stage == "barge_in_decision":
-            self._decision = ev.time
-        elif ev.stage == "clear_sent" and self._decision is not None:
-            ms = 1000 * (ev.time - self._decision)
-            self.barge_ins.append({"t": round(self._decision - self.t0, 3), "clear_ms": ms})
-            self._decision = None
-            self.console.say("", f"[barge-in: playout cleared {ms:.0f} ms after the decision]")
-        elif ev.stage == "first_mark_ack" and self.timeline is not None:
-            rec = next((r for r in reversed(self.timeline.turns) if r.turn == ev.turn), None)
-            ms = rec.durations_ms() if rec is not None else {}
-            if ms:
-                self.console.say("", _latency_line(ms))
-
-
-_LABELS = (
-    ("stt_final", "STT final"),
-    ("agent_first_token", "agent first text"),
-    ("tts_first_audio", "TTS first audio"),
-    ("first_audio_sent", "first audio sent"),
-    ("first_mark_ack", "first audio played"),
-)
-
-
-def _latency_line(ms: dict[str, float]) -> str:
-    parts = [f"{label} {ms[k]:.0f}" for k, label in _LABELS if k in ms]
-    return "[latency ms after caller stopped: " + ", ".join(parts) + "]"
-
-
-class _Line:
-    """The caller's side of the phone line: silence, or a queued line of speech, always paced
-    in real time."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self._speech: bytes | None = None
-        self._sent = anyio.Event()
-
-    async def run(self) -> None:
-        from voicegraph.wsio import SocketClosed
-
-        silence = b"\xff" * _ULAW.bytes_for(_LINE_TICK)
-        try:
-            while True:
-                data, self._speech = self._speech or silence, None
-                await self.call.send_audio(data)
-                if data is not silence:
-                    self._sent.set()
-        except SocketClosed:
-            return
-
-    async def say(self, wire: bytes) -> None:
-        self._sent = anyio.Event()
-        self._speech = wire
-        await self._sent.wait()
-
-
-async def _agent_speaks(call: Any, beyond: float, timeout: float) -> bool:
-    """Wait until the caller has heard more than ``beyond`` seconds of agent audio."""
-    with anyio.move_on_after(timeout):
-        while call.heard_seconds <= beyond and not call.closed:
-            with anyio.move_on_after(0.05):  # closing does not wake playback waiters
-                await call.playback.wait_changed()
-    heard: float = call.heard_seconds
-    return heard > beyond
-
-
-async def _agent_quiet(call: Any, quiet: float, timeout: float) -> None:
-    """Wait until no agent audio was heard for ``quiet`` seconds (or the call ended)."""
-    with anyio.move_on_after(timeout):
-        last, since = call.heard_seconds, anyio.current_time()
-        while not call.closed and anyio.current_time() - since < quiet:
-            await anyio.sleep(0.02)
-            if call.heard_seconds != last:
-                last, since = call.heard_seconds, anyio.current_time()
-
-
-async def _script(call: Any, line: _Line, wires: list[bytes], o: DemoOptions) -> None:
-    """The caller's part. A caller who gets no answer says it again, as people do: the
-    recogniser may miss a line of synthetic speech on 8 kHz audio."""
-    if not await _agent_speaks(call, 0.0, o.step_timeout):
-        raise DemoError(f"the agent said no greeting within {o.step_timeout:g}s")
-    await _agent_quiet(call, 0.8, o.step_timeout)
-    for _ in range(3):  # ask for the table; barge in once the answer has played a while
-        heard = call.heard_seconds
-        await line.say(wires[0])
-        if await _agent_speaks(call, heard + o.barge_in_after, o.reply_timeout):
-            break
-        await _agent_quiet(call, 0.8, o.step_timeout)
-    else:
-        raise DemoError("the agent never answered the booking request; run with -v to see why")
-    await line.say(wires[1])
-    if await _agent_speaks(call, call.heard_seconds, o.reply_timeout):
-        await _agent_quiet(call, 0.8, o.step_timeout)
-    for _ in range(2):  # say goodbye until the agent hangs up
-        await line.say(wires[2])
-        with anyio.move_on_after(o.step_timeout):
-            await call.wait_closed(o.step_timeout)
-        if call.closed:
-            return
-    raise DemoError("the agent did not hang up after the caller's goodbye")
 
 
 def demo_interface(
@@ -297,7 +100,7 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
     from voicegraph.testing.twilio_caller import TwilioCaller
     from voicegraph.testing.wav import to_wire
 
-    console = _Console(out)
+    console = Console(out)
     console.line("voicegraph demo: a phone call to an offline agent, on this machine only")
     console.line("  loading espeak-ng and pocketsphinx ...")
     synth_cls = _offline_nodes()[4]
@@ -314,7 +117,7 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
         lines.append(to_wire(samples, _ULAW, synth.sample_rate))
 
     t0_mono = time.monotonic()
-    conv = _Conversation(console, t0_mono)
+    conv = Conversation(console, t0_mono)
     token = secrets.token_hex(16)  # the simulated carrier's auth token, this run only
 
     def agent() -> FrontDesk:
@@ -350,9 +153,9 @@ async def run_demo(options: DemoOptions, out: TextIO) -> CallRecord:
                 url, token, account_sid=_ACCOUNT, to=_PHONE, public_url="http://127.0.0.1"
             )
             async with caller.dial() as call, anyio.create_task_group() as tg:
-                line = _Line(call)
+                line = CallerLine(call)
                 tg.start_soon(line.run)
-                await _script(call, line, lines, options)
+                await speak_script(call, line, lines, options)
                 tg.cancel_scope.cancel()
             clears = call.clears
             with anyio.move_on_after(10):

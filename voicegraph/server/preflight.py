@@ -105,54 +105,12 @@ def _show(value: Any) -> str:
 
 
 def _dry_graph(iface: CallInterface) -> Any:
-    """One call's preset graph around carrier nodes on an in-memory socket."""
-    from ..node import Actor
-    from ..presets import build_for_session
+    """One call's preset graph around stand-in carrier nodes (an in-memory socket)."""
+    from ..presets import build_for_session, stand_in_carrier
     from ..session import CallSession
-    from ..testing.memsocket import socket_pair
 
-    sock, _ = socket_pair()
-    fmt: AudioFormat | None
-    cin: Actor
-    cout: Actor
-    if iface.pipeline == "managed":
-        from ..transports.twilio.relay import RelaySession, relay_nodes
-
-        fmt = None
-        cin, cout = relay_nodes(
-            sock,
-            RelaySession(
-                session_id="VX0",
-                call_sid="CA0",
-                account_sid="AC0",
-                from_number="",
-                to_number="",
-                direction="inbound",
-                custom_parameters={},
-            ),
-        )
-    elif iface.telephony == "twilio":
-        from ..transports.twilio.media import TwilioStart, twilio_media_nodes
-
-        fmt = AudioFormat("mulaw", 8000)
-        start = TwilioStart(
-            stream_sid="MZ0",
-            call_sid="CA0",
-            account_sid="AC0",
-            custom_parameters={},
-            media_format=fmt,
-        )
-        cin, cout = twilio_media_nodes(sock, start)
-    else:
-        from ..transports.plivo.stream import PlivoStart, plivo_stream_nodes
-
-        fmt = _PLIVO_FORMATS[iface.plivo_content_type]
-        cin, cout = plivo_stream_nodes(
-            sock,
-            PlivoStart(
-                call_id="c0", stream_id="s0", account_id="MA0", media_format=fmt, extra_headers={}
-            ),
-        )
+    plivo_format = _PLIVO_FORMATS[iface.plivo_content_type]
+    cin, cout, fmt = stand_in_carrier(iface.pipeline, iface.telephony, plivo_format)
 
     async def no_hangup() -> None:  # never called: the graph is built, not run
         return None

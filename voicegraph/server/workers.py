@@ -141,6 +141,6 @@ def _worker(
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(server_level)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    from ..cli import _serve_one
+    from ..cli.serve import serve_one
 
-    _serve_one(spec, host, port, softphone, None, True, backend)
+    serve_one(spec, host, port, softphone, None, True, backend)

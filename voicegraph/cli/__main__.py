@@ -1,0 +1,7 @@
+"""``python -m voicegraph.cli``: the ``voicegraph`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
