@@ -1,5 +1,9 @@
 """WebSocketProvider: what every WebSocket provider node needs, written once.
 
+Why over 400 lines: the class is one piece. Its input loop, connection loop and liveness loop
+share the socket, the send buffer and the hand-over flag, whose ordering guarantees (see the
+class) hold only together; what stands apart (policy, watchdog judgement, errors) is elsewhere.
+
 :class:`WebSocketProvider` is an :class:`~voicegraph.node.Actor` that owns one outbound
 WebSocket (through :func:`voicegraph.wsio.connect_websocket`) and does the parts that are the
 same for every provider: connect with a timeout, keep-alive while idle, reconnect with
@@ -14,9 +18,6 @@ is reconnected without ending the call. When ``ReconnectPolicy.max_attempts`` co
 attempts fail, ``run`` raises :class:`ProviderUnavailable` (the call runtime then ends the
 call; a preset may catch it to say an apology first). A handshake refused with HTTP 401/403
 raises :class:`ProviderAuthError` at once: retrying a wrong key only delays the error.
-
-One piece: the input loop, the connection loop and the watchdog share the socket, the send
-buffer and the hand-over flag, whose ordering guarantees (see the class) hold only together.
 """
 
 from __future__ import annotations
