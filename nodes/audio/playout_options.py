@@ -12,7 +12,7 @@ __all__ = ["PlayoutOptions"]
 
 
 class PlayoutOptions(msgspec.Struct, frozen=True):
-    """Options of :class:`Playout` (seconds unless stated).
+    """Options of :class:`~voicegraph.nodes.audio.playout.Playout` (seconds unless stated).
 
     ``lead``: how far ahead of real time audio is sent (the most stale audio a clear must drop).
     ``chunk``: duration of each piece sent (one ``media`` message). ``max_queued``: audio held
