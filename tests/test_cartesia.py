@@ -28,7 +28,8 @@ from voicegraph.nodes.providers import (
     ProviderProtocolError,
     ReconnectPolicy,
 )
-from voicegraph.nodes.tts.cartesia import CartesiaOptions, CartesiaTTS, _cut
+from voicegraph.nodes.tts.cartesia import CartesiaOptions, CartesiaTTS
+from voicegraph.nodes.tts.cartesia_wire import sentence_cut
 from voicegraph.testing.fake_cartesia import CartesiaFaults, FakeCartesia
 from voicegraph.wsio import connect_websocket
 
@@ -126,13 +127,13 @@ def test_audio_port_pins_the_configured_format() -> None:
 
 def test_text_is_cut_after_the_last_full_sentence() -> None:
     text = "Hello there. How are you? I am"
-    assert text[: _cut(text, 250)] == "Hello there. How are you? "
+    assert text[: sentence_cut(text, 250)] == "Hello there. How are you? "
 
 
 def test_text_without_sentence_end_waits_until_the_limit() -> None:
-    assert _cut("no full stop yet", 250) == 0
+    assert sentence_cut("no full stop yet", 250) == 0
     long = "word " * 60
-    assert 0 < _cut(long, 250) <= 250 and long[_cut(long, 250) - 1] == " "
+    assert 0 < sentence_cut(long, 250) <= 250 and long[sentence_cut(long, 250) - 1] == " "
 
 
 # ---------------------------------------------------------- normal flow
@@ -391,14 +392,16 @@ def test_generation_and_cancel_requests_are_what_the_cartesia_library_declares()
     from cartesia.types.generation_request import GenerationRequest
     from cartesia.types.websocket_client_event import CancelContextRequest
 
-    from voicegraph.nodes.tts.cartesia import _Cancel, _encode
+    from voicegraph.nodes.tts.cartesia_wire import CancelContext, encode
 
     node = CartesiaTTS(api_key=KEY, language="es")
     request = msgspec.json.decode(node._request("ctx-1", "Hola.", True))
     parsed = GenerationRequest.model_validate(request)
     assert parsed.model_extra == {} and parsed.continue_ is True and parsed.language == "es"
     assert parsed.voice.model_extra == {} and parsed.output_format.model_extra == {}
-    cancel = CancelContextRequest.model_validate(msgspec.json.decode(_encode(_Cancel("ctx-1"))))
+    cancel = CancelContextRequest.model_validate(
+        msgspec.json.decode(encode(CancelContext("ctx-1")))
+    )
     assert cancel.model_extra == {}
 
 

@@ -22,6 +22,10 @@ marks. Later audio of an interrupted utterance is dropped (utterance id 0 is nev
 
 Timeline: publishes ``TimelineMark`` ``first_audio_sent`` and ``first_mark_ack`` per utterance
 (keyed by utterance id) and ``clear_sent`` (turn -1) on every clear.
+
+The options are :class:`~.playout_options.PlayoutOptions` (importable from here too); the mark
+names, what awaits an echo and each utterance's progress are kept by
+:class:`~.playout_marks.MarkLedger`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import anyio
-import msgspec
 
 from voicegraph.channel import EndOfInput
 from voicegraph.frames import (
@@ -52,58 +55,12 @@ from voicegraph.node import Actor, In, Out
 
 from ..convert import AudioConverter
 from .pcm import check_audio
+from .playout_marks import MarkLedger, UtteranceProgress
+from .playout_options import PlayoutOptions
 
 __all__ = ["Playout", "PlayoutOptions"]
 
 _EPS = 1e-6  # seconds; absorbs float error so a wake-up at the deadline always sends
-
-
-class PlayoutOptions(msgspec.Struct, frozen=True):
-    """Options of :class:`Playout` (seconds unless stated).
-
-    ``lead``: how far ahead of real time audio is sent (the most stale audio a clear must drop).
-    ``chunk``: duration of each piece sent (one ``media`` message). ``max_queued``: audio held
-    waiting to be sent; frames beyond it are dropped and counted. ``max_unacked``: marks awaiting
-    an echo; beyond it the oldest are forgotten (counted), so a carrier that never echoes cannot
-    grow memory. ``mark_prefix``: start of every mark name.
-
-    ``mark_interval``: seconds of audio between marks. A mark follows the chunk that completes
-    the interval, the last chunk of an utterance, and the last chunk queued, so every utterance
-    is acknowledged to its end; between marks, playback is known only up to the last echoed
-    mark, so a barge-in reports up to ``mark_interval`` less than the caller heard (never more).
-    ``mark_interval <= chunk`` marks every chunk. ``tick``: the pacing grid: a chunk is sent
-    up to ``tick`` seconds after it is due, by the process-wide pacer shared with every other
-    call (:mod:`voicegraph.pacer`); at most ``(lead - chunk) / 2``. ``0`` uses a timer of
-    this call's own, exactly at the deadline."""
-
-    lead: float = 0.1
-    chunk: float = 0.02
-    max_queued: float = 600.0
-    max_unacked: int = 3000
-    mark_prefix: str = "vg"
-    mark_interval: float = 0.1
-    tick: float = 0.005
-
-    def __post_init__(self) -> None:
-        if not 0.005 <= self.chunk <= 0.2:
-            raise ValueError(f"chunk must be 0.005..0.2 s, got {self.chunk}")
-        if not self.chunk <= self.lead <= 2.0:
-            # with less than one chunk ahead the carrier would run dry between chunks
-            raise ValueError(f"lead must be from chunk ({self.chunk}) to 2 s, got {self.lead}")
-        if not self.max_queued > 0:
-            raise ValueError("max_queued must be positive")
-        if self.max_unacked < 1:
-            raise ValueError("max_unacked must be >= 1")
-        if not self.mark_prefix or "." in self.mark_prefix:
-            raise ValueError("mark_prefix must be non-empty and contain no '.'")
-        if not 0 <= self.mark_interval <= 1.0:
-            raise ValueError(f"mark_interval must be 0..1 s, got {self.mark_interval}")
-        if not 0 <= self.tick <= (self.lead - self.chunk) / 2 + 1e-9:
-            # a later send than that could let the carrier's buffer run dry
-            raise ValueError(
-                f"tick must be 0..(lead - chunk) / 2 = {(self.lead - self.chunk) / 2:g} s, "
-                f"got {self.tick}"
-            )
 
 
 @dataclass(slots=True)
@@ -117,15 +74,6 @@ class _Chunk:
 @dataclass(slots=True)
 class _Done:
     utt: int
-
-
-@dataclass(slots=True)
-class _Utt:
-    sent: float = 0.0
-    played: float = 0.0
-    chunks_sent: int = 0
-    chunks_played: int = 0
-    all_sent: bool = False  # AudioDone passed the send point
 
 
 class Playout(Actor):
@@ -167,12 +115,9 @@ class Playout(Actor):
             Out("out", AudioFrame, PlaybackMark, Clear, format=carrier_format, required=True),
             Out("events", PlayedPosition),
         )
-        self.generation = 0
-        self._seq = 0
+        self._marks = MarkLedger(opts.mark_prefix, opts.max_unacked)
         self._queue: deque[_Chunk | _Done] = deque()
         self._queued_seconds = 0.0
-        self._utts: dict[int, _Utt] = {}
-        self._outstanding: deque[tuple[int, int, float]] = deque()  # (seq, utt, seconds)
         self._interrupted: dict[int, None] = {}  # insertion-ordered set, bounded
         self._converters: dict[int, AudioConverter] = {}
         self._partial: dict[int, bytearray] = {}
@@ -182,9 +127,6 @@ class Playout(Actor):
         # counters (never reset): what was dropped or ignored, and why
         self.dropped_overflow = 0
         self.dropped_interrupted = 0
-        self.late_marks = 0
-        self.unknown_marks = 0
-        self.forgotten_marks = 0
         self.underruns = 0
         self.clears_confirmed = 0
 
@@ -193,13 +135,14 @@ class Playout(Actor):
     @property
     def speaking(self) -> bool:
         """True while audio is queued or sent but not yet acknowledged as played."""
-        return bool(self._outstanding or self._queue)
+        return self._marks.unacknowledged or bool(self._queue)
 
     @property
     def current_utterance(self) -> int:
         """The utterance being played (oldest unacknowledged), else the next queued, else 0."""
-        if self._outstanding:
-            return self._outstanding[0][1]
+        oldest = self._marks.oldest_utterance
+        if oldest is not None:
+            return oldest
         for item in self._queue:
             return item.utt
         return 0
@@ -207,14 +150,34 @@ class Playout(Actor):
     @property
     def sent_seconds(self) -> float:
         """Seconds of the current utterance sent to the carrier."""
-        u = self._utts.get(self.current_utterance)
+        u = self._marks.utts.get(self.current_utterance)
         return u.sent if u else 0.0
 
     @property
     def played_seconds(self) -> float:
         """Seconds of the current utterance the carrier acknowledged as played."""
-        u = self._utts.get(self.current_utterance)
+        u = self._marks.utts.get(self.current_utterance)
         return u.played if u else 0.0
+
+    @property
+    def generation(self) -> int:
+        """The playback generation: bumped by every clear, carried in mark names."""
+        return self._marks.generation
+
+    @property
+    def late_marks(self) -> int:
+        """Echoes of marks sent before a clear (ignored)."""
+        return self._marks.late_marks
+
+    @property
+    def unknown_marks(self) -> int:
+        """Echoes whose name is not one of this node's marks (ignored)."""
+        return self._marks.unknown_marks
+
+    @property
+    def forgotten_marks(self) -> int:
+        """Chunks forgotten unacknowledged beyond ``max_unacked``."""
+        return self._marks.forgotten_marks
 
     # ------------------------------------------------------------------- loop
 
@@ -289,7 +252,7 @@ class Playout(Actor):
             res = conv.process("in", frame)
             if res is not None:
                 buf += res.data  # type: ignore[union-attr]
-        self._utts.setdefault(utt, _Utt())
+        self._marks.progress(utt)
         self._cut(utt, buf, frame.capture_time, final=False)
 
     def _flush_converter(self, utt: int, conv: AudioConverter, buf: bytearray) -> None:
@@ -305,7 +268,7 @@ class Playout(Actor):
         conv = self._converters.get(utt)
         if conv is not None:
             self._flush_converter(utt, conv, buf)
-        self._utts.setdefault(utt, _Utt())
+        self._marks.progress(utt)
         self._cut(utt, buf, 0.0, final=True)
         self._queue.append(_Done(utt))
 
@@ -329,7 +292,7 @@ class Playout(Actor):
             item = queue[0]
             if isinstance(item, _Done):
                 queue.popleft()
-                u = self._utts.get(item.utt)
+                u = self._marks.utts.get(item.utt)
                 if u is not None:
                     u.all_sent = True
                     await self._maybe_complete(item.utt, u)
@@ -339,7 +302,7 @@ class Playout(Actor):
                 return  # sending now would put more than `lead` in the carrier's buffer
             queue.popleft()
             self._queued_seconds -= item.seconds
-            u = self._utts.setdefault(item.utt, _Utt())
+            u = self._marks.progress(item.utt)
             if u.chunks_sent and self._play_end < now - _EPS:
                 self.underruns += 1  # the producer fell behind real time mid-utterance
             self._play_end = max(self._play_end, now) + item.seconds
@@ -355,7 +318,7 @@ class Playout(Actor):
                 ),
             )
             self._stream_time += item.seconds
-            self._seq += 1
+            mark = self._marks.next_chunk()
             self._unmarked += item.seconds
             if (
                 self._unmarked >= self.options.mark_interval - _EPS
@@ -364,56 +327,25 @@ class Playout(Actor):
                 or isinstance(queue[0], _Done)
             ):
                 self._unmarked = 0.0
-                await self.send(
-                    "out",
-                    PlaybackMark(name=f"{self.options.mark_prefix}{self.generation}.{self._seq}"),
-                )
+                await self.send("out", PlaybackMark(name=mark))
             if not u.chunks_sent and item.utt:
                 self.publish(TimelineMark(turn=item.utt, stage="first_audio_sent"))
-            u.sent += item.seconds
-            u.chunks_sent += 1
-            self._outstanding.append((self._seq, item.utt, item.seconds))
-            if len(self._outstanding) > self.options.max_unacked:
-                self._outstanding.popleft()
-                self.forgotten_marks += 1
+            self._marks.sent(item.utt, u, item.seconds)
 
     async def _ack(self, name: str) -> None:
-        gen, seq = self._parse_mark(name)
-        if gen is None or seq is None:
-            self.unknown_marks += 1
-            return
-        if gen != self.generation:
-            self.late_marks += 1
-            return
-        touched: dict[int, _Utt] = {}
-        out = self._outstanding
-        while out and out[0][0] <= seq:
-            _, utt, seconds = out.popleft()
-            u = self._utts.get(utt)
-            if u is not None:
-                if not u.chunks_played and utt:
-                    self.publish(TimelineMark(turn=utt, stage="first_mark_ack"))
-                u.played += seconds
-                u.chunks_played += 1
-                touched[utt] = u
-        for utt, u in touched.items():
+        for utt, (u, first) in self._marks.ack(name).items():
+            if first and utt:
+                self.publish(TimelineMark(turn=utt, stage="first_mark_ack"))
             await self._maybe_complete(utt, u)
 
-    def _parse_mark(self, name: str) -> tuple[int | None, int | None]:
-        prefix = self.options.mark_prefix
-        if not name.startswith(prefix):
-            return None, None
-        gen, _, seq = name[len(prefix) :].partition(".")
-        if not (gen.isdigit() and seq.isdigit()):
-            return None, None
-        return int(gen), int(seq)
-
-    async def _maybe_complete(self, utt: int, u: _Utt) -> None:
-        if u.all_sent and u.chunks_played >= u.chunks_sent:
-            del self._utts[utt]
+    async def _maybe_complete(self, utt: int, u: UtteranceProgress) -> None:
+        if u.finished:
+            del self._marks.utts[utt]
             await self._report(utt, u, self.generation, complete=True)
 
-    async def _report(self, utt: int, u: _Utt, generation: int, *, complete: bool) -> None:
+    async def _report(
+        self, utt: int, u: UtteranceProgress, generation: int, *, complete: bool
+    ) -> None:
         # generation: the one the audio was sent in (the old one when reporting a clear)
         pos = PlayedPosition(
             utterance_id=utt,
@@ -427,22 +359,18 @@ class Playout(Actor):
 
     async def _clear(self, utterance_id: int) -> None:
         target = utterance_id or self.current_utterance
-        for utt in (target, *self._utts):
+        for utt in (target, *self._marks.utts):
             if utt and utt not in self._interrupted:
                 self._interrupted[utt] = None
                 if len(self._interrupted) > 1024:
                     del self._interrupted[next(iter(self._interrupted))]
-        utts = self._utts
-        self._utts = {}
+        old, utts = self._marks.clear()
         self._queue.clear()
         self._queued_seconds = 0.0
-        self._outstanding.clear()
         self._partial.clear()
         self._converters.clear()
         self._play_end = -math.inf
         self._unmarked = 0.0
-        old = self.generation
-        self.generation += 1
         if self.log.isEnabledFor(10):
             self.log.debug("clear: generation %d -> %d", old, self.generation)
         await self.send("out", Clear(generation=self.generation))

@@ -22,7 +22,6 @@ from typing import ClassVar, Literal
 import anyio
 import msgspec
 
-from voicegraph.channel import EndOfInput
 from voicegraph.frames import (
     EndOfTurn,
     Frame,
@@ -33,7 +32,9 @@ from voicegraph.frames import (
     SpeechStopped,
     Transcript,
 )
-from voicegraph.node import Actor, In, Out
+from voicegraph.node import In, Out
+
+from .turns import SilenceTurnLoop
 
 __all__ = [
     "WORDS",
@@ -231,7 +232,7 @@ def turn_policy(sensitivity: str = "medium", **overrides: object) -> TurnPolicy:
     return msgspec.structs.replace(base, **overrides) if overrides else base
 
 
-class AdaptiveTurnDetector(Actor):
+class AdaptiveTurnDetector(SilenceTurnLoop):
     """Ends the caller's turn after a silence whose length depends on the transcript.
 
     Inputs ``stt`` (Transcript, EndOfTurn) and ``vad`` (speech started/stopped, early
@@ -243,7 +244,8 @@ class AdaptiveTurnDetector(Actor):
     window for the transcript so far; the STT's endpoint (``speech_final``) on a transcript that
     is not hesitant; the STT's ``EndOfTurn`` (Deepgram UtteranceEnd). ``vad_stop_lag`` is how
     long after the voice stopped the VAD says ``SpeechStopped`` (its ``min_silence``), used
-    when no early pause preceded it."""
+    when no early pause preceded it. The loop, with its silence deadline, is
+    :class:`~.turns.SilenceTurnLoop`'s, shared with the fixed-rule :class:`~.turns.TurnDetector`."""
 
     inputs = (
         In("stt", Transcript, EndOfTurn),
@@ -275,23 +277,11 @@ class AdaptiveTurnDetector(Actor):
         self._endpoint = False  # the STT said speech_final for the text so far
         self._final_time = 0.0
         self._stop_time = 0.0
-        self._deadline: float | None = None
+        self._deadline = None
         self._early: str | None = None
         self._agent_was_speaking = False
 
-    async def run(self) -> None:
-        while True:
-            try:
-                item = await self.inbox.receive_until(self._deadline)
-            except EndOfInput:
-                return
-            if item is None:
-                self._deadline = None
-                await self._emit("vad_silence")
-                continue
-            await self._on(item[1])
-
-    async def _on(self, frame: Frame) -> None:
+    async def on_frame(self, frame: Frame) -> None:
         if isinstance(frame, Transcript):
             text = frame.text.strip()
             if not frame.is_final:

@@ -1,18 +1,21 @@
-"""Provider plumbing shared by the STT, TTS, realtime and LLM nodes (see :mod:`.base`)."""
+"""Provider plumbing shared by the STT, TTS, realtime and LLM nodes.
 
-from .base import (
-    MissingSecret,
+:mod:`.base` (WebSocketProvider), :mod:`.reconnect` (ReconnectPolicy), :mod:`.watchdog` (the
+liveness watch), :mod:`.errors` (how a provider fails), :mod:`.metrics` (TTFB, send buffer) and
+:mod:`.secret` (keys that never show).
+"""
+
+from .base import WebSocketProvider
+from .errors import (
     ProviderAuthError,
     ProviderError,
-    ProviderMetrics,
     ProviderProtocolError,
     ProviderStalled,
     ProviderUnavailable,
-    ReconnectPolicy,
-    Secret,
-    SendBuffer,
-    WebSocketProvider,
 )
+from .metrics import ProviderMetrics, SendBuffer
+from .reconnect import ReconnectPolicy
+from .secret import MissingSecret, Secret
 
 __all__ = [
     "MissingSecret",

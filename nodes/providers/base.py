@@ -1,18 +1,23 @@
-"""What every WebSocket provider node needs, written once.
+"""WebSocketProvider: what every WebSocket provider node needs, written once.
+
+Why over 400 lines: the class is one piece. Its input loop, connection loop and liveness loop
+share the socket, the send buffer and the hand-over flag, whose ordering guarantees (see the
+class) hold only together; what stands apart (policy, watchdog judgement, errors) is elsewhere.
 
 :class:`WebSocketProvider` is an :class:`~voicegraph.node.Actor` that owns one outbound
 WebSocket (through :func:`voicegraph.wsio.connect_websocket`) and does the parts that are the
 same for every provider: connect with a timeout, keep-alive while idle, reconnect with
-exponential backoff and jitter for a bounded number of attempts, a bounded send buffer while
-reconnecting (overflow is counted, never silent), time-to-first-byte metrics per request, and a
-clean close on end of input or cancellation. A provider file only translates frames to wire
-messages and back (see ``docs/providers.md``).
+exponential backoff and jitter for a bounded number of attempts (:mod:`.reconnect`), a bounded
+send buffer while reconnecting (overflow is counted, never silent), time-to-first-byte metrics
+per request (:mod:`.metrics`), a liveness watchdog (:mod:`.watchdog`), and a clean close on end
+of input or cancellation. A provider file only translates frames to wire messages and back (see
+``docs/providers.md``).
 
-Failure contract: a socket that drops is reconnected without ending the call. When
-``ReconnectPolicy.max_attempts`` consecutive attempts fail, ``run`` raises
-:class:`ProviderUnavailable` (the call runtime then ends the call; a preset may catch it to say
-an apology first). A handshake refused with HTTP 401/403 raises :class:`ProviderAuthError` at
-once: retrying a wrong key only delays the error.
+Failure contract (the exceptions are in :mod:`.errors`, re-exported here): a socket that drops
+is reconnected without ending the call. When ``ReconnectPolicy.max_attempts`` consecutive
+attempts fail, ``run`` raises :class:`ProviderUnavailable` (the call runtime then ends the
+call; a preset may catch it to say an apology first). A handshake refused with HTTP 401/403
+raises :class:`ProviderAuthError` at once: retrying a wrong key only delays the error.
 """
 
 from __future__ import annotations
@@ -22,15 +27,23 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
-import msgspec
 
 from voicegraph.channel import EndOfInput
 from voicegraph.events import ProviderEvent, ProviderWhat
 from voicegraph.node import Actor
 from voicegraph.wsio import MessageSocket, SocketClosed, connect_websocket
 
+from .errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderStalled,
+    ProviderUnavailable,
+)
 from .metrics import ProviderMetrics, SendBuffer
+from .reconnect import ReconnectPolicy
 from .secret import MissingSecret, Secret
+from .watchdog import StallWatch
 
 __all__ = [
     "MissingSecret",
@@ -45,108 +58,6 @@ __all__ = [
     "SendBuffer",
     "WebSocketProvider",
 ]
-
-
-# ------------------------------------------------------------------ errors
-
-
-class ProviderError(Exception):
-    """Base of provider failures; ``provider`` names the service (e.g. ``"deepgram"``)."""
-
-    def __init__(self, provider: str, message: str) -> None:
-        super().__init__(f"{provider}: {message}")
-        self.provider = provider
-
-
-class ProviderUnavailable(ProviderError):
-    """The provider stayed unreachable for every allowed reconnect attempt."""
-
-    def __init__(self, provider: str, attempts: int, last_error: str) -> None:
-        super().__init__(
-            provider,
-            f"unavailable after {attempts} connection attempts (last error: {last_error}); "
-            "check the service status or raise ReconnectPolicy.max_attempts",
-        )
-        self.attempts = attempts
-        self.last_error = last_error
-
-
-class ProviderStalled(ProviderError):
-    """The provider accepted the connection but stopped answering (see
-    ``ReconnectPolicy.stall_timeout``), also after reconnecting."""
-
-    log_traceback = False  # the provider's fault, not ours: one warning line, no traceback
-
-    def __init__(self, provider: str, timeout: float, reconnects: int) -> None:
-        super().__init__(
-            provider,
-            f"no answer for {timeout:g}s to a pending request, also after {reconnects} "
-            "reconnect(s); check the service status (ReconnectPolicy.stall_timeout sets the wait)",
-        )
-        self.timeout = timeout
-
-
-class ProviderAuthError(ProviderError):
-    """The provider refused our credentials (HTTP 401/403 on the handshake)."""
-
-
-class ProviderProtocolError(ProviderError):
-    """The provider rejected what we sent, or sent something we cannot understand."""
-
-
-# ---------------------------------------------------------------- policies
-
-
-class ReconnectPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Connection and reconnection limits of a provider socket (seconds unless noted).
-
-    The n-th consecutive retry waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
-    reduced by a random fraction up to ``jitter`` (so many calls do not retry in lockstep).
-    A connection that stayed up for ``stable_after`` seconds resets the attempt count."""
-
-    connect_timeout: float = 5.0
-    max_attempts: int = 5
-    initial_backoff: float = 0.2
-    max_backoff: float = 5.0
-    multiplier: float = 2.0
-    jitter: float = 0.3
-    stable_after: float = 5.0
-    buffer_messages: int = 500
-    """Messages kept while reconnecting (500 x 20 ms audio = 10 s); older ones are dropped."""
-    buffer_bytes: int = 1 << 20
-    drain_timeout: float = 5.0
-    """How long end of input waits for the provider to finish (final results, last audio)."""
-    stall_timeout: float | None = None
-    """Liveness watchdog: a request (a ``Finalize``, a TTS utterance) that got no answer while
-    the provider sent nothing at all for this many seconds counts as a stall; the socket is
-    reconnected, and a further stall raises :class:`ProviderStalled`. ``None``: the node's
-    default (:attr:`WebSocketProvider.default_stall_timeout`: 5 s for Deepgram and Cartesia,
-    off for OpenAI Realtime, whose tool calls may legitimately keep it quiet); ``0``: off."""
-    stall_retries: int = 1
-    """Reconnects after a stall before :class:`ProviderStalled` ends the call."""
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("ReconnectPolicy.max_attempts must be >= 1")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("ReconnectPolicy.jitter must be between 0 and 1")
-        if self.connect_timeout <= 0 or self.initial_backoff < 0 or self.max_backoff < 0:
-            raise ValueError("ReconnectPolicy timeouts and backoffs must be positive")
-        if self.buffer_messages < 0 or self.buffer_bytes < 0:
-            raise ValueError("ReconnectPolicy buffer limits must be >= 0")
-        if self.stall_timeout is not None and self.stall_timeout < 0:
-            raise ValueError("ReconnectPolicy.stall_timeout must be >= 0 (0 turns it off)")
-        if not 0 <= self.stall_retries <= 10:
-            raise ValueError("ReconnectPolicy.stall_retries must be between 0 and 10")
-
-    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Delay before retry number ``attempt`` (1-based)."""
-        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** max(0, attempt - 1))
-        r = (rng or random).random()
-        return base * (1.0 - self.jitter * r)
-
-
-# -------------------------------------------------------------------- base
 
 
 class WebSocketProvider(Actor):
@@ -192,8 +103,7 @@ class WebSocketProvider(Actor):
         self._last_sent = 0.0
         self._last_received = 0.0
         self._fatal: BaseException | None = None
-        self.stalls = 0
-        """Stalls the liveness watchdog saw (each one reconnected or ended the call)."""
+        self._watch: StallWatch | None = None
         self._attempt_start = 0.0
 
     # ---------------------------------------------------------- subclass API
@@ -378,35 +288,31 @@ class WebSocketProvider(Actor):
         t = self.reconnect_policy.stall_timeout
         return self.default_stall_timeout if t is None else t
 
+    @property
+    def stalls(self) -> int:
+        """Stalls the liveness watchdog saw (each one reconnected or ended the call)."""
+        return self._watch.stalls if self._watch is not None else 0
+
     async def _stall_watch(self) -> None:
-        """Liveness: a request unanswered for ``stall_timeout`` while the provider sent nothing
-        at all means it stalled (accepted, then went quiet). Reconnect up to ``stall_retries``
-        times, then raise :class:`ProviderStalled` so the call ends with an apology instead of
-        silence. While no socket is up the reconnect logic is in charge, not this watch."""
-        timeout = self.stall_timeout
-        assert timeout
-        retries = self.reconnect_policy.stall_retries
-        strikes = 0
+        """Liveness (see :class:`~.watchdog.StallWatch`): close a stalled socket so the
+        connection loop reconnects, until the watch raises :class:`ProviderStalled`."""
+        assert self.stall_timeout
+        watch = self._watch = StallWatch(
+            self.provider, self.stall_timeout, self.reconnect_policy.stall_retries
+        )
         while True:
-            await anyio.sleep(timeout / 4)
+            await anyio.sleep(watch.timeout / 4)
+            sock, now = self._sock, anyio.current_time()
             oldest = self.metrics.oldest_pending()
-            sock = self._sock
-            if oldest is None:
-                strikes = 0  # everything answered: the provider is well again
+            if not watch.stalled(now, oldest, self._last_received, sock is not None):
                 continue
-            now = anyio.current_time()
-            if sock is None or now - oldest < timeout or now - self._last_received < timeout:
-                continue
-            self.stalls += 1
-            strikes += 1
-            if strikes > retries:
-                raise ProviderStalled(self.provider, timeout, retries)
+            assert oldest is not None and sock is not None
             self.log.warning(
                 "%s stalled: no answer for %.1fs; reconnecting (%d/%d)",
                 self.provider,
                 now - oldest,
-                strikes,
-                retries,
+                watch.strikes,
+                watch.retries,
             )
             self.metrics.restart_pending(now)  # the new connection gets the whole wait
             await sock.close(1000, "stalled")  # the connection loop reconnects
@@ -475,24 +381,16 @@ class WebSocketProvider(Actor):
                     self.provider, policy.max_attempts, last_error
                 ) from closed
             delay = policy.backoff(attempt, self._rng)
-            if up_since is not None:
-                self.log.warning(
-                    "%s socket closed (%s); reconnecting in %.2fs (attempt %d/%d)",
-                    self.provider,
-                    last_error,
-                    delay,
-                    attempt,
-                    policy.max_attempts,
-                )
-            else:
-                self.log.warning(
-                    "%s connect failed (%s); retrying in %.2fs (attempt %d/%d)",
-                    self.provider,
-                    last_error,
-                    delay,
-                    attempt,
-                    policy.max_attempts,
-                )
+            self.log.warning(
+                "%s %s (%s); %s in %.2fs (attempt %d/%d)",
+                self.provider,
+                "connect failed" if up_since is None else "socket closed",
+                last_error,
+                "retrying" if up_since is None else "reconnecting",
+                delay,
+                attempt,
+                policy.max_attempts,
+            )
             await anyio.sleep(delay)
 
     async def _serve(self, sock: MessageSocket) -> None:

@@ -5,7 +5,8 @@ One Cartesia *context* per agent utterance: text deltas are cut at sentence ends
 back as raw PCM16 or µ-law at the rate the carrier wants (no resampling), word timestamps are
 passed on for heard-text tracking, and an :class:`~voicegraph.frames.Interrupt` cancels the
 context and drops whatever audio of it still arrives (Cartesia finishes requests already
-generating). Reconnects, metrics and close are the base's.
+generating). Reconnects, metrics and close are the base's; the wire messages and the sentence
+cut are in :mod:`.cartesia_wire`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from voicegraph.frames import (
 )
 from voicegraph.node import In, Out
 
-from ..providers.base import ProviderProtocolError, ReconnectPolicy, Secret, WebSocketProvider
+from ..providers.base import WebSocketProvider
+from ..providers.reconnect import ReconnectPolicy
+from ..providers.secret import Secret
+from . import cartesia_wire as w
 
 __all__ = ["CartesiaOptions", "CartesiaTTS"]
 
@@ -91,79 +95,6 @@ class CartesiaOptions(msgspec.Struct, frozen=True, kw_only=True):
         return AudioFormat(self.encoding, self.sample_rate)
 
 
-# ------------------------------------------------------------ wire messages
-
-
-class _Voice(msgspec.Struct):
-    mode: str
-    id: str
-
-
-class _OutputFormat(msgspec.Struct):
-    container: str
-    encoding: str
-    sample_rate: int
-
-
-class _Generate(msgspec.Struct, omit_defaults=True, rename={"continue_": "continue"}):
-    model_id: str
-    transcript: str
-    voice: _Voice
-    output_format: _OutputFormat
-    context_id: str
-    language: str
-    continue_: bool
-    add_timestamps: bool
-    max_buffer_delay_ms: int
-
-
-class _Cancel(msgspec.Struct):
-    context_id: str
-    cancel: bool = True
-
-
-class Chunk(msgspec.Struct, tag="chunk", tag_field="type"):
-    context_id: str
-    data: bytes = b""  # msgspec decodes the base64 here, in C
-
-
-class _WordTs(msgspec.Struct):
-    words: list[str] = []
-    start: list[float] = []
-    end: list[float] = []
-
-
-class Timestamps(msgspec.Struct, tag="timestamps", tag_field="type"):
-    context_id: str
-    word_timestamps: _WordTs | None = None
-
-
-class Done(msgspec.Struct, tag="done", tag_field="type"):
-    context_id: str
-
-
-class FlushDone(msgspec.Struct, tag="flush_done", tag_field="type"):
-    context_id: str = ""
-
-
-class PhonemeTimestamps(msgspec.Struct, tag="phoneme_timestamps", tag_field="type"):
-    context_id: str = ""
-
-
-class Error(msgspec.Struct, tag="error", tag_field="type"):
-    context_id: str | None = None
-    status_code: int | None = None
-    error_code: str | None = None
-    title: str | None = None
-    message: str | None = None
-    error: str | None = None  # older API versions put the text here
-
-
-_decoder = msgspec.json.Decoder(Chunk | Timestamps | Done | FlushDone | PhonemeTimestamps | Error)
-_encode = msgspec.json.Encoder().encode
-_SENTENCE_END = re.compile(r"[.!?;:]+[\"')\]]*\s+")
-
-
 class _Utterance:
     __slots__ = ("audio", "carry", "closed", "context_id", "pending", "sent", "uid")
 
@@ -218,8 +149,8 @@ class CartesiaTTS(WebSocketProvider):
         self.outputs = (Out("audio", AudioFrame, WordTimestamps, AudioDone, format=self._format),)
         query = urlencode({"cartesia_version": o.version})
         self._url = f"{o.base_url.rstrip('/')}/tts/websocket?{query}"
-        self._voice = _Voice("id", o.voice_id)
-        self._output = _OutputFormat(
+        self._voice = w.Voice("id", o.voice_id)
+        self._output = w.OutputFormat(
             "raw", "pcm_mulaw" if o.encoding == "mulaw" else "pcm_s16le", o.sample_rate
         )
         self._active: dict[str, _Utterance] = {}  # context id -> utterance
@@ -280,7 +211,7 @@ class CartesiaTTS(WebSocketProvider):
             text, utt.pending = utt.pending, ""
             await self._send_text(utt, text, more=False)
             return
-        cut = _cut(utt.pending, self.options.max_chunk_chars)
+        cut = w.sentence_cut(utt.pending, self.options.max_chunk_chars)
         if cut:
             text, utt.pending = utt.pending[:cut], utt.pending[cut:]
             await self._send_text(utt, text, more=True)
@@ -297,7 +228,7 @@ class CartesiaTTS(WebSocketProvider):
 
     def _request(self, context_id: str, text: str, more: bool) -> str:
         o = self.options
-        msg = _Generate(
+        msg = w.Generate(
             model_id=o.model_id,
             transcript=text,
             voice=self._voice,
@@ -308,7 +239,7 @@ class CartesiaTTS(WebSocketProvider):
             add_timestamps=o.add_timestamps,
             max_buffer_delay_ms=o.max_buffer_delay_ms,
         )
-        return _encode(msg).decode()  # Cartesia wants JSON in text frames
+        return w.encode(msg).decode()  # Cartesia wants JSON in text frames
 
     async def _interrupt(self, uid: int) -> None:
         if uid == 0:
@@ -325,7 +256,9 @@ class CartesiaTTS(WebSocketProvider):
             self._cancelled.add(utt.uid)
             self.metrics.request_abandoned(utt.context_id)
             if self.connected or self.in_handover:
-                await self.transmit(_encode(_Cancel(utt.context_id)).decode(), buffer=False)
+                await self.transmit(
+                    w.encode(w.CancelContext(utt.context_id)).decode(), buffer=False
+                )
         if len(self._cancelled) > 1024:  # ids only grow; keep the recent ones
             self._cancelled = set(sorted(self._cancelled)[-512:])
 
@@ -364,33 +297,33 @@ class CartesiaTTS(WebSocketProvider):
 
     async def on_message(self, message: str | bytes) -> None:
         try:
-            msg = _decoder.decode(message)
+            msg = w.decoder.decode(message)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.malformed += 1
             self.log.warning("cartesia: skipping undecodable message: %s", exc)
             return
         kind = type(msg)
-        if kind is Error:
-            raise self._error(msg)
+        if kind is w.Error:
+            raise w.protocol_error(msg)
         utt = self._active.get(msg.context_id)
         if utt is None:
-            if kind is Chunk:
+            if kind is w.Chunk:
                 self.dropped_late_chunks += 1
             return
-        if kind is Chunk:
+        if kind is w.Chunk:
             await self._on_chunk(utt, msg)
-        elif kind is Timestamps:
+        elif kind is w.Timestamps:
             wt = msg.word_timestamps
             if wt is not None and wt.words:
                 words = tuple(
                     Word(w, s, e) for w, s, e in zip(wt.words, wt.start, wt.end, strict=False)
                 )
                 await self.send("audio", WordTimestamps(utterance_id=utt.uid, words=words))
-        elif kind is Done:
+        elif kind is w.Done:
             self._finish(utt)
             await self.send("audio", AudioDone(utterance_id=utt.uid))
 
-    async def _on_chunk(self, utt: _Utterance, msg: Chunk) -> None:
+    async def _on_chunk(self, utt: _Utterance, msg: w.Chunk) -> None:
         data = msg.data
         if self._format.encoding == "pcm16":
             # Keep samples whole even if a chunk ever ends mid-sample.
@@ -417,26 +350,3 @@ class CartesiaTTS(WebSocketProvider):
                 utterance_id=utt.uid,
             ),
         )
-
-    def _error(self, e: Error) -> ProviderProtocolError:
-        text = e.message or e.error or "unknown error"
-        title = f"{e.title}: " if e.title else ""
-        code = f" [{e.error_code}]" if e.error_code else ""
-        return ProviderProtocolError(
-            "cartesia",
-            f"{title}{text}{code} (status {e.status_code}, context {e.context_id}); "
-            "check CartesiaOptions (model_id, voice_id, output format)",
-        )
-
-
-def _cut(text: str, limit: int) -> int:
-    """Where to cut ``text`` so the head is whole sentences (0: keep waiting)."""
-    end = 0
-    for m in _SENTENCE_END.finditer(text):
-        end = m.end()
-    if end:
-        return end
-    if len(text) > limit:
-        space = text.rfind(" ", 0, limit)
-        return space + 1 if space > 0 else 0
-    return 0
