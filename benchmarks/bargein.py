@@ -24,8 +24,7 @@ import logging
 import anyio
 
 from . import _rig as rig
-from .common import run as run_on_backend
-from .common import table, verdict, write_json
+from .common import run as run_on_backend, table, verdict, write_json
 
 TARGET_MS = 20.0
 LONG_REPLY = (

@@ -26,8 +26,7 @@ import anyio
 
 from voicegraph import Actor, AudioFrame, Call, EndOfInput, Frame, Graph, In, Out, Stage
 
-from .common import percentile, table, verdict, write_json
-from .common import run as run_on_backend
+from .common import percentile, run as run_on_backend, table, verdict, write_json
 
 HOPS = 8
 PAYLOAD = bytes(320)

@@ -22,8 +22,7 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
-from .common import run as run_on_backend
-from .common import table, verdict, write_json
+from .common import run as run_on_backend, table, verdict, write_json
 from .concurrency import get_stats, server_process, wait_idle
 
 TARGET_GROWTH_MB = 5.0

@@ -34,8 +34,7 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
-from .common import run as run_on_backend
-from .common import table, verdict, write_json
+from .common import run as run_on_backend, table, verdict, write_json
 
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 25.0

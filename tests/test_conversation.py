@@ -8,8 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from enginekit import Sink
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from voicegraph import (
     DTMF,

@@ -7,8 +7,7 @@ import threading
 import anyio
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from voicegraph import (
     Actor,

@@ -6,8 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from voicegraph import DTMF, AudioFormat, AudioFormatMismatch, AudioFrame, Graph
 from voicegraph.nodes.audio.g711 import MulawDecode, MulawEncode, pcm16_to_ulaw, ulaw_to_pcm16

@@ -75,3 +75,42 @@ def test_license_is_an_spdx_string_so_builds_print_no_deprecation() -> None:
     meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert meta["project"]["license"] == "Apache-2.0"
     assert "setuptools>=77" in meta["build-system"]["requires"]  # the first to accept SPDX
+
+
+def _lazy_table_and_checked_imports(init: Path) -> tuple[dict[str, str], dict[str, str]]:
+    import ast
+
+    tree = ast.parse(init.read_text())
+    table: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "_LAZY":
+            assert node.value is not None
+            table = ast.literal_eval(node.value)
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom)
+                for alias in imp.names:
+                    assert alias.asname == alias.name, "re-export explicitly: `X as X`"
+                    seen[alias.name] = "." * imp.level + (imp.module or "")
+    return table, seen
+
+
+def test_every_lazy_name_has_its_type_for_editors_and_type_checkers() -> None:
+    # A lazily exported name is Any to pyright/mypy/editors unless the package also imports it
+    # under TYPE_CHECKING: the two lists must name the same things from the same modules.
+    for init in (ROOT / "voicegraph" / "__init__.py", ROOT / "nodes" / "__init__.py"):
+        table, seen = _lazy_table_and_checked_imports(init)
+        assert table, f"{init.name}: no _LAZY table found"
+        assert seen == table, f"{init.relative_to(ROOT)}: TYPE_CHECKING imports differ from _LAZY"
+
+
+def test_lazy_names_load_from_the_modules_their_table_names() -> None:
+    import importlib
+
+    for package in ("voicegraph", "voicegraph.nodes"):
+        module = importlib.import_module(package)
+        for name, sub in module._LAZY.items():
+            assert getattr(module, name) is getattr(importlib.import_module(sub, package), name), (
+                f"{package}.{name}"
+            )

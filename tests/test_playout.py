@@ -13,8 +13,7 @@ import anyio
 import numpy as np
 import pytest
 from enginekit import BOTH_BACKENDS
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicegraph import (
     Actor,

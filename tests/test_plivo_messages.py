@@ -7,8 +7,7 @@ import json
 
 import msgspec
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicegraph.frames import AudioFormat, AudioFrame
 from voicegraph.testing.memsocket import socket_pair

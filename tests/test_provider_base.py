@@ -7,8 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from voicegraph import Actor, AgentText, Call, Graph, In, Out
 from voicegraph.nodes.providers import (

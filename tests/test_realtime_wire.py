@@ -11,8 +11,7 @@ import anyio
 import numpy as np
 import pytest
 
-from voicegraph.nodes.realtime import OpenAIRealtime
-from voicegraph.nodes.realtime import messages as m
+from voicegraph.nodes.realtime import OpenAIRealtime, messages as m
 from voicegraph.testing.fake_openai_realtime import FakeOpenAIRealtime, RealtimeReply
 from voicegraph.wsio import connect_websocket
 

@@ -400,8 +400,12 @@ async def test_calls_beyond_max_calls_are_refused() -> None:
 
 @pytest.mark.anyio
 async def test_a_cascading_call_answers_the_spoken_request_and_shows_it() -> None:
-    from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
-    from voicegraph.nodes import PocketsphinxSTTOptions as SttOpts
+    from voicegraph.nodes import (
+        EspeakTTS,
+        EspeakTTSOptions,
+        PocketsphinxSTT,
+        PocketsphinxSTTOptions as SttOpts,
+    )
 
     agent = Script()
     iface = interface(

@@ -155,8 +155,12 @@ class Booking:
 async def test_the_agent_answers_a_request_spoken_into_the_browser(
     chromium: str, microphone: Path, tmp_path: Path
 ) -> None:
-    from voicegraph.nodes import EspeakTTS, EspeakTTSOptions, PocketsphinxSTT
-    from voicegraph.nodes import PocketsphinxSTTOptions as SttOpts
+    from voicegraph.nodes import (
+        EspeakTTS,
+        EspeakTTSOptions,
+        PocketsphinxSTT,
+        PocketsphinxSTTOptions as SttOpts,
+    )
 
     agent = Booking()
     iface = interface(

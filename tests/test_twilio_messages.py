@@ -6,8 +6,7 @@ import json
 
 import msgspec
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicegraph.testing.memsocket import socket_pair
 from voicegraph.transports._wire import decode

@@ -7,6 +7,8 @@ is imported lazily on first use, so ``import voicegraph`` stays light.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._lazy import lazy_exports
 from .channel import EndOfInput, Inbox
 from .frames import *  # noqa: F403
@@ -42,6 +44,19 @@ _LAZY: dict[str, str] = {
     "InvalidOptionError": ".interface",
     "MissingCredentialsError": ".interface",
 }
+
+if TYPE_CHECKING:  # editors and type checkers see the lazy names' real types
+    from .agent import Agent as Agent, CallControl as CallControl, Turn as Turn
+    from .interface import (
+        CallInterface as CallInterface,
+        CallInterfaceError as CallInterfaceError,
+        IncompatibleOptionsError as IncompatibleOptionsError,
+        InvalidOptionError as InvalidOptionError,
+        MissingCredentialsError as MissingCredentialsError,
+    )
+    from .server import AgentRuntime as AgentRuntime, AgentRuntimeError as AgentRuntimeError
+    from .tools import Tool as Tool, ToolError as ToolError, tool as tool
+
 
 __all__ = [
     *_frames_all,

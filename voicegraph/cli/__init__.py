@@ -3,7 +3,7 @@
 Subcommands live in :data:`COMMANDS`, one :class:`Command` each (a function that adds its
 arguments, a function that runs it and returns the exit code), so another subcommand is one
 more entry. Each lives in a module named for it: :mod:`.serve` (``serve``, ``check``),
-:mod:`.demo`, :mod:`.graph`, :mod:`.bench`, and ``voicegraph.dial_cli`` (``dial``). Errors a
+:mod:`.demo`, :mod:`.graph`, :mod:`.bench`, and :mod:`.dial`. Errors a
 user can cause are printed as one sentence that says what to change, with exit code 2 for bad
 usage and 1 for a failed run; ``-v`` adds logging.
 """
@@ -42,8 +42,8 @@ COMMANDS: dict[str, Command] = {
     "graph": Command("print a preset's graph as Mermaid", graph.configure, graph.run),
     "dial": Command(
         "place a call from an AgentRuntime's line and follow it",
-        lambda p: importlib.import_module("voicegraph.dial_cli").configure(p),
-        lambda a: importlib.import_module("voicegraph.dial_cli").run(a),
+        lambda p: importlib.import_module("voicegraph.cli.dial").configure(p),
+        lambda a: importlib.import_module("voicegraph.cli.dial").run(a),
     ),
     "bench": Command("run latency benchmarks (from a source checkout)", bench.configure, bench.run),
 }

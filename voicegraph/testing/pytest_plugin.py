@@ -28,8 +28,7 @@ from .fake_deepgram import FakeDeepgram
 from .fake_openai_realtime import FakeOpenAIRealtime
 from .plivo_caller import PlivoCaller
 from .relay_caller import RelayCaller
-from .served import ServedApp
-from .served import serve_app as _serve_app
+from .served import ServedApp, serve_app as _serve_app
 from .twilio_caller import TwilioCaller
 
 

@@ -28,9 +28,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from .cli import CommandError, load_runtime
-    from .interface import CallInterfaceError
-    from .server.outbound import DialError, OutboundLimitError
+    from ..interface import CallInterfaceError
+    from ..server.outbound import DialError, OutboundLimitError
+    from . import CommandError, load_runtime
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port} is not a port; use 0..65535")
