@@ -245,3 +245,57 @@ async def test_realtime_mode_follows_the_verdict_too(carrier: str, kind: str) ->
     assert placed.call.heard_seconds > 1.0
     if kind == "machine":
         assert placed.heard_before_beep == 0 and rest.hangups == [placed.call_id]
+
+
+async def _until(predicate: Any, timeout: float = 15.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 (state of the runtime and of the fake)
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_hanging_up_a_call_that_still_rings_cancels_it(carrier: str) -> None:
+    async with outbound_line(carrier, Callee.person(ring=30)) as (runtime, rest, seen, _):
+        handle = await runtime.dial(CALLEE)
+        await _until(lambda: handle.status == "ringing")
+        assert await handle.hangup() is True
+        final = await handle.outcome(timeout=10)
+        placed = rest.placed[0]
+    assert final.status == "canceled" and final.duration == 0
+    assert not seen and placed.call is None  # nobody answered, no graph ran
+    assert runtime.registry.in_flight() == 0
+    if carrier == "plivo":  # before the answer Plivo knows the call by its request alone
+        assert rest.requests[-1].path.endswith(f"/Request/{handle.request_id}/")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_hanging_up_an_answered_call_ends_its_graph_and_completes_it(carrier: str) -> None:
+    async def listener(call: Any) -> None:
+        await call.wait_for_audio(1.0, timeout=10)  # the greeting
+        while not call.closed:
+            await call.send_silence(0.2)
+
+    async with outbound_line(carrier, Callee.person(listener)) as (runtime, rest, seen, _):
+        handle = await runtime.dial(CALLEE)
+        await _until(lambda: handle.call is not None and rest.placed[0].call is not None)
+        await rest.placed[0].call.wait_for_audio(1.0, timeout=10)
+        call = handle.call
+        assert await handle.hangup() is True
+        final = await handle.outcome(timeout=15)
+        assert call is not None
+        await _until(lambda: call.result is not None)  # the carrier closed the stream
+    assert final.status == "completed"
+    assert rest.hangups == [handle.call_id]  # one hang-up, of the call's own id
+    assert seen and not seen[0][0].graph["agent"].agent.turns  # ended before any turn
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("carrier", ["twilio", "plivo"])
+async def test_hanging_up_a_call_that_is_over_does_nothing(carrier: str) -> None:
+    async with outbound_line(carrier, Callee("busy")) as (runtime, rest, _, _):  # type: ignore[arg-type]
+        handle = await runtime.dial(CALLEE)
+        await handle.outcome(timeout=10)
+        assert await handle.hangup() is False
+    assert rest.hangups == []

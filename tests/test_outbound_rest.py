@@ -305,3 +305,37 @@ async def test_a_call_whose_final_report_never_comes_is_closed_as_failed() -> No
         again = await runtime.dial(CALLEE)  # the lost call no longer holds the slot
     assert handle.final is not None and handle.final.status == "failed"
     assert "no final report" in handle.final.reason and again.final is None
+
+
+@pytest.mark.anyio
+async def test_our_twilio_hangup_sends_what_twilio_python_sends() -> None:
+    from twilio.rest import Client
+
+    sid = "CA" + "1" * 32
+    async with FakeCarrierREST("twilio", TWILIO_SID, TOKEN, place=False) as rest:
+        client = Client(TWILIO_SID, TOKEN)
+        client.api.base_url = rest.base_url  # loopback only
+        await anyio.to_thread.run_sync(lambda: client.calls(sid).update(status="completed"))
+        rest.ended.clear()  # let ours reach the same call
+        assert await TwilioREST(TWILIO_SID, TOKEN, base_url=rest.base_url).hangup(sid)
+    theirs, ours = rest.requests
+    assert (ours.method, ours.path, ours.form) == (theirs.method, theirs.path, theirs.form)
+
+
+@pytest.mark.anyio
+async def test_our_plivo_cancel_of_a_ringing_call_is_plivo_pythons_cancel(monkeypatch: Any) -> None:
+    import plivo
+    import plivo.rest.client
+
+    async with FakeCarrierREST("plivo", PLIVO_ID, TOKEN, place=False) as rest:
+        monkeypatch.setattr(plivo.rest.client, "API_VOICE_BASE_URI", rest.base_url + "/v1/Account")
+        ours = PlivoREST(PLIVO_ID, TOKEN, base_url=rest.base_url)
+        first = await ours.create_call(CALLEE, LINE, WEBHOOK, hangup_url=STATUS)
+        second = await ours.create_call(CALLEE, LINE, WEBHOOK, hangup_url=STATUS)
+        client = plivo.RestClient(PLIVO_ID, TOKEN)
+        await anyio.to_thread.run_sync(lambda: client.calls.cancel(first))
+        assert await ours.cancel_request(second) is True
+        assert await ours.cancel_request(second) is False  # gone: nothing left to cancel
+    theirs, mine, again = rest.requests
+    assert (mine.method, mine.path.replace(second, first)) == (theirs.method, theirs.path)
+    assert (theirs.status, mine.status, again.status) == (204, 204, 404)

@@ -1,4 +1,5 @@
-"""Plivo REST: place a call (``POST /v1/Account/{auth_id}/Call/``, a JSON body), end one
+"""Plivo REST: place a call (``POST /v1/Account/{auth_id}/Call/``, a JSON body), cancel it
+while it rings (``DELETE /v1/Account/{auth_id}/Request/{request_uuid}/``), end one
 (``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/``) or transfer it (``POST`` to the same path
 with the JSON body the plivo library sends: ``call_uuid``, ``legs``, ``aleg_url``,
 ``aleg_method``; Plivo then fetches new XML for the call from ``aleg_url``)."""
@@ -54,6 +55,25 @@ class PlivoREST:
             gone=frozenset({404}),
             policy=self.policy,
             what=f"plivo hang-up of {call_uuid}",
+        )
+
+    async def cancel_request(self, request_uuid: str) -> bool:
+        """Cancel placed call ``request_uuid`` before it is answered (``DELETE
+        /v1/Account/{auth_id}/Request/{request_uuid}/``). True if cancelled now (204), False if
+        Plivo no longer holds the request (404: answered or over). Raises :class:`HangupError`
+        like :meth:`hangup`."""
+        if not _CALL_UUID.fullmatch(request_uuid):
+            raise HangupError(f"request_uuid {request_uuid!r} is not a Plivo request UUID")
+        url = f"{self.base_url}/v1/Account/{self.auth_id}/Request/{request_uuid}/"
+        return await send_with_retries(
+            "DELETE",
+            url,
+            auth=(self.auth_id, self._auth_token),
+            data=None,
+            done=frozenset({200, 204}),
+            gone=frozenset({404}),
+            policy=self.policy,
+            what=f"plivo cancel of request {request_uuid}",
         )
 
     async def transfer(self, call_uuid: str, aleg_url: str, aleg_method: str = "POST") -> bool:

@@ -35,10 +35,8 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 
-from ..backends import DEFAULT_BACKEND, check_backend
-from ..backends import run as run_on
-from ..interface import _PATH as _STATUS_PATH
-from ..interface import CallInterface, CallInterfaceError
+from ..backends import DEFAULT_BACKEND, check_backend, run as run_on
+from ..interface import _PATH as _STATUS_PATH, CallInterface, CallInterfaceError
 from . import control, lifecycle, outbound
 from .app import build_app
 from .carrier_routes import route_for

@@ -19,11 +19,18 @@ from ..runtime import Call
 from ..session import CallSession
 from ..wsio import SocketClosed
 from . import reports
-from .carrier_routes import CarrierRoute, route_for
-from .carrier_routes import carrier_route as _carrier  # the name serve_stream looks up
+from .carrier_routes import (
+    CarrierRoute,
+    carrier_route as _carrier,  # the name serve_stream looks up
+    route_for,
+)
 from .cluster import redeem_stream_token, register_call, release_call
-from .goodbye import apologise, goodbye, shutdown_goodbye
-from .goodbye import rest_hangup as _rest_hangup  # the name _run_stream calls
+from .goodbye import (
+    apologise,
+    goodbye,
+    rest_hangup as _rest_hangup,  # the name _run_stream calls
+    shutdown_goodbye,
+)
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .stream_token import StreamTokenError
 from .transfer import rest_transfer

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..frames import AgentText
+from .carrier_rest import carrier_rest
 
 if TYPE_CHECKING:
     from ..interface import CallInterface
@@ -52,22 +53,7 @@ async def rest_hangup(iface: CallInterface, call_id: str) -> None:
     """End the call through the carrier's REST API (bounded retries; errors are logged)."""
     from ..transports._rest import HangupError
 
-    if iface.telephony == "twilio":
-        from ..transports.twilio.rest import TwilioREST
-
-        rest: Any = TwilioREST(
-            iface.account_id,
-            iface.auth_token,
-            base_url=iface.api_base_url or "https://api.twilio.com",
-        )
-    else:
-        from ..transports.plivo.rest import PlivoREST
-
-        rest = PlivoREST(
-            iface.account_id,
-            iface.auth_token,
-            base_url=iface.api_base_url or "https://api.plivo.com",
-        )
+    rest = carrier_rest(iface)
     try:
         ended = await rest.hangup(call_id)
     except HangupError as exc:

@@ -27,8 +27,9 @@ import anyio
 
 from ..frames import AnsweredBy, CallStatus, Frame, RecordingReady
 from ..interface import CallInterface, IncompatibleOptionsError, InvalidOptionError
-from ..transports._rest import DialError
+from ..transports._rest import DialError, HangupError
 from . import reports
+from .carrier_rest import plivo_rest, twilio_rest
 
 if TYPE_CHECKING:
     from ..runtime import Call
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CallRegistry",
     "DialError",
+    "HangupError",
     "OutboundCall",
     "OutboundLimitError",
     "dial",
@@ -47,6 +49,10 @@ logger = logging.getLogger("voicegraph.server.outbound")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 MAX_STATUSES = 64  # per handle; a call reports a handful
 ANSWERING_NODE = "answering"  # the graph node that takes the machine-detection verdict
+
+
+ANSWER_GRACE = 5.0
+"""Seconds ``hangup()`` waits for an answered Plivo call's UUID after its request is gone."""
 
 
 class OutboundLimitError(RuntimeError):
@@ -79,6 +85,7 @@ class OutboundCall:
         the line's time limit plus a margin); see :meth:`CallRegistry.in_flight`."""
         self._final: CallStatus | None = None
         self._done = anyio.Event()
+        self._answered_or_over = anyio.Event()  # Plivo's call UUID or a final status arrived
 
     def __repr__(self) -> str:
         return f"OutboundCall(to={self.to!r}, call_id={self.call_id!r}, status={self.status!r})"
@@ -105,6 +112,33 @@ class OutboundCall:
             )
         return self._final
 
+    async def hangup(self) -> bool:
+        """End this call now, whatever its stage: a call still ringing is cancelled, an
+        answered one hung up (the carrier then ends its stream, and the graph with it). The
+        final status arrives as usual (``canceled`` or ``completed``; await :meth:`outcome`).
+
+        True if the carrier accepted the hang-up, False if the call was already over. Raises
+        :class:`HangupError` (``voicegraph.server.outbound.HangupError``) if the carrier refused or could not be
+        reached (the call goes on). Works from the process that placed the call."""
+        if self._final is not None or not self.call_id:
+            return False
+        iface = self.interface
+        if iface.telephony == "twilio":
+            # Status=completed ends a call whether it is queued, ringing or in progress
+            return await twilio_rest(iface).hangup(self.call_id)
+        plivo = plivo_rest(iface)
+        answered = self.call is not None or any(s.status == "answered" for s in self.statuses)
+        # Before the answer Plivo cancels the call by its request; a 404 means it was answered
+        # (or is over) meanwhile, and an answered call is hung up by its call UUID.
+        if not answered and await plivo.cancel_request(self.request_id):
+            return True
+        if self.call_id == self.request_id:  # the answer webhook names the call UUID any moment
+            with anyio.move_on_after(ANSWER_GRACE):
+                await self._answered_or_over.wait()
+        if self.call_id == self.request_id or self._final is not None:
+            return False
+        return await plivo.hangup(self.call_id)
+
     def _record(self, event: Frame) -> None:
         if isinstance(event, CallStatus):
             if self._final is not None:
@@ -114,6 +148,7 @@ class OutboundCall:
             if event.final:
                 self._final = event
                 self._done.set()
+                self._answered_or_over.set()
         elif isinstance(event, AnsweredBy):
             self.answered_by = event
         elif isinstance(event, RecordingReady) and len(self.recordings) < MAX_STATUSES:
@@ -181,6 +216,7 @@ class CallRegistry:
         if handle is not None:
             handle.call_id = call_id
             self.handles[call_id] = handle
+            handle._answered_or_over.set()
         await self._replay(other_id, call_id)
         await self._replay(call_id)
 
@@ -328,14 +364,7 @@ async def dial(
     runtime.dialing += 1  # the slot is taken while the request is on its way
     try:
         if iface.telephony == "twilio":
-            from ..transports.twilio.rest import TwilioREST
-
-            twilio = TwilioREST(
-                iface.account_id,
-                iface.auth_token,
-                base_url=iface.api_base_url or "https://api.twilio.com",
-            )
-            handle.call_id = await twilio.create_call(
+            handle.call_id = await twilio_rest(iface).create_call(
                 to,
                 iface.phone_number,
                 webhook,
@@ -346,14 +375,7 @@ async def dial(
                 record=carrier_recording,
             )
         else:
-            from ..transports.plivo.rest import PlivoREST
-
-            plivo = PlivoREST(
-                iface.account_id,
-                iface.auth_token,
-                base_url=iface.api_base_url or "https://api.plivo.com",
-            )
-            handle.call_id = handle.request_id = await plivo.create_call(
+            handle.call_id = handle.request_id = await plivo_rest(iface).create_call(
                 to,
                 iface.phone_number,
                 webhook,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
+from .carrier_rest import plivo_rest, twilio_rest
 from .signatures import validate_plivo_v3_signature
 from .stream_token import derive_secret
 
@@ -115,27 +116,13 @@ async def rest_transfer(
 
     try:
         if iface.telephony == "twilio":
-            from ..transports.twilio.rest import TwilioREST
-
-            twilio = TwilioREST(
-                iface.account_id,
-                iface.auth_token,
-                base_url=iface.api_base_url or "https://api.twilio.com",
-            )
-            await twilio.transfer(call_id, number)
+            await twilio_rest(iface).transfer(call_id, number)
         else:
-            from ..transports.plivo.rest import PlivoREST
-
             if http_base is None:
                 raise HangupError("no public URL to serve the Plivo transfer document from")
             url = http_base + transfer_path(iface) + "?"
             url += TransferLinks(iface.auth_token).query(call_id, number)
-            plivo = PlivoREST(
-                iface.account_id,
-                iface.auth_token,
-                base_url=iface.api_base_url or "https://api.plivo.com",
-            )
-            await plivo.transfer(call_id, url)
+            await plivo_rest(iface).transfer(call_id, url)
     except HangupError as exc:
         logger.error("[%s] transfer failed: %s", call_id, exc)
         return

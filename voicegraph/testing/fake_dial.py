@@ -105,6 +105,15 @@ class PlacedCall:
     heard_after_beep: float = 0.0
     posted: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     done: anyio.Event = field(default_factory=anyio.Event)
+    hung_up: anyio.Event = field(default_factory=anyio.Event)
+    """Set when the carrier accepted a REST hang-up of this call."""
+    _up: anyio.CancelScope | None = None
+
+    def hang_up(self) -> None:
+        """The carrier ends the call: a ringing phone stops; an answered call's stream closes."""
+        self.hung_up.set()
+        if self._up is not None:
+            self._up.cancel()
 
     def statuses(self) -> list[str]:
         """The ``CallStatus`` values posted, in order."""
@@ -223,7 +232,14 @@ class Placement:
                 await self.status("failed", "completed", CallDuration="0", Duration="0")
                 return
             await self.status("ringing", "ringing")
-            await anyio.sleep(p.callee.ring)
+            with anyio.move_on_after(p.callee.ring):
+                await p.hung_up.wait()
+            if p.hung_up.is_set():  # cancelled through the REST API while it rang
+                if p.carrier == "twilio":
+                    await self.status("canceled", "completed", CallDuration="0", Duration="0")
+                else:
+                    await self.status("cancel", "completed", Duration="0", BillDuration="0")
+                return
             if kind in ("busy", "no-answer"):
                 extra = {"CallDuration": "0"} if p.carrier == "twilio" else {}
                 if p.carrier == "plivo":
@@ -242,7 +258,9 @@ class Placement:
         p = self.p
         start = anyio.current_time()
         try:
-            with anyio.move_on_after(p.callee.hold):
+            with anyio.move_on_after(p.callee.hold) as p._up:
+                if p.hung_up.is_set():
+                    p._up.cancel()
                 async with self._dial() as call:
                     p.call = call
                     p.answered_at = time.time()

@@ -15,7 +15,12 @@ hanging up, and (Twilio) transferring a call.
   has already ended. ``Twiml=<Response><Dial>+E164</Dial></Response>`` (an XML declaration
   first, as the twilio library writes it, is fine; so is ``<Dial><Number>``) redirects the call
   to that number (a transfer, recorded in :attr:`FakeCarrierREST.transfers`).
+  ``Status=canceled`` ends a placed call still ringing and leaves a call in progress alone.
+  A placed call that is hung up ends as Twilio ends it: ``canceled`` while it rings (the
+  callee's phone stops), ``completed`` once answered (the carrier closes the stream).
 * Plivo: ``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/`` -> 204; 404 if already gone.
+  ``DELETE /v1/Account/{auth_id}/Request/{request_uuid}/`` cancels a placed call that still
+  rings (204, then ``cancel`` to its hangup URL); 404 once it was answered or is over.
   ``POST`` to the same path with a JSON body ``{"legs": "aleg", "aleg_url": ..., "aleg_method":
   ...}`` is the Transfer API: -> 202, then, like Plivo, the fake fetches ``aleg_url`` (signed
   with ``X-Plivo-Signature-V3``) and records the ``<Dial><Number>`` of the XML it gets back in
@@ -49,6 +54,7 @@ from ..server.signatures import compute_plivo_v3_signature
 from ._carrier_api import (
     _PLIVO,
     _PLIVO_CREATE,
+    _PLIVO_REQUEST,
     _TWILIO,
     _TWILIO_CREATE,
     _form,
@@ -166,6 +172,14 @@ class FakeCarrierREST(FakeServer):
             return self.placed[count - 1]
         raise TimeoutError(f"{len(self.placed)} call(s) placed, not {count}, in {timeout:g}s")
 
+    def _placed(self, call_id: str) -> PlacedCall | None:
+        """The placed call ``call_id`` names (its call id or, on Plivo, its request id) that is
+        still ringing or up."""
+        for placed in self.placed:
+            if call_id in (placed.call_id, placed.request_id) and not placed.done.is_set():
+                return placed
+        return None
+
     def _callee_for(self, number: str) -> Callee:
         if self.callee is None:
             return Callee()
@@ -257,6 +271,8 @@ class FakeCarrierREST(FakeServer):
             match, methods = _TWILIO.fullmatch(request.path), ("POST",)
         else:
             match, methods = _PLIVO.fullmatch(request.path), ("DELETE", "POST")
+            if match is None and (match := _PLIVO_REQUEST.fullmatch(request.path)):
+                methods = ("DELETE",)
         form = _form(request)
         call_id = match["call"] if match else ""
         authorised = (
@@ -268,6 +284,11 @@ class FakeCarrierREST(FakeServer):
         self.requests.append(
             RecordedHangup(request.method, request.path, call_id, form, authorised, status)
         )
+        hung_up = status in (200, 204) and call_id in self.ended
+        if hung_up and not any(c == call_id for c, _ in self.transfers):
+            for placed in self.placed:
+                if call_id in (placed.call_id, placed.request_id):
+                    placed.hang_up()
         if status in (200, 204) and self.on_hangup is not None:
             self.on_hangup(call_id)
         self._changed.set()
@@ -304,10 +325,20 @@ class FakeCarrierREST(FakeServer):
                 self.transfers.append((call_id, number))
                 self.ended.add(call_id)  # the stream ends; the call continues as the <Dial>
                 return 200, {"sid": call_id, "status": "in-progress"}
-            if form.get("Status") != ["completed"]:
-                return 400, {"code": 21218, "message": "Status must be completed"}
+            wanted = form.get("Status", [""])[0]
+            if wanted not in ("completed", "canceled"):
+                return 400, {"code": 21218, "message": "Status must be completed or canceled"}
+            placed = self._placed(call_id)
+            if wanted == "canceled" and (placed is None or placed.answered_at is not None):
+                return 200, {"sid": call_id, "status": "in-progress"}  # canceled spares it
             self.ended.add(call_id)
-            return 200, {"sid": call_id, "status": "completed"}
+            return 200, {"sid": call_id, "status": wanted}
+        if _PLIVO_REQUEST.fullmatch(request.path):
+            placed = self._placed(call_id)
+            if placed is None or placed.request_id != call_id or placed.answered_at is not None:
+                return 404, {"error": "request not found"}
+            self.ended.add(call_id)
+            return 204, {}
         if request.method == "POST":
             legs, url = form.get("legs", [""])[0], form.get("aleg_url", [""])[0]
             if legs != "aleg" or not url.startswith(("http://", "https://")):
