@@ -43,6 +43,7 @@ from .answer import answer_document
 from .asgi import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
 from .carriers import answered_outbound, route_for, serve_stream, stream_subject
 from .cluster import admit_call, default_handlers, run_lifespan
+from .media import MediaListener
 from .outbound import CallRegistry, OutboundCall
 from .preflight import check_runtime
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
@@ -89,6 +90,8 @@ class AgentRuntime:
     reports for calls placed with :meth:`dial` (signature-checked like the webhook);
     ``max_outbound``: calls placed by this process and not yet over; ``on_status``: called
     (sync or async) with each :class:`~voicegraph.frames.CallStatus` report.
+    ``media``: a :class:`~voicegraph.server.media.MediaListener` that :meth:`serve` runs
+    beside the ASGI app; the answers then send the carrier streams there (see docs/deploy.md).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class AgentRuntime:
         status_path: str = "/call/status",
         max_outbound: int = 50,
         on_status: Callable[[Any], Any] | None = None,
+        media: MediaListener | None = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -151,6 +155,10 @@ class AgentRuntime:
             raise AgentRuntimeError("observability= takes voicegraph.observability.Observability")
         if not 1 <= max_outbound <= 10_000:
             raise AgentRuntimeError("max_outbound must be between 1 and 10000")
+        if media is not None and not isinstance(media, MediaListener):
+            raise AgentRuntimeError("media= takes a voicegraph.server.MediaListener")
+        self.media = media
+        """The carrier streams' own listener, or ``None`` (streams go to the ASGI app)."""
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
@@ -380,10 +388,12 @@ class AgentRuntime:
             mode = request.args.get("dial", "")
             params["dial"] = await answered_outbound(self, telephony, call_id, values, mode)
         token = self.tokens[id(iface)].mint(call_id, stream_subject(params))
-        stream_url = self.public_base(request.scheme, _lower(headers.items()), True)
-        doc = answer_document(
-            iface, stream_url + prefix + iface.stream_path, {"token": token, **params}
-        )
+        lower = _lower(headers.items())
+        if self.media is not None:  # the carrier streams have their own listener
+            stream_url = self.media.stream_url(self, request.scheme, lower)
+        else:
+            stream_url = self.public_base(request.scheme, lower, True) + prefix
+        doc = answer_document(iface, stream_url + iface.stream_path, {"token": token, **params})
         logger.info("[%s] answered on %s (%s)", call_id, iface.phone_number, iface.pipeline)
         return reply(200, doc, "application/xml")
 
@@ -520,7 +530,12 @@ class AgentRuntime:
         Reports the bound URLs through ``task_status`` and to ``on_ready(urls)``. With
         ``handle_signals`` (main thread only), SIGTERM and SIGINT start a graceful shutdown (see
         :meth:`drain`). ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes serve
-        one port."""
+        one port (the media listener's too). With ``media``, the media listener serves beside
+        Hypercorn (its URL is reported after the app's) and closes after the drain."""
+        if self.media is not None and current_backend() != "asyncio":
+            raise AgentRuntimeError(
+                "media= serves on asyncio only: run with backend='asyncio' or drop media="
+            )
         sock = listen_socket(host, port, reuse_port=reuse_port)
         binds = bound_urls(sock)
         # calls were drained before the listeners close
@@ -547,6 +562,9 @@ class AgentRuntime:
                 # marked before the server starts, so its ASGI lifespan does not start it too
                 self._running["observability"] = True
                 tg.start_soon(self._observe, shutdown)
+            if self.media is not None:
+                media = partial(self.media.serve, self, reuse_port=reuse_port)
+                binds = [*binds, await tg.start(media)]
             tg.start_soon(server)
             logger.info("serving on %s", ", ".join(binds))
             task_status.started(binds)
@@ -596,8 +614,13 @@ class AgentRuntime:
         """Serve until SIGTERM/SIGINT, then drain (blocking). ``backend``: ``"asyncio"`` (the
         default; on uvloop where it is installed) or ``"trio"``. ``on_ready(urls)`` is called
         once the listeners are bound."""
+        backend = check_backend(backend)
+        if self.media is not None and backend != "asyncio":
+            raise AgentRuntimeError(
+                "media= serves on asyncio only: run with backend='asyncio' or drop media="
+            )
         serve = partial(self.serve, host, port, reuse_port=reuse_port, on_ready=on_ready)
-        run_on(serve, backend=check_backend(backend))
+        run_on(serve, backend=backend)
 
 
 def _route_path(scope: dict[str, Any]) -> str:
