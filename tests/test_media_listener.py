@@ -74,6 +74,26 @@ def test_without_its_own_public_url_the_listener_shares_the_runtimes() -> None:
     assert media.stream_url(runtime, "http", {}) == "ws://127.0.0.1"
 
 
+def test_the_deploy_guides_example_builds_a_runtime_with_a_media_listener(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "media=" in b)
+    lines = types.ModuleType("lines")  # the guide's module of CallInterface objects
+    lines.LINES = [interface("twilio", graph=echo_graph)]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lines", lines)
+    scope: dict[str, Any] = {}
+    exec(compile(code, "deploy.md", "exec"), scope)
+    media = scope["runtime"].media
+    assert isinstance(media, MediaListener) and media.port == 8765
+    assert media.stream_url(scope["runtime"], "http", {}) == "wss://agent.example.com"
+
+
 @pytest.mark.parametrize(
     ("kw", "words"),
     [

@@ -255,6 +255,5 @@ async def serve_picows(
         sock=sock,
         websocket_handshake_timeout=listener.handshake_timeout,
         max_frame_size=listener.max_message,
-        logger_name=logging.getLogger("voicegraph.server.media"),
         use_aiofastnet=False,
     )
