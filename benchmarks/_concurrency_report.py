@@ -180,6 +180,7 @@ def compare_listeners(rows: list[dict[str, Any]], engine: str) -> None:
                 "media / ASGI %",
                 "p99 ASGI",
                 "p99 media",
+                "v2v p99 ASGI/media",
                 "drops ASGI/media",
                 "load-limited",
             ],
@@ -191,6 +192,7 @@ def compare_listeners(rows: list[dict[str, Any]], engine: str) -> None:
                     r["media_over_asgi_percent"],
                     r["asgi_p99_ms"],
                     r["media_p99_ms"],
+                    f"{r['asgi_voice_to_voice_p99_ms']:.0f}/{r['media_voice_to_voice_p99_ms']:.0f}",
                     f"{r['asgi_drops']}/{r['media_drops']}",
                     "yes" if r["load_limited"] else "no",
                 ]

@@ -275,6 +275,9 @@ def _listener_row(asgi: dict[str, Any], media: dict[str, Any]) -> dict[str, Any]
         "media_p99_ms": media["framework_added_ms"]["p99"],
         "asgi_p50_ms": asgi["framework_added_ms"]["p50"],
         "media_p50_ms": media["framework_added_ms"]["p50"],
+        # absolute, for when the fakes' critical path (subtracted above) drifts from the rig's
+        "asgi_voice_to_voice_p99_ms": asgi["voice_to_voice_ms"]["p99"],
+        "media_voice_to_voice_p99_ms": media["voice_to_voice_ms"]["p99"],
         "asgi_drops": asgi["dropped_frames"],
         "media_drops": media["dropped_frames"],
         "asgi_failed": asgi["failed_calls"],

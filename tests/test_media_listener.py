@@ -136,6 +136,19 @@ async def test_a_call_streams_through_the_media_listener(engine: str, carrier: s
 
 
 @pytest.mark.anyio
+async def test_a_conversation_relay_call_streams_through_the_media_listener() -> None:
+    from voicegraph.testing.relay_caller import RelayCaller
+
+    iface = interface("twilio", pipeline="managed", graph=echo_graph, greeting="Hello")
+    async with served_media(iface) as (url, rt, _seen):
+        async with RelayCaller(url, TOKEN, to=NUMBER, public_url=PUBLIC).dial() as call:
+            assert call.attributes["url"] == f"{rt.media.url}/call/stream"  # type: ignore[union-attr]
+            await call.say("What are your opening hours?")
+            reply = await call.wait_for_reply(timeout=10)
+    assert reply == "What are your opening hours?"
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("carrier", CARRIERS)
 async def test_a_cascading_call_through_the_media_listener_answers_the_caller(
     carrier: str,

@@ -147,3 +147,5 @@ class MediaListener:
             finally:
                 server.close()  # no new connections; open calls are cancelled with the group
                 calls.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await server.wait_closed()  # sockets closed as their calls end
