@@ -309,17 +309,18 @@ async def test_an_oversize_message_ends_only_its_own_call(engine: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_drain_ends_media_listener_calls_and_closes_the_listener() -> None:
-    iface = interface("plivo", graph=echo_graph)
-    async with served_media(iface, drain_timeout=0.1) as (url, rt, _seen):
-        async with caller("plivo", url, playback_rate=20).dial() as call:
-            await until(lambda: rt.calls)
-            rt.shutdown()
-            await until(lambda: not rt.calls)
-            assert rt.draining
-            with anyio.fail_after(20):
-                while not call.closed:
-                    await call.send_silence(0.1)
+async def test_drain_ends_media_listener_calls_with_a_rest_hang_up() -> None:
+    from voicegraph.testing.fake_rest import FakeCarrierREST
+
+    async with FakeCarrierREST("plivo", "MA" + "X" * 18, TOKEN) as rest:
+        iface = interface("plivo", graph=echo_graph, api_base_url=rest.base_url)
+        async with served_media(iface, drain_timeout=0.1) as (url, rt, _seen):
+            async with caller("plivo", url, playback_rate=20).dial() as call:
+                await until(lambda: rt.calls)
+                rt.shutdown()
+                assert await rest.wait_for_hangup(call.call_uuid, timeout=20)
+                await until(lambda: not rt.calls)
+                assert rt.draining
 
 
 # ---------------------------------------------------------------- the picows socket
