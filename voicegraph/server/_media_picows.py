@@ -119,6 +119,8 @@ class PicowsSocket(WSListener):
     # --------------------------------------------------------------- MessageSocket
 
     async def receive(self) -> str | bytes:
+        if self.closed:
+            raise SocketClosed(self.close_code, "closed")
         while not self._inbox:
             if self.closed or self._gone:
                 raise SocketClosed(self.close_code, self._gone_reason or "closed")
