@@ -6,7 +6,8 @@
 "observability"}`` (``profile``: a file for a pyinstrument text profile of the whole run;
 ``observability``: serve with Prometheus metrics and OpenTelemetry tracing on; ``cpus``: cores to
 pin the process to; ``asgi``: ``"hypercorn"`` (default, as ``AgentRuntime.serve``) or
-``"uvicorn"``); ``playout``: PlayoutOptions fields for every call; ``stt_batch``:
+``"uvicorn"``; ``media``: serve the streams through a media listener on this engine,
+``"picows"`` or ``"websockets"``); ``playout``: PlayoutOptions fields for every call; ``stt_batch``:
 DeepgramOptions.audio_batch). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
@@ -139,11 +140,17 @@ async def start(config: dict[str, Any]) -> None:
     if config.get("playout"):
         playout_options(config["playout"])
     log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))
+    media = None
+    if config.get("media"):
+        from voicegraph.server import MediaListener
+
+        media = MediaListener("127.0.0.1", 0, engine=config["media"])
     runtime = rig.runtime(
         rig.interface(config["mode"], config["urls"], lat, stt_batch=config.get("stt_batch")),
         log.on_call,
         max_calls=2000,
         observability=observability() if config.get("observability") else None,
+        media=media,
     )
     inner = runtime.app
 
@@ -168,6 +175,8 @@ async def start(config: dict[str, Any]) -> None:
         return
     async with anyio.create_task_group() as tg:
         binds = await tg.start(runtime.serve, "127.0.0.1", 0)
+        if media is not None:
+            media.public_url = media.url  # the callers reach it where it is bound
         print(f"URL {binds[0]}", flush=True)
 
 

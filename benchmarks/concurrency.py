@@ -11,378 +11,35 @@ the largest N that keeps p99 framework-added latency <= 20 ms with no drops. The
 early once the median framework-added latency passes 500 ms (the server is saturated).
 
     python -m benchmarks concurrency [--quick] [--sweep 5,10,20,30,50,100,150,200] [--turns N]
-        [--backend asyncio|trio] [--observability]
+        [--backend asyncio|trio|both] [--observability] [--listener hypercorn|media|both]
+        [--media-engine picows|websockets]
 
 ``--observability`` also runs every N against a second server process with Prometheus metrics
 and OpenTelemetry tracing on, and reports the extra server CPU per call they cost (target:
-at most 10 %).
+at most 10 %). ``--listener both`` runs every N twice, back to back: the carrier streams
+through Hypercorn (the ASGI app) and through the media listener
+(``AgentRuntime(media=MediaListener(engine=...))``), and prints the two side by side; on a
+shared, noisy machine compare their ratio, not absolute figures.
+
+The parts: :mod:`benchmarks._procs` (server and load processes), :mod:`benchmarks._sweep`
+(one N, the sweep), :mod:`benchmarks._concurrency_report` (tables and targets).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
-import sys
-import time
-from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from . import _rig as rig
-from .common import BACKEND_ENV, backend, table, verdict, write_json
-from .common import run as run_on_backend
+from ._concurrency_report import BUDGET_MS, compare, compare_listeners, report
+from ._procs import get_stats, server_process, wait_idle
+from ._sweep import run_sweep
+from .common import BACKEND_ENV, backend, run as run_on_backend, write_json
 
-BUDGET_MS = 20.0
-OBSERVABILITY_BUDGET = 10.0  # % extra server CPU per call with metrics + tracing on
-SATURATED_MS = 500.0
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@asynccontextmanager
-async def server_process(config: dict[str, Any], py_spy: str | None = None) -> Any:
-    """Start ``benchmarks._server`` in a child process; yields its base URL. With ``py_spy``
-    (a file), py-spy samples the server from outside until the process ends (raw output:
-    one folded stack and its count per line)."""
-    cmd = [sys.executable, "-m", "benchmarks._server", json.dumps(config)]
-    async with await anyio.open_process(cmd, cwd=ROOT, stderr=None) as proc:
-        spy = None
-        try:
-            buf = b""
-            with anyio.fail_after(30):
-                while b"\n" not in buf:
-                    chunk = await proc.stdout.receive()  # type: ignore[union-attr]
-                    buf += chunk
-            line = buf.split(b"\n", 1)[0].decode()
-            if not line.startswith("URL "):
-                raise RuntimeError(f"server process said {line!r}, not its URL")
-            if py_spy:
-                spy = await anyio.open_process(
-                    [
-                        *_py_spy(),
-                        "record",
-                        "--pid",
-                        str(proc.pid),
-                        "--rate",
-                        "200",
-                        "--format",
-                        "raw",
-                        "--output",
-                        py_spy,
-                        "--nonblocking",
-                    ],
-                    stdout=None,
-                    stderr=None,
-                )
-            yield line[4:]
-        finally:
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-                with anyio.move_on_after(30):
-                    await spy.wait()
-            proc.terminate()
-            with anyio.move_on_after(20):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-
-def _py_spy() -> list[str]:
-    exe = Path(sys.executable).with_name("py-spy")
-    return [str(exe)] if exe.exists() else ["py-spy"]  # pip install py-spy (bench extra)
-
-
-async def get_stats(client: Any, url: str, gc: bool = False, query: str = "") -> dict[str, Any]:
-    """The server process's ``/bench/stats`` (see ``benchmarks._server``)."""
-    query = "&".join(q for q in ("gc=1" if gc else "", query) if q)
-    resp = await client.get(f"{url}/bench/stats" + (f"?{query}" if query else ""))
-    resp.raise_for_status()
-    return resp.json()  # type: ignore[no-any-return]
-
-
-class _Proc:
-    """A load process: its pid and a line reader over its stdout."""
-
-    def __init__(self, proc: Any) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        self._buf = b""
-
-    async def line(self) -> str:
-        while b"\n" not in self._buf:
-            try:
-                self._buf += await self.proc.stdout.receive()
-            except anyio.EndOfStream:
-                raise RuntimeError(f"load process {self.pid} ended early") from None
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    async def expect(self, word: str) -> str:
-        line = await self.line()
-        if not line.startswith(word):
-            raise RuntimeError(f"load process {self.pid} said {line[:200]!r}, not {word}")
-        return line[len(word) :].strip()
-
-    async def tell(self, word: str) -> None:
-        await self.proc.stdin.send(word.encode() + b"\n")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of the processes ``pids`` so far."""
-    import psutil  # the bench extra
-
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
-async def run_n(
-    url: str,
-    n: int,
-    turns: int,
-    lat: rig.Latencies,
-    speech: float,
-    client: Any,
-    desync: float = 1.5,
-    procs: int = 2,
-    cpus: list[int] | None = None,
-    idle_rss: int = 0,
-) -> dict[str, Any]:
-    """N concurrent callers in ``procs`` load processes, ``turns`` turns each; the
-    measurements of this N. Load CPU covers this process (the fakes) and the load processes."""
-    procs = max(1, min(procs, n))
-    window: dict[str, Any] = {}
-    results: list[dict[str, Any]] = []
-    async with AsyncExitStack() as stack:
-        load: list[_Proc] = []
-        for i in range(procs):
-            cfg = {
-                "url": url,
-                "ks": list(range(i, n, procs)),
-                "n": n,
-                "turns": turns,
-                "speech": speech,
-                "desync": desync,
-                "cpus": cpus,
-            }
-            cmd = [sys.executable, "-m", "benchmarks._load", json.dumps(cfg)]
-            proc = await stack.enter_async_context(
-                await anyio.open_process(cmd, cwd=ROOT, stderr=None)
-            )
-            load.append(_Proc(proc))
-        pids = [os.getpid()] + [p.pid for p in load]
-        ramp = min(4.0, 0.03 * n)
-        with anyio.fail_after(60 + ramp):
-            for p in load:
-                await p.expect("CONNECTED")
-        fakes0 = cpu_seconds(pids[:1])
-        window["start"] = (await get_stats(client, url), time.monotonic(), cpu_seconds(pids))
-        for p in load:
-            await p.tell("GO")
-        first = anyio.Event()
-        with anyio.fail_after(60 + 15 * turns):
-            async with anyio.create_task_group() as tg:
-
-                async def until_done(p: _Proc) -> None:
-                    await p.expect("FIRST")
-                    first.set()
-                    await p.expect("DONE")
-
-                async def measure() -> None:
-                    await first.wait()
-                    window["end"] = (
-                        await get_stats(client, url),
-                        time.monotonic(),
-                        cpu_seconds(pids),
-                    )
-                    window["fakes"] = cpu_seconds(pids[:1]) - fakes0
-
-                tg.start_soon(measure)
-                for p in load:
-                    tg.start_soon(until_done, p)
-        final = await get_stats(client, url)  # while every call is still up: live drops
-        for p in load:
-            await p.tell("HANGUP")
-        with anyio.fail_after(60):
-            for p in load:
-                results.append(json.loads(await p.expect("RESULT")))
-                await p.proc.wait()
-    (s0, w0, c0), (s1, w1, c1) = window["start"], window["end"]
-    wall = max(w1 - w0, 1e-9)
-    server_cpu = 100 * (s1["cpu_s"] - s0["cpu_s"]) / wall
-    load_cpu = 100 * (c1 - c0) / wall
-    load_cores = len(cpus) if cpus else (os.cpu_count() or 1)
-    failures = [f for r in results for f in r["failures"]]
-    recs = []
-    for r in results:
-        for cid, times in r["lines"].items():
-            line = _Times(times["speech_ends"], times["first_audio"])
-            marks = [tuple(m) for m in final["calls"].get(cid, {}).get("marks", [])]
-            recs.extend(rig.turn_records(line, marks, "cascading", lat))  # type: ignore[arg-type]
-    ours = {cid for r in results for cid in r["lines"]}
-    drops = sum(c["drops"] or 0 for cid, c in final["calls"].items() if cid in ours and c["drops"])
-    fa = [r["framework_added_ms"] for r in recs]
-    return {
-        "calls": n,
-        "turns": len(recs),
-        "failed_calls": len(failures),
-        "failures": failures[:5],
-        "server_cpu_percent": server_cpu,
-        "server_cpu_percent_per_call": server_cpu / n,
-        "load_process_cpu_percent": load_cpu,
-        # of which the simulated callers (the rest is the provider fakes)
-        "callers_cpu_percent": load_cpu - 100 * window["fakes"] / wall,
-        "load_processes": procs,
-        "load_cores": load_cores,
-        "load_limited": load_cpu >= 90 * load_cores,
-        "server_rss_bytes": s0["rss_bytes"],
-        "rss_bytes_per_call": max(0, s0["rss_bytes"] - idle_rss) / n,
-        "steady_window_s": wall,
-        "framework_added_ms": rig.summary(fa),
-        "framework_added_ms_later_turns": rig.summary(
-            [r["framework_added_ms"] for r in recs if r["turn"] > 0]
-        ),
-        "framework_share_ms": {
-            h: rig.summary(
-                [r["framework_share_ms"][h] for r in recs if h in r["framework_share_ms"]]
-            )
-            for h, *_ in rig.CASCADING_HOPS
-        },
-        "voice_to_voice_ms": rig.summary([r["voice_to_voice_ms"] for r in recs]),
-        "dropped_frames": drops,
-        "samples": {"framework_added_ms": fa},
-    }
-
-
-class _Times:
-    """A load process's record of one line, in the shape ``turn_records`` reads."""
-
-    def __init__(self, speech_ends: list[float], first_audio: list[float | None]) -> None:
-        self.speech_ends = speech_ends
-        self.first_audio = first_audio
-
-
-async def run_sweep(
-    sweep: list[int],
-    turns: int,
-    lat: rig.Latencies,
-    speech: float,
-    desync: float,
-    profile: str | None = None,
-    observe: list[dict[str, Any]] | None = None,
-    setup: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """The sweep; with ``observe`` (a list), every N runs again on a server with metrics and
-    tracing on, and the comparison rows are appended to ``observe``. ``setup``: ``procs``
-    (load processes), ``server_cpus`` and ``load_cpus`` (pinning; ``None``: not pinned),
-    ``asgi`` (``"hypercorn"`` or ``"uvicorn"``), ``py_spy`` (a file for a py-spy profile of
-    the server, raw folded stacks)."""
-    import httpx
-
-    setup = setup or {}
-    procs, load_cpus = setup.get("procs", 2), setup.get("load_cpus")
-    results = []
-    total = sum(sweep) * turns * (4 if observe is not None else 2) + 110
-    async with rig.run_fakes("cascading", lat, turns=total) as fakes:
-        config = {
-            "mode": "cascading",
-            "urls": fakes.urls,
-            "latencies": {n: getattr(lat, n) for n in rig.Latencies.__struct_fields__},
-            "collect": True,
-            "profile": profile,
-            "cpus": setup.get("server_cpus"),
-            "asgi": setup.get("asgi", "hypercorn"),
-            "playout": setup.get("playout"),
-            "stt_batch": setup.get("stt_batch"),
-        }
-        async with (
-            server_process(config, setup.get("py_spy")) as url,
-            _maybe_server(config, observe is not None) as url_obs,
-            httpx.AsyncClient(timeout=30) as client,
-        ):
-            # One short call first: the server's one-off start-up work (lazy imports, first
-            # connections to the fakes) is not a per-call cost.
-            for u in (url, url_obs) if url_obs else (url,):
-                await run_n(u, 2, 1, lat, 0.4, client, 0.2, 1, load_cpus)
-                await wait_idle(client, u)
-            idle_rss = (await get_stats(client, url, gc=True))["rss_bytes"]
-            for n in sweep:
-                r = await run_n(
-                    url, n, turns, lat, speech, client, desync, procs, load_cpus, idle_rss
-                )
-                results.append(r)
-                _progress(r)
-                await wait_idle(client, url)
-                if observe is not None:
-                    on = await run_n(
-                        url_obs, n, turns, lat, speech, client, desync, procs, load_cpus
-                    )
-                    await wait_idle(client, url_obs)
-                    observe.append(_observability_row(r, on))
-                    _progress(on, " (metrics + tracing)")
-                if r["framework_added_ms"]["p50"] > SATURATED_MS:
-                    # the server is past saturation: larger N only take longer to say so
-                    print(f"  stopping the sweep: p50 above {SATURATED_MS:g} ms at N={n}")
-                    break
-    return results
-
-
-@asynccontextmanager
-async def _maybe_server(config: dict[str, Any], wanted: bool) -> Any:
-    """A second server process with metrics and tracing on, when ``wanted``."""
-    if not wanted:
-        yield None
-        return
-    async with server_process({**config, "observability": True, "profile": None}) as url:
-        yield url
-
-
-def _observability_row(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
-    a, b = off["server_cpu_percent_per_call"], on["server_cpu_percent_per_call"]
-    return {
-        "calls": off["calls"],
-        "cpu_percent_per_call_off": a,
-        "cpu_percent_per_call_on": b,
-        "extra_percent": 100 * (b - a) / a if a > 0 else 0.0,
-        "p99_framework_added_ms_on": on["framework_added_ms"]["p99"],
-        "failed_calls_on": on["failed_calls"],
-        "saturated": max(off["framework_added_ms"]["p50"], on["framework_added_ms"]["p50"])
-        > SATURATED_MS,
-    }
-
-
-async def wait_idle(client: Any, url: str) -> None:
-    """Wait until the server has no call left (the previous N's must be gone first)."""
-    with anyio.fail_after(60):
-        for _ in range(300):
-            if not (await get_stats(client, url))["active_calls"]:
-                return
-            await anyio.sleep(0.2)
-
-
-def _progress(r: dict[str, Any], note: str = "") -> None:
-    fa = r["framework_added_ms"]
-    print(
-        f"  N={r['calls']}{note}: p99 framework-added {fa['p99']:.1f} ms, server CPU "
-        f"{r['server_cpu_percent']:.0f}%, drops {r['dropped_frames']}, load process CPU "
-        f"{r['load_process_cpu_percent']:.0f}%",
-        flush=True,
-    )
-
-
-CPU_PER_CALL_AT = 20  # N at which the per-call CPU target is judged
-CPU_PER_CALL_TARGET = 0.6  # % of a core
-RSS_PER_CALL_TARGET = 1 << 20  # bytes
+__all__ = ["get_stats", "main", "server_process", "wait_idle"]  # the memory benchmark's too
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -417,6 +74,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
         choices=("hypercorn", "uvicorn"),
         default="hypercorn",
         help="ASGI server of the server process (uvicorn: asyncio only)",
+    )
+    ap.add_argument(
+        "--listener",
+        choices=("hypercorn", "media", "both"),
+        default="hypercorn",
+        help="where the carrier streams are served: the ASGI app (hypercorn), the media "
+        "listener, or both back to back for every N (asyncio only)",
+    )
+    ap.add_argument(
+        "--media-engine",
+        choices=("picows", "websockets"),
+        default="picows",
+        help="the media listener's WebSocket server",
     )
     ap.add_argument(
         "--playout",
@@ -479,15 +149,18 @@ def sweep_on(
         "py_spy": str(Path(args.py_spy).resolve()) if args.py_spy else None,
         "playout": args.playout_fields,
         "stt_batch": args.stt_batch,
+        "media": args.media_engine if args.listener == "media" else None,
+        "compare_media": args.media_engine if args.listener == "both" else None,
     }
     print(
         f"concurrency sweep {args.sweep_n}, {args.turns} turn(s) per call, backend {name}, "
-        f"{args.asgi}, {args.load_procs} load process(es), server cores "
+        f"{args.asgi}, streams on {args.listener}, {args.load_procs} load process(es), server cores "
         f"{pins['server_cpus'] or 'any'}, load cores {pins['load_cpus'] or 'any'}",
         flush=True,
     )
     profile = str(Path(args.profile).resolve()) if args.profile else None
     observe: list[dict[str, Any]] | None = [] if args.observability else None
+    versus: list[dict[str, Any]] | None = [] if args.listener == "both" else None
     runs = run_on_backend(
         run_sweep,
         args.sweep_n,
@@ -498,153 +171,10 @@ def sweep_on(
         profile,
         observe,
         setup,
+        versus,
     )
-    return {"backend": name, "setup": setup, "runs": runs, "observability": observe}
-
-
-def within_budget(r: dict[str, Any]) -> bool:
-    return (
-        r["framework_added_ms"]["p99"] <= BUDGET_MS
-        and r["dropped_frames"] == 0
-        and not r["failed_calls"]
-    )
-
-
-def report(sweep: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
-    """Print one sweep's tables and notes; return its targets."""
-    name, runs, observe = sweep["backend"], sweep["runs"], sweep["observability"]
-    best = max((r["calls"] for r in runs if within_budget(r)), default=0)
-    sweep["max_calls_within_budget"] = best
-    print(
-        table(
-            f"Concurrent cascading calls, one server process on {name} (framework-added ms)",
-            [
-                "N",
-                "server CPU %",
-                "CPU %/call",
-                "p50",
-                "p99",
-                "drops",
-                "failed",
-                "RSS MB/call",
-                "load CPU %",
-            ],
-            [
-                [
-                    r["calls"],
-                    r["server_cpu_percent"],
-                    r["server_cpu_percent_per_call"],
-                    r["framework_added_ms"]["p50"],
-                    r["framework_added_ms"]["p99"],
-                    r["dropped_frames"],
-                    r["failed_calls"],
-                    r["rss_bytes_per_call"] / 1e6,
-                    f"{r['load_process_cpu_percent']:.0f} (callers "
-                    f"{r['callers_cpu_percent']:.0f})"
-                    + (" (load-limited)" if r["load_limited"] else ""),
-                ]
-                for r in runs
-            ],
-        )
-    )
-    print(f"largest N with p99 framework-added <= {BUDGET_MS:g} ms and no drops: {best}")
-    limited = [r["calls"] for r in runs if r["load_limited"]]
-    if limited:
-        print(
-            f"note: the LOAD side (callers + fakes) was the limit at N = {limited}: it used "
-            "90 % or more of its cores, so its own delays count as framework-added there and "
-            "those latencies are pessimistic (the server's CPU per call is unaffected)"
-        )
-    if observe:
-        print(
-            table(
-                "Server CPU per call, metrics + tracing off vs on",
-                ["N", "CPU %/call off", "CPU %/call on", "extra %", "p99 on", "failed on"],
-                [
-                    [
-                        o["calls"],
-                        o["cpu_percent_per_call_off"],
-                        o["cpu_percent_per_call_on"],
-                        o["extra_percent"],
-                        o["p99_framework_added_ms_on"],
-                        o["failed_calls_on"],
-                    ]
-                    for o in observe
-                ],
-            )
-        )
-    targets: dict[str, bool] = {
-        ">= 150 concurrent calls per core within the 20 ms p99 budget": best >= 150,
-    }
-    at = next((r for r in runs if r["calls"] == CPU_PER_CALL_AT), None)
-    if at is not None:
-        targets[
-            f"server CPU per call <= {CPU_PER_CALL_TARGET:g} % of a core at {CPU_PER_CALL_AT} calls"
-        ] = at["server_cpu_percent_per_call"] <= CPU_PER_CALL_TARGET
-    loaded = [r for r in runs if r["calls"] >= 10] or runs
-    if loaded:
-        worst = max(r["rss_bytes_per_call"] for r in loaded)
-        targets["<= 1 MB of RSS per concurrent call"] = worst <= RSS_PER_CALL_TARGET
-    at100 = next((r for r in runs if r["calls"] == 100), None)
-    if at100 is not None:
-        fa = at100["framework_added_ms"]
-        targets["framework-added p50 <= 10 ms at 100 calls"] = fa["p50"] <= 10
-        targets["framework-added p99 <= 25 ms at 100 calls"] = fa["p99"] <= 25
-    judged = [o for o in (observe or []) if not o["saturated"]]
-    if judged:
-        # the median over the N where neither server was saturated: a starved server's CPU
-        # share says more about the machine's other load than about the server
-        extra = sorted(o["extra_percent"] for o in judged)[len(judged) // 2]
-        print(f"metrics + tracing: median extra CPU per call {extra:+.1f} % (unsaturated N)")
-        targets[f"metrics + tracing cost <= {OBSERVABILITY_BUDGET:g} % CPU per call"] = (
-            extra <= OBSERVABILITY_BUDGET
-        )
-    if args.quick:
-        print("targets: not judged on a --quick run")
-        return {}
-    for target, good in targets.items():
-        print(f"target {target} ({name}): {verdict(good)}")
-    return targets
-
-
-def compare(sweeps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-call server CPU of asyncio against Trio at each N both ran."""
-    a, t = sweeps[0]["runs"], sweeps[1]["runs"]
-    by_n = {r["calls"]: r for r in t}
-    rows = []
-    for r in a:
-        o = by_n.get(r["calls"])
-        if o is None:
-            continue
-        x, y = r["server_cpu_percent_per_call"], o["server_cpu_percent_per_call"]
-        rows.append(
-            {
-                "calls": r["calls"],
-                "asyncio_cpu_percent_per_call": x,
-                "trio_cpu_percent_per_call": y,
-                "ratio_percent": 100 * x / y if y > 0 else float("nan"),
-                "asyncio_p99_ms": r["framework_added_ms"]["p99"],
-                "trio_p99_ms": o["framework_added_ms"]["p99"],
-            }
-        )
-    print(
-        table(
-            "Server CPU per call, asyncio against Trio (same command, back to back)",
-            ["N", "asyncio %/call", "Trio %/call", "asyncio / Trio %", "p99 asyncio", "p99 Trio"],
-            [
-                [
-                    c["calls"],
-                    c["asyncio_cpu_percent_per_call"],
-                    c["trio_cpu_percent_per_call"],
-                    c["ratio_percent"],
-                    c["asyncio_p99_ms"],
-                    c["trio_p99_ms"],
-                ]
-                for c in rows
-            ],
-        )
-    )
-    return rows
+    out = {"backend": name, "setup": setup, "runs": runs, "observability": observe}
+    return {**out, "listeners": versus}
 
 
 def main(argv: list[str]) -> int:
@@ -655,11 +185,15 @@ def main(argv: list[str]) -> int:
     names = ["asyncio", "trio"] if chosen == "both" else [backend()]
     if args.asgi == "uvicorn" and "trio" in names:
         raise SystemExit("--asgi uvicorn runs on asyncio only; use --backend asyncio")
+    if args.listener != "hypercorn" and ("trio" in names or args.asgi == "uvicorn"):
+        raise SystemExit("--listener media/both needs --backend asyncio and --asgi hypercorn")
     pins = pinning(args.no_pin)  # before this process pins itself to the load's cores
     sweeps = [sweep_on(name, args, lat, pins) for name in names]
     targets = {}
     for sweep in sweeps:
         sweep["targets"] = report(sweep, args)
+        if sweep["listeners"]:
+            compare_listeners(sweep["listeners"], args.media_engine)
         targets.update({f"{k} ({sweep['backend']})": v for k, v in sweep["targets"].items()})
     first = sweeps[0]
     results: dict[str, Any] = {
@@ -680,6 +214,8 @@ def main(argv: list[str]) -> int:
     }
     if first["observability"] is not None:
         results["observability"] = first["observability"]
+    if first["listeners"] is not None:
+        results["listeners"] = first["listeners"]
     if len(sweeps) == 2:
         results["backends"] = {
             s["backend"]: {k: v for k, v in s.items() if k != "backend"} for s in sweeps

@@ -110,6 +110,19 @@ def test_concurrency_reports_the_cpu_cost_of_metrics_and_tracing(tmp_path: Path)
         assert _finite(r["extra_percent"])
 
 
+def test_concurrency_compares_the_asgi_stream_route_with_the_media_listener(
+    tmp_path: Path,
+) -> None:
+    argv = ["--quick", "--listener", "both", "--no-plot", "--out", str(tmp_path)]
+    assert concurrency.main(argv) == 0
+    rows = _load(tmp_path, "concurrency")["listeners"]
+    assert [r["calls"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["asgi_failed"] == 0 and r["media_failed"] == 0
+        assert r["asgi_cpu_percent_per_call"] > 0 and r["media_cpu_percent_per_call"] > 0
+        assert _finite(r["media_over_asgi_percent"]) and _finite(r["media_p99_ms"])
+
+
 def test_memory_quick_via_the_cli_reports_rss_and_tasks_before_and_after(
     tmp_path: Path,
 ) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from enginekit import BOTH_BACKENDS, audio
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicegraph import DTMF, EndOfInput, Inbox, Interrupt, SpeechStarted
 

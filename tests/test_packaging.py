@@ -40,6 +40,7 @@ BACKEND_ADAPTERS = {
     "voicegraph/wsio.py": "websockets on asyncio, trio-websocket on Trio",
     "voicegraph/server/state/_bridge.py": "awaits redis-py's asyncio client from Trio",
     "voicegraph/testing/clock.py": "an asyncio event loop on virtual time (Trio has MockClock)",
+    "voicegraph/server/_media_picows.py": "picows is an asyncio library (the media listener)",
 }
 IMPORTS_OF_A_BACKEND = re.compile(
     r"^\s*(?:import|from)\s+(?:asyncio|trio|trio_websocket|uvloop)\b", re.M

@@ -6,8 +6,7 @@ import anyio
 import pytest
 import sniffio
 from enginekit import BOTH_BACKENDS, Lifecycle, MapActor, MapStage, PassActor, Sink, Source, audio
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from voicegraph import (
     Actor,

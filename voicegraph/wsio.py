@@ -2,7 +2,8 @@
 provider sockets (client side: ``websockets`` on asyncio, trio-websocket on Trio).
 
 Transports and provider nodes depend only on :class:`MessageSocket`; the adapters here and in
-:mod:`voicegraph.server.carriers` are the only code that knows a WebSocket library.
+:mod:`voicegraph.server.carriers` (and the media listener's, ``voicegraph.server._media_*``)
+are the only code that knows a WebSocket library.
 :func:`connect_websocket` picks the client library by the running backend; both clients get the
 same limits (message size, connect and close timeouts), no compression and no library pings
 (keep-alive and reconnect live above this interface, in ``nodes.providers.base``).

@@ -35,12 +35,13 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 
-from ..backends import DEFAULT_BACKEND, check_backend, run as run_on
+from ..backends import DEFAULT_BACKEND, check_backend, current_backend, run as run_on
 from ..interface import _PATH as _STATUS_PATH, CallInterface, CallInterfaceError
 from . import control, lifecycle, outbound
 from .app import build_app
 from .carrier_routes import route_for
 from .cluster import default_handlers
+from .media import MediaListener
 from .outbound import CallRegistry, OutboundCall
 from .preflight import check_runtime
 from .state import open_state
@@ -49,6 +50,9 @@ from .stream_token import StreamTokens, derive_secret
 __all__ = ["AgentRuntime", "AgentRuntimeError"]
 
 logger = logging.getLogger("voicegraph.server")
+
+
+MEDIA_ON_ASYNCIO = "media= serves on asyncio only: run with backend='asyncio' or drop media="
 
 
 class AgentRuntimeError(CallInterfaceError):
@@ -81,6 +85,8 @@ class AgentRuntime:
     reports for calls placed with :meth:`dial` (signature-checked like the webhook);
     ``max_outbound``: calls placed by this process and not yet over; ``on_status``: called
     (sync or async) with each :class:`~voicegraph.frames.CallStatus` report.
+    ``media``: a :class:`~voicegraph.server.media.MediaListener` that :meth:`serve` runs
+    beside the ASGI app; the answers then send the carrier streams there (see docs/deploy.md).
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class AgentRuntime:
         status_path: str = "/call/status",
         max_outbound: int = 50,
         on_status: Callable[[Any], Any] | None = None,
+        media: MediaListener | None = None,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -143,6 +150,10 @@ class AgentRuntime:
             raise AgentRuntimeError("observability= takes voicegraph.observability.Observability")
         if not 1 <= max_outbound <= 10_000:
             raise AgentRuntimeError("max_outbound must be between 1 and 10000")
+        if media is not None and not isinstance(media, MediaListener):
+            raise AgentRuntimeError("media= takes a voicegraph.server.MediaListener")
+        self.media = media
+        """The carrier streams' own listener, or ``None`` (streams go to the ASGI app)."""
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
         self.trust_forwarded_headers = trust_forwarded_headers
@@ -360,7 +371,10 @@ class AgentRuntime:
         Reports the bound URLs through ``task_status`` and to ``on_ready(urls)``. With
         ``handle_signals`` (main thread only), SIGTERM and SIGINT start a graceful shutdown (see
         :meth:`drain`). ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes serve
-        one port."""
+        one port (the media listener's too). With ``media``, the media listener serves beside
+        Hypercorn (its URL is reported after the app's) and closes after the drain."""
+        if self.media is not None and current_backend() != "asyncio":
+            raise AgentRuntimeError(MEDIA_ON_ASYNCIO)
         await lifecycle.serve(
             self,
             host,
@@ -384,4 +398,7 @@ class AgentRuntime:
         default; on uvloop where it is installed) or ``"trio"``. ``on_ready(urls)`` is called
         once the listeners are bound."""
         serve = partial(self.serve, host, port, reuse_port=reuse_port, on_ready=on_ready)
-        run_on(serve, backend=check_backend(backend))
+        backend = check_backend(backend)
+        if self.media is not None and backend != "asyncio":
+            raise AgentRuntimeError(MEDIA_ON_ASYNCIO)
+        run_on(serve, backend=backend)

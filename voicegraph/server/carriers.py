@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import anyio
 
@@ -19,18 +19,9 @@ from ..runtime import Call
 from ..session import CallSession
 from ..wsio import SocketClosed
 from . import reports
-from .carrier_routes import (
-    CarrierRoute,
-    carrier_route as _carrier,  # the name serve_stream looks up
-    route_for,
-)
+from .carrier_routes import CarrierRoute, carrier_route, route_for
 from .cluster import redeem_stream_token, register_call, release_call
-from .goodbye import (
-    apologise,
-    goodbye,
-    rest_hangup as _rest_hangup,  # the name _run_stream calls
-    shutdown_goodbye,
-)
+from .goodbye import apologise, goodbye, rest_hangup, shutdown_goodbye
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 from .stream_token import StreamTokenError
 from .transfer import rest_transfer
@@ -41,6 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsgiSocket",
+    "CarrierSocket",
+    "StreamGrant",
+    "StreamRefusal",
+    "judge_handshake",
+    "run_stream",
     "stream_subject",
     "CallSetupError",
     "CarrierRoute",
@@ -62,6 +58,22 @@ WRITE_TIMEOUT = 10.0  # AgentRuntime(write_timeout=...) default
 
 class CallSetupError(Exception):
     """A call's graph could not be built (the message says what to change)."""
+
+
+class CarrierSocket(Protocol):
+    """What the stream code needs of a listener's accepted socket: a
+    :class:`~voicegraph.wsio.MessageSocket` that ends its call when a write stays blocked for
+    ``write_timeout`` seconds (``blocked`` then reads True and ``on_blocked`` has been called)."""
+
+    write_timeout: float
+    blocked: bool
+    on_blocked: Callable[[], None] | None
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 class AsgiSocket:
@@ -164,6 +176,56 @@ def _handshake_ok(iface: CallInterface, url: str, headers: dict[str, str]) -> bo
     )
 
 
+class StreamRefusal(NamedTuple):
+    """A stream handshake refused with an HTTP status (404, 403 or 503) and a short body."""
+
+    status: int
+    body: str
+
+
+class StreamGrant(NamedTuple):
+    """A stream handshake that may be accepted: the carrier protocol, the interfaces whose
+    signature it carries, and the public http(s) base (where Plivo fetches a transfer
+    document)."""
+
+    carrier: CarrierRoute
+    allowed: list[CallInterface]
+    http_base: str
+
+
+def judge_handshake(
+    runtime: AgentRuntime, path: str, headers: dict[str, str], url: str
+) -> StreamGrant | StreamRefusal:
+    """Decide one carrier stream handshake, the same way on every listener: ``path`` is the
+    path inside the app, ``headers`` the request's headers (names in lower case), ``url`` the
+    public ws(s) URL the carrier connected to (what it signed). Synchronous and cheap, so a
+    listener may call it from its handshake callback."""
+    group = runtime.streams.get(path)
+    if not group:
+        return StreamRefusal(404, "no stream endpoint here")
+    checks = {id(i): _handshake_ok(i, url, headers) for i in group}
+    # Twilio always signs the handshake; Plivo may not, and then the stream token alone decides.
+    allowed = [
+        i for i in group if checks[id(i)] or (checks[id(i)] is None and i.telephony == "plivo")
+    ]
+    if not allowed:
+        logger.warning("stream handshake on %s refused: missing or invalid signature", path)
+        return StreamRefusal(403, "invalid signature")
+    if len(runtime.calls) >= runtime.max_calls:
+        logger.warning("stream refused: %d calls active (max_calls)", len(runtime.calls))
+        return StreamRefusal(503, "at capacity")
+    if runtime.waiting_streams >= runtime.max_waiting_streams:
+        # Unsigned handshakes (Plivo may send none) cost nothing to open: bound the sockets
+        # that are only waiting for their start message.
+        logger.warning(
+            "stream refused: %d sockets already waiting for their start", runtime.waiting_streams
+        )
+        return StreamRefusal(503, "too many streams starting")
+    # ws(s)://host/prefix/path -> http(s)://host/prefix
+    http_base = "http" + url[2 : len(url) - len(path)]
+    return StreamGrant(carrier_route(route_for(group[0])), allowed, http_base)
+
+
 async def serve_stream(
     runtime: AgentRuntime, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
@@ -175,41 +237,26 @@ async def serve_stream(
     path = scope["path"]
     if root_path and path.startswith(root_path):
         path = path[len(root_path) :] or "/"
-    group = runtime.streams.get(path)
-    if not group:
-        await sock.reject(404, "no stream endpoint here")
-        return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     url = runtime.public_base(scope.get("scheme", "ws"), headers, True)
     url += runtime.mount_prefix(root_path) + path
-    checks = {id(i): _handshake_ok(i, url, headers) for i in group}
-    # Twilio always signs the handshake; Plivo may not, and then the stream token alone decides.
-    allowed = [
-        i for i in group if checks[id(i)] or (checks[id(i)] is None and i.telephony == "plivo")
-    ]
-    if not allowed:
-        logger.warning("stream handshake on %s refused: missing or invalid signature", path)
-        await sock.reject(403, "invalid signature")
-        return
-    if len(runtime.calls) >= runtime.max_calls:
-        logger.warning("stream refused: %d calls active (max_calls)", len(runtime.calls))
-        await sock.reject(503, "at capacity")
-        return
-    if runtime.waiting_streams >= runtime.max_waiting_streams:
-        # Unsigned handshakes (Plivo may send none) cost nothing to open: bound the sockets
-        # that are only waiting for their start message.
-        logger.warning(
-            "stream refused: %d sockets already waiting for their start", runtime.waiting_streams
-        )
-        await sock.reject(503, "too many streams starting")
+    verdict = judge_handshake(runtime, path, headers, url)
+    if isinstance(verdict, StreamRefusal):
+        await sock.reject(verdict.status, verdict.body)
         return
     sock.write_timeout = runtime.write_timeout
     if not await sock.accept():
         return
-    # the public http(s) base, where Plivo fetches a transfer document (ws:// -> http://)
-    http_base = "http" + url[2 : len(url) - len(path)]
+    await run_stream(runtime, sock, verdict, path)
+
+
+async def run_stream(
+    runtime: AgentRuntime, sock: CarrierSocket, grant: StreamGrant, path: str
+) -> None:
+    """Run an accepted carrier socket's call to its end, on any listener. Never raises; the
+    socket is closed when it returns."""
     try:
-        await _run_stream(runtime, sock, _carrier(route_for(group[0])), allowed, http_base)
+        await _run_stream(runtime, sock, grant.carrier, grant.allowed, grant.http_base)
     except Exception as exc:  # one call's failure must never reach the server
         logger.error("stream on %s failed: %s: %s", path, type(exc).__name__, exc, exc_info=exc)
         await sock.close(CLOSE_ERROR, "internal error")
@@ -219,7 +266,7 @@ async def serve_stream(
 
 async def _run_stream(
     runtime: AgentRuntime,
-    sock: AsgiSocket,
+    sock: CarrierSocket,
     carrier: CarrierRoute,
     allowed: list[CallInterface],
     http_base: str | None = None,
@@ -265,7 +312,7 @@ async def _run_stream(
         to_number=caller if "dial" in params else iface.phone_number,
         params={k: v for k, v in params.items() if k != "token"},
         interface=iface,
-        hangup=lambda: _rest_hangup(iface, call_id),
+        hangup=lambda: rest_hangup(iface, call_id),
         transfer=partial(rest_transfer, iface, call_id, http_base=http_base),
     )
     with anyio.CancelScope() as scope:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -103,6 +104,9 @@ async def serve(
             # marked before the server starts, so its ASGI lifespan does not start it too
             runtime._running["observability"] = True
             tg.start_soon(_observe, runtime, shutdown)
+        if runtime.media is not None:
+            media = partial(runtime.media.serve, runtime, reuse_port=reuse_port)
+            binds = [*binds, await tg.start(media)]
         tg.start_soon(server)
         logger.info("serving on %s", ", ".join(binds))
         task_status.started(binds)

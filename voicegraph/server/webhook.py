@@ -93,10 +93,12 @@ async def answer_webhook(runtime: AgentRuntime, request: Any, response_cls: Any)
         mode = request.args.get("dial", "")
         params["dial"] = await answered_outbound(runtime, telephony, call_id, values, mode)
     token = runtime.tokens[id(iface)].mint(call_id, stream_subject(params))
-    stream_url = runtime.public_base(request.scheme, _lower(headers.items()), True)
-    doc = answer_document(
-        iface, stream_url + prefix + iface.stream_path, {"token": token, **params}
-    )
+    lower = _lower(headers.items())
+    if runtime.media is not None:  # the carrier streams have their own listener
+        stream_url = runtime.media.stream_url(runtime, request.scheme, lower)
+    else:
+        stream_url = runtime.public_base(request.scheme, lower, True) + prefix
+    doc = answer_document(iface, stream_url + iface.stream_path, {"token": token, **params})
     logger.info("[%s] answered on %s (%s)", call_id, iface.phone_number, iface.pipeline)
     return reply(200, doc, "application/xml")
 

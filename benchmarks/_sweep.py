@@ -1,0 +1,299 @@
+"""The concurrency benchmark's sweep: N simulated callers in load processes against one server
+process, measured per N (server CPU, framework-added latency, drops, RSS), optionally against a
+second server process on every N (metrics + tracing on, or the media listener) for a
+back-to-back comparison on the same machine state."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+
+from . import _rig as rig
+from ._procs import ROOT, LoadProc, cpu_seconds, get_stats, server_process, wait_idle
+
+__all__ = ["SATURATED_MS", "run_n", "run_sweep"]
+
+SATURATED_MS = 500.0
+
+
+async def run_n(
+    url: str,
+    n: int,
+    turns: int,
+    lat: rig.Latencies,
+    speech: float,
+    client: Any,
+    desync: float = 1.5,
+    procs: int = 2,
+    cpus: list[int] | None = None,
+    idle_rss: int = 0,
+) -> dict[str, Any]:
+    """N concurrent callers in ``procs`` load processes, ``turns`` turns each; the
+    measurements of this N. Load CPU covers this process (the fakes) and the load processes."""
+    procs = max(1, min(procs, n))
+    window: dict[str, Any] = {}
+    results: list[dict[str, Any]] = []
+    async with AsyncExitStack() as stack:
+        load: list[LoadProc] = []
+        for i in range(procs):
+            cfg = {
+                "url": url,
+                "ks": list(range(i, n, procs)),
+                "n": n,
+                "turns": turns,
+                "speech": speech,
+                "desync": desync,
+                "cpus": cpus,
+            }
+            cmd = [sys.executable, "-m", "benchmarks._load", json.dumps(cfg)]
+            proc = await stack.enter_async_context(
+                await anyio.open_process(cmd, cwd=ROOT, stderr=None)
+            )
+            load.append(LoadProc(proc))
+        pids = [os.getpid()] + [p.pid for p in load]
+        ramp = min(4.0, 0.03 * n)
+        with anyio.fail_after(60 + ramp):
+            for p in load:
+                await p.expect("CONNECTED")
+        fakes0 = cpu_seconds(pids[:1])
+        window["start"] = (await get_stats(client, url), time.monotonic(), cpu_seconds(pids))
+        for p in load:
+            await p.tell("GO")
+        first = anyio.Event()
+        with anyio.fail_after(60 + 15 * turns):
+            async with anyio.create_task_group() as tg:
+
+                async def until_done(p: LoadProc) -> None:
+                    await p.expect("FIRST")
+                    first.set()
+                    await p.expect("DONE")
+
+                async def measure() -> None:
+                    await first.wait()
+                    window["end"] = (
+                        await get_stats(client, url),
+                        time.monotonic(),
+                        cpu_seconds(pids),
+                    )
+                    window["fakes"] = cpu_seconds(pids[:1]) - fakes0
+
+                tg.start_soon(measure)
+                for p in load:
+                    tg.start_soon(until_done, p)
+        final = await get_stats(client, url)  # while every call is still up: live drops
+        for p in load:
+            await p.tell("HANGUP")
+        with anyio.fail_after(60):
+            for p in load:
+                results.append(json.loads(await p.expect("RESULT")))
+                await p.proc.wait()
+    (s0, w0, c0), (s1, w1, c1) = window["start"], window["end"]
+    wall = max(w1 - w0, 1e-9)
+    server_cpu = 100 * (s1["cpu_s"] - s0["cpu_s"]) / wall
+    load_cpu = 100 * (c1 - c0) / wall
+    load_cores = len(cpus) if cpus else (os.cpu_count() or 1)
+    failures = [f for r in results for f in r["failures"]]
+    recs = []
+    for r in results:
+        for cid, times in r["lines"].items():
+            line = _Times(times["speech_ends"], times["first_audio"])
+            marks = [tuple(m) for m in final["calls"].get(cid, {}).get("marks", [])]
+            recs.extend(rig.turn_records(line, marks, "cascading", lat))  # type: ignore[arg-type]
+    ours = {cid for r in results for cid in r["lines"]}
+    drops = sum(c["drops"] or 0 for cid, c in final["calls"].items() if cid in ours and c["drops"])
+    fa = [r["framework_added_ms"] for r in recs]
+    return {
+        "calls": n,
+        "turns": len(recs),
+        "failed_calls": len(failures),
+        "failures": failures[:5],
+        "server_cpu_percent": server_cpu,
+        "server_cpu_percent_per_call": server_cpu / n,
+        "load_process_cpu_percent": load_cpu,
+        # of which the simulated callers (the rest is the provider fakes)
+        "callers_cpu_percent": load_cpu - 100 * window["fakes"] / wall,
+        "load_processes": procs,
+        "load_cores": load_cores,
+        "load_limited": load_cpu >= 90 * load_cores,
+        "server_rss_bytes": s0["rss_bytes"],
+        "rss_bytes_per_call": max(0, s0["rss_bytes"] - idle_rss) / n,
+        "steady_window_s": wall,
+        "framework_added_ms": rig.summary(fa),
+        "framework_added_ms_later_turns": rig.summary(
+            [r["framework_added_ms"] for r in recs if r["turn"] > 0]
+        ),
+        "framework_share_ms": {
+            h: rig.summary(
+                [r["framework_share_ms"][h] for r in recs if h in r["framework_share_ms"]]
+            )
+            for h, *_ in rig.CASCADING_HOPS
+        },
+        "voice_to_voice_ms": rig.summary([r["voice_to_voice_ms"] for r in recs]),
+        "dropped_frames": drops,
+        "samples": {"framework_added_ms": fa},
+    }
+
+
+class _Times:
+    """A load process's record of one line, in the shape ``turn_records`` reads."""
+
+    def __init__(self, speech_ends: list[float], first_audio: list[float | None]) -> None:
+        self.speech_ends = speech_ends
+        self.first_audio = first_audio
+
+
+async def run_sweep(
+    sweep: list[int],
+    turns: int,
+    lat: rig.Latencies,
+    speech: float,
+    desync: float,
+    profile: str | None = None,
+    observe: list[dict[str, Any]] | None = None,
+    setup: dict[str, Any] | None = None,
+    versus: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The sweep; with ``observe`` (a list), every N runs again on a server with metrics and
+    tracing on, and the comparison rows are appended to ``observe``; with ``versus`` (a list),
+    every N runs again on a server whose streams go through the media listener
+    (``setup["compare_media"]``, its engine), and those rows are appended to ``versus``.
+    ``setup``: ``procs`` (load processes), ``server_cpus`` and ``load_cpus`` (pinning;
+    ``None``: not pinned), ``asgi`` (``"hypercorn"`` or ``"uvicorn"``), ``media`` (the main
+    server's media listener engine, or ``None``), ``py_spy`` (a file for a py-spy profile of
+    the server, raw folded stacks)."""
+    import httpx
+
+    setup = setup or {}
+    procs, load_cpus = setup.get("procs", 2), setup.get("load_cpus")
+    results = []
+    servers = 1 + (observe is not None) + (versus is not None)
+    total = sum(sweep) * turns * 2 * servers + 110
+    async with rig.run_fakes("cascading", lat, turns=total) as fakes:
+        config = {
+            "mode": "cascading",
+            "urls": fakes.urls,
+            "latencies": {n: getattr(lat, n) for n in rig.Latencies.__struct_fields__},
+            "collect": True,
+            "profile": profile,
+            "cpus": setup.get("server_cpus"),
+            "asgi": setup.get("asgi", "hypercorn"),
+            "media": setup.get("media"),
+            "playout": setup.get("playout"),
+            "stt_batch": setup.get("stt_batch"),
+        }
+        media = {"media": setup.get("compare_media")}
+        async with (
+            server_process(config, setup.get("py_spy")) as url,
+            _maybe_server(config, {"observability": True} if observe is not None else None) as obs,
+            _maybe_server(config, media if versus is not None else None) as url_media,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            # One short call first: the server's one-off start-up work (lazy imports, first
+            # connections to the fakes) is not a per-call cost.
+            for u in (url, obs, url_media):
+                if u is not None:
+                    await run_n(u, 2, 1, lat, 0.4, client, 0.2, 1, load_cpus)
+                    await wait_idle(client, u)
+            idle_rss = (await get_stats(client, url, gc=True))["rss_bytes"]
+            media_rss = url_media and (await get_stats(client, url_media, gc=True))["rss_bytes"]
+            for n in sweep:
+                r = await run_n(
+                    url, n, turns, lat, speech, client, desync, procs, load_cpus, idle_rss
+                )
+                results.append(r)
+                _progress(r)
+                await wait_idle(client, url)
+                saturated = r["framework_added_ms"]["p50"] > SATURATED_MS
+                if observe is not None and obs is not None:
+                    on = await run_n(obs, n, turns, lat, speech, client, desync, procs, load_cpus)
+                    await wait_idle(client, obs)
+                    observe.append(_observability_row(r, on))
+                    _progress(on, " (metrics + tracing)")
+                if versus is not None and url_media is not None:
+                    m = await run_n(
+                        url_media,
+                        n,
+                        turns,
+                        lat,
+                        speech,
+                        client,
+                        desync,
+                        procs,
+                        load_cpus,
+                        media_rss or 0,
+                    )
+                    await wait_idle(client, url_media)
+                    versus.append(_listener_row(r, m))
+                    _progress(m, f" (media listener, {setup.get('compare_media')})")
+                    saturated = saturated and m["framework_added_ms"]["p50"] > SATURATED_MS
+                if saturated:
+                    # the server is past saturation: larger N only take longer to say so
+                    print(f"  stopping the sweep: p50 above {SATURATED_MS:g} ms at N={n}")
+                    break
+    return results
+
+
+@asynccontextmanager
+async def _maybe_server(config: dict[str, Any], changes: dict[str, Any] | None) -> Any:
+    """A second server process, ``config`` with ``changes`` (no profile), when given."""
+    if changes is None:
+        yield None
+        return
+    async with server_process({**config, **changes, "profile": None}) as url:
+        yield url
+
+
+def _observability_row(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+    a, b = off["server_cpu_percent_per_call"], on["server_cpu_percent_per_call"]
+    return {
+        "calls": off["calls"],
+        "cpu_percent_per_call_off": a,
+        "cpu_percent_per_call_on": b,
+        "extra_percent": 100 * (b - a) / a if a > 0 else 0.0,
+        "p99_framework_added_ms_on": on["framework_added_ms"]["p99"],
+        "failed_calls_on": on["failed_calls"],
+        "saturated": max(off["framework_added_ms"]["p50"], on["framework_added_ms"]["p50"])
+        > SATURATED_MS,
+    }
+
+
+def _listener_row(asgi: dict[str, Any], media: dict[str, Any]) -> dict[str, Any]:
+    """One N on the ASGI server's streams against the media listener's, back to back."""
+    a, b = asgi["server_cpu_percent_per_call"], media["server_cpu_percent_per_call"]
+    return {
+        "calls": asgi["calls"],
+        "asgi_cpu_percent_per_call": a,
+        "media_cpu_percent_per_call": b,
+        "media_over_asgi_percent": 100 * b / a if a > 0 else float("nan"),
+        "asgi_p99_ms": asgi["framework_added_ms"]["p99"],
+        "media_p99_ms": media["framework_added_ms"]["p99"],
+        "asgi_p50_ms": asgi["framework_added_ms"]["p50"],
+        "media_p50_ms": media["framework_added_ms"]["p50"],
+        # absolute, for when the fakes' critical path (subtracted above) drifts from the rig's
+        "asgi_voice_to_voice_p99_ms": asgi["voice_to_voice_ms"]["p99"],
+        "media_voice_to_voice_p99_ms": media["voice_to_voice_ms"]["p99"],
+        "asgi_drops": asgi["dropped_frames"],
+        "media_drops": media["dropped_frames"],
+        "asgi_failed": asgi["failed_calls"],
+        "media_failed": media["failed_calls"],
+        "asgi_rss_bytes_per_call": asgi["rss_bytes_per_call"],
+        "media_rss_bytes_per_call": media["rss_bytes_per_call"],
+        "load_limited": asgi["load_limited"] or media["load_limited"],
+        "media_run": media,
+    }
+
+
+def _progress(r: dict[str, Any], note: str = "") -> None:
+    fa = r["framework_added_ms"]
+    print(
+        f"  N={r['calls']}{note}: p99 framework-added {fa['p99']:.1f} ms, server CPU "
+        f"{r['server_cpu_percent']:.0f}%, drops {r['dropped_frames']}, load process CPU "
+        f"{r['load_process_cpu_percent']:.0f}%",
+        flush=True,
+    )
