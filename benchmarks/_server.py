@@ -146,7 +146,16 @@ async def start(config: dict[str, Any]) -> None:
 
         media = MediaListener("127.0.0.1", 0, engine=config["media"])
     runtime = rig.runtime(
-        rig.interface(config["mode"], config["urls"], lat, stt_batch=config.get("stt_batch")),
+        # fixed turn-taking: with it the providers' critical path bounds voice-to-voice from
+        # below, so framework-added (voice-to-voice minus that path) is the framework's own
+        # delay; preemptive replies start before the STT endpoint and would read negative
+        rig.interface(
+            config["mode"],
+            config["urls"],
+            lat,
+            "fixed" if config["mode"] == "cascading" else None,
+            stt_batch=config.get("stt_batch"),
+        ),
         log.on_call,
         max_calls=2000,
         observability=observability() if config.get("observability") else None,
