@@ -311,9 +311,12 @@ class DeepgramSTT(WebSocketProvider):
                 limit = self._batch_bytes_speaking if self._speaking else self._batch_bytes
                 if len(self._pending) >= limit:
                     await self._send_audio()
+                # be woken once per batch, not per frame (the sender queues the rest)
+                self.inbox.set_wake_batch(port, max(1, limit // len(frame.data)))
         elif isinstance(frame, (SpeechStarted, SpeechResumed)):
             self._flushed = False
             self._speaking = True
+            self.inbox.set_wake_batch(port, 1)  # speech goes out frame by frame
             await self._send_audio()  # the speech onset goes out now
         elif isinstance(frame, (SpeechStopped, SpeechPaused)):
             if self._flushed:
