@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from voicegraph import EndOfInput, Frame, Inbox, Interrupt
 from voicegraph.frames import MarkAck
 
-
 pytestmark = pytest.mark.anyio
 
 
