@@ -21,8 +21,8 @@ Wake batching: a receiver that handles a port's media in batches anyway (an STT 
 100 ms to its provider) can ask to be woken only once the port holds ``n`` media frames
 (:meth:`Inbox.set_wake_batch`); senders queue the rest without a task switch. A control or event
 frame, end of input, the receiver's own deadline and a lowered batch still wake it at once, and a
-receive takes whatever is queued, so only *when* the receiver runs changes, never what or in
-which order it receives. Default ``n = 1``: every frame wakes it.
+receive takes whatever is queued, so only *when* the receiver runs changes, never what it receives
+nor the order within a lane (control frames, as always, overtake the media queued meanwhile). Default ``n = 1``: every frame wakes it.
 
 Close semantics: each input port counts its open writers; when every writer of every port has
 closed and the lanes are empty, :meth:`Inbox.receive` raises :class:`EndOfInput`. Closing the
