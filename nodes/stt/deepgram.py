@@ -311,8 +311,9 @@ class DeepgramSTT(WebSocketProvider):
                 limit = self._batch_bytes_speaking if self._speaking else self._batch_bytes
                 if len(self._pending) >= limit:
                     await self._send_audio()
-                # be woken once per batch, not per frame (the sender queues the rest)
-                self.inbox.set_wake_batch(port, max(1, limit // len(frame.data)))
+                # be woken when the batch can fill, not per frame (the sender queues the rest)
+                missing = -(-(limit - len(self._pending)) // len(frame.data))
+                self.inbox.set_wake_batch(port, max(1, missing))
         elif isinstance(frame, (SpeechStarted, SpeechResumed)):
             self._flushed = False
             self._speaking = True
