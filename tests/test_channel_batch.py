@@ -178,3 +178,15 @@ def test_batching_never_changes_what_is_received_nor_the_order_within_each_lane(
         assert control == [f for f, k in zip(sent, kinds, strict=True) if k == "control"]
 
     anyio.run(main, backend=backend)
+
+
+def test_the_cascading_preset_fuses_decode_and_vad_and_batches_only_the_stt() -> None:
+    """Per 20 ms of caller audio: decode and VAD run in the carrier reader's task (no inbox),
+    the STT is the one actor the frame reaches, and it alone may batch its wake-ups."""
+    from voicegraph import Call
+    from voicegraph.presets import sketch
+
+    # Twilio streams µ-law (decoded for the VAD); Plivo streams 16-bit PCM the VAD takes as is
+    for carrier, expected in (("twilio", {"decode", "vad"}), ("plivo", {"vad"})):
+        stats = Call(sketch("cascading", carrier)).stats()
+        assert {name for name, entry in stats.items() if "ports" not in entry} == expected
