@@ -180,9 +180,9 @@ def test_batching_never_changes_what_is_received_nor_the_order_within_each_lane(
     anyio.run(main, backend=backend)
 
 
-def test_the_cascading_preset_fuses_decode_and_vad_and_batches_only_the_stt() -> None:
-    """Per 20 ms of caller audio: decode and VAD run in the carrier reader's task (no inbox),
-    the STT is the one actor the frame reaches, and it alone may batch its wake-ups."""
+def test_the_cascading_preset_fuses_its_audio_transforms_into_the_carrier_reader() -> None:
+    """Per 20 ms of caller audio, decode and VAD run in the carrier reader's task (no inbox),
+    so the STT is the one actor each frame reaches."""
     from voicegraph import Call
     from voicegraph.presets import sketch
 
