@@ -16,7 +16,7 @@ The carrier reader (``carrier_in``) is woken by its socket, once per carrier mes
 ``frames_out`` count is shown for scale. The counters are installed on
 :class:`~voicegraph.channel.Inbox` by this benchmark only (no cost in a normal call).
 
-    python -m benchmarks wakeups [--calls N] [--listen S] [--out DIR]
+    python -m benchmarks wakeups [--quick] [--calls N] [--listen S] [--out DIR]
 """
 
 from __future__ import annotations
