@@ -17,6 +17,13 @@ Fast path: when a lane has room (send) or holds a frame (receive) the operation 
 a scheduler round trip. To stay fair, every ``YIELD_EVERY``-th fast operation of an inbox yields
 to the scheduler (which is also where cancellation is delivered on the fast path).
 
+Wake batching: a receiver that handles a port's media in batches anyway (an STT node sending
+100 ms to its provider) can ask to be woken only once the port holds ``n`` media frames
+(:meth:`Inbox.set_wake_batch`); senders queue the rest without a task switch. A control or event
+frame, end of input, the receiver's own deadline and a lowered batch still wake it at once, and a
+receive takes whatever is queued, so only *when* the receiver runs changes, never what it receives
+nor the order within a lane (control frames, as always, overtake the media queued meanwhile). Default ``n = 1``: every frame wakes it.
+
 Close semantics: each input port counts its open writers; when every writer of every port has
 closed and the lanes are empty, :meth:`Inbox.receive` raises :class:`EndOfInput`. Closing the
 inbox from the receiving side (:meth:`close_receiving`) discards what is queued (counted as
@@ -61,7 +68,17 @@ class PortStats:
 
 
 class _Lane:
-    __slots__ = ("capacity", "index", "items", "name", "policy", "space", "stats", "writers")
+    __slots__ = (
+        "batch",
+        "capacity",
+        "index",
+        "items",
+        "name",
+        "policy",
+        "space",
+        "stats",
+        "writers",
+    )
 
     def __init__(self, name: str, index: int, capacity: int, policy: Policy) -> None:
         if capacity < 1:
@@ -74,6 +91,7 @@ class _Lane:
         self.space: anyio.Event | None = None
         self.stats = PortStats()
         self.writers = 0
+        self.batch = 1  # media frames queued before the receiver is woken
 
 
 class Inbox:
@@ -125,6 +143,19 @@ class Inbox:
         lane.writers -= 1
         self._wake()
 
+    def set_wake_batch(self, port: str, frames: int) -> None:
+        """Wake the receiver only once ``port`` holds ``frames`` media frames (clamped to the
+        port's capacity); ``1`` (the default) wakes it for every frame. For a receiver that
+        batches the port's media itself: it must not depend on seeing each frame promptly,
+        since up to ``frames - 1`` of them wait until the next frame, a control or event frame,
+        end of input or the receiver's own deadline wakes it."""
+        if frames < 1:
+            raise ValueError(f"{self.owner}.{port}: wake batch must be >= 1, got {frames}")
+        lane = self._lanes[port]
+        lane.batch = min(frames, lane.capacity)
+        if len(lane.items) >= lane.batch:
+            self._wake()
+
     @property
     def ports(self) -> dict[str, PortStats]:
         return {lane.name: lane.stats for lane in self._order}
@@ -148,6 +179,9 @@ class Inbox:
                     self.dropped_after_close += 1
                     return
             self._control.append((port, frame))
+            if self._ready is not None:
+                self._ready.set()
+                self._ready = None
         else:
             lane = self._lanes[port]
             items = lane.items
@@ -167,9 +201,10 @@ class Inbox:
             n = len(items)
             if n > lane.stats.high_water:
                 lane.stats.high_water = n
-        if self._ready is not None:
-            self._ready.set()
-            self._ready = None
+            # wake batching: below the batch, a media frame is queued without waking anyone
+            if self._ready is not None and (n >= lane.batch or frame.kind is not MEDIA):
+                self._ready.set()
+                self._ready = None
         self._ops += 1
         if self._ops >= YIELD_EVERY:
             self._ops = 0

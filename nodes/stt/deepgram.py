@@ -311,9 +311,13 @@ class DeepgramSTT(WebSocketProvider):
                 limit = self._batch_bytes_speaking if self._speaking else self._batch_bytes
                 if len(self._pending) >= limit:
                     await self._send_audio()
+                # be woken when the batch can fill, not per frame (the sender queues the rest)
+                missing = -(-(limit - len(self._pending)) // len(frame.data))
+                self.inbox.set_wake_batch(port, max(1, missing))
         elif isinstance(frame, (SpeechStarted, SpeechResumed)):
             self._flushed = False
             self._speaking = True
+            self.inbox.set_wake_batch(port, 1)  # speech goes out frame by frame
             await self._send_audio()  # the speech onset goes out now
         elif isinstance(frame, (SpeechStopped, SpeechPaused)):
             if self._flushed:

@@ -1,0 +1,67 @@
+"""DeepgramSTT asks its inbox for one wake-up per audio batch outside speech, and for every
+frame during speech: fewer task switches, the same audio on the wire."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+from enginekit import BOTH_BACKENDS
+from test_deepgram import Caller, run_stt, silence, tone, wait_for
+
+from benchmarks.wakeups import counting
+from voicegraph import SpeechStarted, SpeechStopped
+from voicegraph.testing.fake_deepgram import FakeDeepgram
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BOTH_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+async def play_yielding(c: Caller, frames: list[bytes]) -> None:
+    """One frame at a time, letting every ready task run in between (as a socket reader does)."""
+    for f in frames:
+        await c.play([f])
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_silence_wakes_the_stt_once_per_100_ms_batch_not_per_frame() -> None:
+    steady: list[int] = []
+    async with FakeDeepgram(["hello"]) as dg:
+        with counting() as counts:
+
+            async def script(c: Caller) -> None:
+                # warm up: until the socket is up the keep-alive timer wakes the node anyway
+                await play_yielding(c, silence(0.2))
+                await wait_for(lambda: any(m.kind == "audio" for m in dg.received))
+                before = counts["stt"].wakes
+                await play_yielding(c, silence(1.0))  # 50 frames of 20 ms
+                steady.append(counts["stt"].wakes - before)
+
+            _, _, result = await run_stt(dg, script)
+        audio = [m.size for m in dg.received if m.kind == "audio"]
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    assert sum(audio) == 160 * 60 and set(audio[:-1]) == {800}  # 100 ms per message, all of it
+    assert steady[0] <= 11  # ten batches; without wake batching, fifty wakes
+
+
+async def test_speech_still_goes_out_frame_by_frame() -> None:
+    async with FakeDeepgram(["hello"]) as dg:
+
+        async def script(c: Caller) -> None:
+            await play_yielding(c, silence(0.1))
+            await c.vad(SpeechStarted())
+            await play_yielding(c, tone(0.2))
+            await c.vad(SpeechStopped())
+
+        with counting() as counts:
+            _, _, result = await run_stt(dg, script)
+        audio = [m.size for m in dg.received if m.kind == "audio"]
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    # the silence goes out at the speech start (which overtakes what is still queued), then
+    # each frame on its own
+    assert sum(audio) == 160 * 15 and audio[0] <= 800 and set(audio[1:]) == {160}
+    assert counts["stt"].wakes >= 10  # woken for each speech frame
