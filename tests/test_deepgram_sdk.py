@@ -26,6 +26,9 @@ from test_deepgram import Caller, run_stt, silence, tone, wait_for
 from voicegraph.nodes.stt.deepgram import DeepgramOptions
 from voicegraph.testing.fake_deepgram import FakeDeepgram
 
+# the SDK's client is built on websockets' legacy API, which warns on import; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:websockets.*is deprecated:DeprecationWarning")
+
 SDK_TYPES: dict[str, type[pydantic.BaseModel]] = {
     "Results": ListenV1Results,
     "UtteranceEnd": ListenV1UtteranceEnd,
