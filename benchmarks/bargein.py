@@ -24,7 +24,7 @@ import logging
 import anyio
 
 from . import _rig as rig
-from .common import run as run_on_backend, table, verdict, write_json
+from .common import quiet_voicegraph, run as run_on_backend, table, verdict, write_json
 
 TARGET_MS = 20.0
 LONG_REPLY = (
@@ -96,6 +96,7 @@ async def run(
     return out
 
 
+@quiet_voicegraph(logging.WARNING)
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks bargein", description=__doc__.split("\n")[0]
@@ -111,7 +112,6 @@ def main(argv: list[str]) -> int:
         args.interruptions, args.listen = 2, 0.6
     if not 1 <= args.interruptions <= 1000:
         raise SystemExit("--interruptions must be 1..1000")
-    logging.getLogger("voicegraph").setLevel(logging.WARNING)
     lat = rig.Latencies()
     recs = run_on_backend(
         run, args.interruptions, lat, args.listen, args.speech, args.tokens_per_second

@@ -88,3 +88,25 @@ def write_json(name: str, data: dict[str, Any], out_dir: str | None = None) -> P
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
+
+
+def quiet_voicegraph(level: int) -> Any:
+    """Decorate a benchmark's ``main``: the ``voicegraph`` logger is at ``level`` while it
+    runs and back at its previous level after (benchmarks also run inside the test suite)."""
+    import functools
+    import logging
+
+    def wrap(main: Any) -> Any:
+        @functools.wraps(main)
+        def quiet(*args: Any, **kw: Any) -> Any:
+            log = logging.getLogger("voicegraph")
+            before = log.level
+            log.setLevel(level)
+            try:
+                return main(*args, **kw)
+            finally:
+                log.setLevel(before)
+
+        return quiet
+
+    return wrap

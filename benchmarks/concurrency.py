@@ -37,7 +37,7 @@ from . import _rig as rig
 from ._concurrency_report import BUDGET_MS, compare, compare_listeners, report
 from ._procs import get_stats, server_process, wait_idle
 from ._sweep import run_sweep
-from .common import BACKEND_ENV, backend, run as run_on_backend, write_json
+from .common import BACKEND_ENV, backend, quiet_voicegraph, run as run_on_backend, write_json
 
 __all__ = ["get_stats", "main", "server_process", "wait_idle"]  # the memory benchmark's too
 
@@ -177,9 +177,9 @@ def sweep_on(
     return {**out, "listeners": versus}
 
 
+@quiet_voicegraph(logging.ERROR)
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    logging.getLogger("voicegraph").setLevel(logging.ERROR)
     lat = rig.Latencies()
     chosen = os.environ.get(BACKEND_ENV, "asyncio")
     names = ["asyncio", "trio"] if chosen == "both" else [backend()]

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
-from .common import run as run_on_backend, table, verdict, write_json
+from .common import quiet_voicegraph, run as run_on_backend, table, verdict, write_json
 from .concurrency import get_stats, server_process, wait_idle
 
 TARGET_GROWTH_MB = 5.0
@@ -107,6 +107,7 @@ async def run(calls: int, warmup: int, lanes: int, trace: bool = False) -> dict[
     }
 
 
+@quiet_voicegraph(logging.ERROR)
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks memory", description=__doc__.split("\n")[0]
@@ -130,7 +131,6 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--calls must be 1..100000 and --warmup 0..10000")
     if not 1 <= args.lanes <= 100:
         raise SystemExit("--lanes must be 1..100")
-    logging.getLogger("voicegraph").setLevel(logging.ERROR)
     r = run_on_backend(run, args.calls, args.warmup, args.lanes, args.trace)
     mb = 2**20
     print(

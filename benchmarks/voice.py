@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
-from .common import run as run_on_backend, table, verdict, write_json
+from .common import quiet_voicegraph, run as run_on_backend, table, verdict, write_json
 
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 25.0
@@ -196,6 +196,7 @@ def _stage_order(s: str) -> int:
     return _ORDER.index(s) if s in _ORDER else len(_ORDER)
 
 
+@quiet_voicegraph(logging.WARNING)
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks voice", description=__doc__.split("\n")[0]
@@ -218,7 +219,6 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.calls, args.turns, args.speech, args.rounds = 1, 1, 0.4, 1
-    logging.getLogger("voicegraph").setLevel(logging.WARNING)
     lat = rig.Latencies(**{n: getattr(args, n) for n, _ in _latency_fields()})
     modes: list[rig.Mode] = [m for m in args.modes.split(",") if m]  # type: ignore[misc]
     for m in modes:

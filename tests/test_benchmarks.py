@@ -160,3 +160,21 @@ def test_sockets_quick_measures_the_websocket_clients_per_message(tmp_path: Path
     clients = _load(tmp_path, "sockets")["clients"]
     assert clients["websockets"]["send_us"] > 0 and clients["websockets"]["receive_us"] > 0
     assert clients["picows"] is None or clients["picows"]["send_us"] > 0
+
+
+def test_a_benchmark_main_puts_the_voicegraph_log_level_back_even_when_it_fails() -> None:
+    import logging
+
+    from benchmarks.common import quiet_voicegraph
+
+    log = logging.getLogger("voicegraph")
+    before, seen = log.level, []
+
+    @quiet_voicegraph(logging.ERROR)
+    def main(argv: list[str]) -> int:
+        seen.append(log.level)
+        raise SystemExit(2)
+
+    with pytest.raises(SystemExit):
+        main([])
+    assert seen == [logging.ERROR] and log.level == before
