@@ -86,14 +86,15 @@ async def test_a_person_hears_the_greeting_answers_and_the_call_completes(carrie
             await call.send_silence(0.2)
 
     async with outbound_line(carrier, Callee.person(person)) as (runtime, rest, seen, statuses):
-        handle = await runtime.dial(CALLEE, carrier_recording=carrier == "twilio")
+        handle = await runtime.dial(CALLEE, carrier_recording=True)
         final = await handle.outcome(timeout=30)
         placed, rest_url = rest.placed[0], rest.base_url
         with anyio.fail_after(10):
             await placed.done.wait()  # the recording report comes after the final status
     assert not rest.errors
-    if carrier == "twilio":  # Twilio recorded too, and said where the file is
-        assert [r.url.startswith(rest_url) for r in handle.recordings] == [True]
+    # the carrier recorded too, and said where the file is
+    assert [r.url.startswith(rest_url) for r in handle.recordings] == [True]
+    assert handle.recordings[0].call_id == handle.call_id
     assert final.status == "completed" and final.duration is not None and final.duration >= 1
     assert [s.status for s in handle.statuses][-2:] == ["answered", "completed"]
     assert statuses[-1] == final  # the on_status hook saw it too

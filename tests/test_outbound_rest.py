@@ -339,3 +339,39 @@ async def test_our_plivo_cancel_of_a_ringing_call_is_plivo_pythons_cancel(monkey
     theirs, mine, again = rest.requests
     assert (mine.method, mine.path.replace(second, first)) == (theirs.method, theirs.path)
     assert (theirs.status, mine.status, again.status) == (204, 204, 404)
+
+
+@pytest.mark.anyio
+async def test_our_plivo_recording_request_is_plivo_pythons(monkeypatch: Any) -> None:
+    import plivo
+    import plivo.rest.client
+
+    from voicegraph.testing.fake_dial import Callee
+
+    async with FakeCarrierREST("plivo", PLIVO_ID, TOKEN, place=False, callee=Callee()) as rest:
+        monkeypatch.setattr(plivo.rest.client, "API_VOICE_BASE_URI", rest.base_url + "/v1/Account")
+        ours = PlivoREST(PLIVO_ID, TOKEN, base_url=rest.base_url)
+        for _ in range(2):  # two answered calls to record
+            await ours.create_call(CALLEE, LINE, WEBHOOK, hangup_url=STATUS)
+        for placed in rest.placed:
+            placed.picked_up = True
+        first, second = (p.call_id for p in rest.placed)
+        client = plivo.RestClient(PLIVO_ID, TOKEN)
+        await anyio.to_thread.run_sync(
+            lambda: client.calls.record(
+                first,
+                time_limit=3660,
+                file_format="wav",
+                callback_url=STATUS,
+                callback_method="POST",
+                record_channel_type="stereo",
+            )
+        )
+        url = await ours.record(second, callback_url=STATUS, time_limit=3660)
+        theirs, mine = (p.recording for p in rest.placed)
+    assert theirs is not None and mine is not None and url == mine["record_url"]
+    # field for field, value for value (each names its own call)
+    assert mine["request"] == {**theirs["request"], "call_uuid": second}
+    lib, req = rest.requests[-2:]
+    assert (req.method, req.path.replace(second, first)) == (lib.method, lib.path)
+    assert (lib.status, req.status) == (202, 202)

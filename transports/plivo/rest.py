@@ -1,5 +1,6 @@
 """Plivo REST: place a call (``POST /v1/Account/{auth_id}/Call/``, a JSON body), cancel it
-while it rings (``DELETE /v1/Account/{auth_id}/Request/{request_uuid}/``), end one
+while it rings (``DELETE /v1/Account/{auth_id}/Request/{request_uuid}/``), record it
+(``POST .../Call/{call_uuid}/Record/``), end one
 (``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/``) or transfer it (``POST`` to the same path
 with the JSON body the plivo library sends: ``call_uuid``, ``legs``, ``aleg_url``,
 ``aleg_method``; Plivo then fetches new XML for the call from ``aleg_url``)."""
@@ -56,6 +57,37 @@ class PlivoREST:
             policy=self.policy,
             what=f"plivo hang-up of {call_uuid}",
         )
+
+    async def record(
+        self, call_uuid: str, *, callback_url: str, time_limit: int, file_format: str = "wav"
+    ) -> str:
+        """Start recording call ``call_uuid``, both parties on their own channel (``POST
+        /v1/Account/{auth_id}/Call/{call_uuid}/Record/``); Plivo posts ``record_url`` and
+        ``recording_duration`` to ``callback_url`` when the recording ends. Returns the
+        recording's URL as Plivo announces it. Not retried once it may have arrived (a second
+        request would start a second recording); raises :class:`DialError` if refused."""
+        if not _CALL_UUID.fullmatch(call_uuid):
+            raise DialError(f"call_uuid {call_uuid!r} is not a Plivo call UUID")
+        if file_format not in ("wav", "mp3"):
+            raise DialError(f"file_format must be 'wav' or 'mp3', got {file_format!r}")
+        if not callback_url.startswith(("https://", "http://")):
+            raise DialError("callback_url must be an http(s) URL")
+        body = await create_with_retries(
+            f"{self.base_url}/v1/Account/{self.auth_id}/Call/{call_uuid}/Record/",
+            auth=(self.auth_id, self._auth_token),
+            json={  # as the plivo library sends it, the call's UUID included
+                "call_uuid": call_uuid,
+                "time_limit": time_limit,
+                "file_format": file_format,
+                "callback_url": callback_url,
+                "callback_method": "POST",
+                "record_channel_type": "stereo",
+            },
+            policy=self.policy,
+            what=f"plivo recording of {call_uuid}",
+        )
+        url = body.get("url")
+        return url if isinstance(url, str) else ""
 
     async def cancel_request(self, request_uuid: str) -> bool:
         """Cancel placed call ``request_uuid`` before it is answered (``DELETE

@@ -285,8 +285,8 @@ class AgentRuntime:
         ``machine_detection`` asks the carrier whether a person or a machine answered (the
         graph holds the greeting for the verdict; a machine gets the line's
         ``voicemail_message`` after its beep). ``ring_timeout``: seconds to ring.
-        ``carrier_recording`` (Twilio) also has Twilio record the call; its URL arrives as a
-        :class:`~voicegraph.frames.RecordingReady` event. Raises ``InvalidOptionError`` for a
+        ``carrier_recording`` also has the carrier record the call (both parties, a channel
+        each); its URL arrives as a :class:`~voicegraph.frames.RecordingReady` event. Raises ``InvalidOptionError`` for a
         number that is not E.164, :class:`~voicegraph.server.outbound.OutboundLimitError` at
         ``max_outbound``, and ``DialError`` when the carrier refuses (its message says why).
         The call must be placed while this runtime serves (the carrier calls back)."""

@@ -335,11 +335,6 @@ async def dial(
             "machine_detection needs pipeline='cascading' or 'realtime' (in managed mode Twilio "
             "speaks the greeting before any verdict); dial without it or change the pipeline"
         )
-    if carrier_recording and iface.telephony != "twilio":
-        raise IncompatibleOptionsError(
-            "carrier_recording= is available on Twilio; on Plivo record with "
-            "CallInterface(record=...)"
-        )
     if not 5 <= ring_timeout <= 600:
         raise InvalidOptionError(f"ring_timeout={ring_timeout!r} must be 5..600 seconds")
     if runtime.public_url is None:
@@ -357,8 +352,17 @@ async def dial(
         )
     handle = OutboundCall(to, iface, machine_detection)
     handle.expires = handle.created + ring_timeout + iface.max_call_duration_seconds + 600
-    # the query tells the answering worker (any worker) that the verdict will come
-    webhook = runtime.public_url + iface.webhook_path + ("?dial=amd" if machine_detection else "")
+    # the query tells the answering worker (any worker) that the verdict will come and, on
+    # Plivo, that the answered call is to be recorded (Twilio records from the create request)
+    query = "&".join(
+        q
+        for q, wanted in (
+            ("dial=amd", machine_detection),
+            ("rec=1", carrier_recording and iface.telephony == "plivo"),
+        )
+        if wanted
+    )
+    webhook = runtime.public_url + iface.webhook_path + (f"?{query}" if query else "")
     status = runtime.public_url + runtime.status_path
     time_limit = int(iface.max_call_duration_seconds) + 60  # our goodbye comes first
     runtime.dialing += 1  # the slot is taken while the request is on its way

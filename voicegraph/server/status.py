@@ -3,8 +3,8 @@
 Twilio posts its ``StatusCallback`` (initiated, ringing, answered, completed / busy /
 no-answer / failed / canceled with ``CallDuration``), the asynchronous machine-detection result
 (``AnsweredBy``) and recording reports (``RecordingUrl``); Plivo posts its ``ring_url``,
-``hangup_url`` (``CallStatus``, ``Duration``, ``HangupCause``) and ``machine_detection_url``
-(``Machine``). Every report is signature-checked like the webhook (against the public URL),
+``hangup_url`` (``CallStatus``, ``Duration``, ``HangupCause``), ``machine_detection_url``
+(``Machine``) and the Record API's callback (``record_url``, ``recording_duration``). Every report is signature-checked like the webhook (against the public URL),
 turned into a frame -- :class:`~voicegraph.frames.CallStatus`,
 :class:`~voicegraph.frames.AnsweredBy` or :class:`~voicegraph.frames.RecordingReady` -- and
 delivered through the runtime's :class:`~voicegraph.server.outbound.CallRegistry` to the call's
@@ -103,6 +103,13 @@ def parse_twilio(form: Mapping[str, str]) -> tuple[str, Frame] | None:
 
 def parse_plivo(form: Mapping[str, str]) -> tuple[str, Frame] | None:
     """A Plivo report as ``(call UUID, frame)``; ``None`` if it is none we know."""
+    if form.get("record_url") and form.get("call_uuid"):  # the Record API's callback
+        uuid = form["call_uuid"][:64]
+        return uuid, RecordingReady(
+            call_id=uuid,
+            url=form["record_url"][:500],
+            duration=_seconds(form.get("recording_duration")) or 0.0,
+        )
     uuid = form.get("CallUUID", "")
     if not uuid:
         return None

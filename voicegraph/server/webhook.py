@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ..backends import spawn_system_task
 from . import reports
 from .answer import answer_document
 from .carriers import stream_subject
@@ -24,6 +25,7 @@ from .cluster import admit_call
 from .signatures import validate_plivo_v3_signature, validate_twilio_signature
 
 if TYPE_CHECKING:
+    from ..interface import CallInterface
     from .agent_runtime import AgentRuntime
 
 __all__ = ["answer_webhook", "answered_outbound"]
@@ -92,6 +94,9 @@ async def answer_webhook(runtime: AgentRuntime, request: Any, response_cls: Any)
     if outbound:
         mode = request.args.get("dial", "")
         params["dial"] = await answered_outbound(runtime, telephony, call_id, values, mode)
+        if telephony == "plivo" and request.args.get("rec") == "1":
+            # answered now: the recording starts beside the answer, which must not wait for it
+            spawn_system_task(partial(record_on_plivo, runtime, iface, call_id))
     token = runtime.tokens[id(iface)].mint(call_id, stream_subject(params))
     lower = _lower(headers.items())
     if runtime.media is not None:  # the carrier streams have their own listener
@@ -121,6 +126,25 @@ async def answered_outbound(
 
         await notify(runtime.on_status, answered)
     return "amd" if mode == "amd" else "out"
+
+
+async def record_on_plivo(runtime: AgentRuntime, iface: CallInterface, call_id: str) -> None:
+    """Have Plivo record answered call ``call_id`` (``dial(carrier_recording=True)``); its
+    report comes to the status path. A refusal is logged: the call goes on unrecorded."""
+    from ..transports._rest import DialError
+    from .carrier_rest import plivo_rest
+
+    assert runtime.public_url is not None  # dial() refuses to place calls without one
+    try:
+        await plivo_rest(iface).record(
+            call_id,
+            callback_url=runtime.public_url + runtime.status_path,
+            time_limit=int(iface.max_call_duration_seconds) + 60,
+        )
+    except DialError as exc:
+        logger.error("[%s] Plivo did not start the recording: %s", call_id, exc)
+        return
+    logger.info("[%s] Plivo records the call", call_id)
 
 
 def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -19,6 +19,7 @@ _PLIVO_CREATE = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/")
 _TWILIO = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json")
 _E164 = re.compile(r"\+?[1-9][0-9]{1,14}")
 _PLIVO = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/(?P<call>[^/]+)/")
+_PLIVO_RECORD = re.compile(r"/v1/Account/(?P<account>[^/]+)/Call/(?P<call>[^/]+)/Record/")
 _PLIVO_REQUEST = re.compile(r"/v1/Account/(?P<account>[^/]+)/Request/(?P<call>[^/]+)/")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -106,6 +107,11 @@ class PlacedCall:
     posted: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     done: anyio.Event = field(default_factory=anyio.Event)
     hung_up: anyio.Event = field(default_factory=anyio.Event)
+    picked_up: bool = False
+    """The callee answered: set before the webhook is fetched, as on the carrier."""
+    recording: dict[str, Any] | None = None
+    """Plivo: the recording the Record API started (``callback_url``, ``record_url``, ``id``,
+    and the ``request`` body as sent)."""
     """Set when the carrier accepted a REST hang-up of this call."""
     _up: anyio.CancelScope | None = None
 
@@ -256,6 +262,7 @@ class Placement:
 
     async def _answer(self) -> None:
         p = self.p
+        p.picked_up = True
         start = anyio.current_time()
         try:
             with anyio.move_on_after(p.callee.hold) as p._up:
@@ -306,6 +313,22 @@ class Placement:
                 BillDuration=str(seconds),
                 HangupCauseName="Normal Hangup",
             )
+            if p.recording is not None:
+                now = int(time.time() * 1000)
+                await self._post(
+                    "recording",
+                    p.recording["callback_url"],
+                    {
+                        "api_id": str(uuid.uuid4()),
+                        "record_url": p.recording["record_url"],
+                        "call_uuid": p.call_id,
+                        "recording_id": p.recording["id"],
+                        "recording_duration": str(seconds),
+                        "recording_duration_ms": str(seconds * 1000),
+                        "recording_start_ms": str(now - seconds * 1000),
+                        "recording_end_ms": str(now),
+                    },
+                )
 
     def _dial(self) -> Any:
         from .plivo_caller import PlivoCaller

@@ -21,6 +21,9 @@ hanging up, and (Twilio) transferring a call.
 * Plivo: ``DELETE /v1/Account/{auth_id}/Call/{call_uuid}/`` -> 204; 404 if already gone.
   ``DELETE /v1/Account/{auth_id}/Request/{request_uuid}/`` cancels a placed call that still
   rings (204, then ``cancel`` to its hangup URL); 404 once it was answered or is over.
+  ``POST /v1/Account/{auth_id}/Call/{call_uuid}/Record/`` (a JSON body: ``callback_url``,
+  ``time_limit``, ``file_format``) records an answered placed call: 202, and when the call
+  ends the Record API's callback (``record_url``, ``recording_duration``, ...) is posted.
   ``POST`` to the same path with a JSON body ``{"legs": "aleg", "aleg_url": ..., "aleg_method":
   ...}`` is the Transfer API: -> 202, then, like Plivo, the fake fetches ``aleg_url`` (signed
   with ``X-Plivo-Signature-V3``) and records the ``<Dial><Number>`` of the XML it gets back in
@@ -54,6 +57,7 @@ from ..server.signatures import compute_plivo_v3_signature
 from ._carrier_api import (
     _PLIVO,
     _PLIVO_CREATE,
+    _PLIVO_RECORD,
     _PLIVO_REQUEST,
     _TWILIO,
     _TWILIO_CREATE,
@@ -172,6 +176,36 @@ class FakeCarrierREST(FakeServer):
             return self.placed[count - 1]
         raise TimeoutError(f"{len(self.placed)} call(s) placed, not {count}, in {timeout:g}s")
 
+    def _record(self, request: HTTPRequest, match: re.Match[str]) -> tuple[int, dict[str, object]]:
+        """Plivo's Record API on a placed call that is up."""
+        if not (self._authorised(request) and match["account"] == self.account_id):
+            return 401, {"error": "authentication failed"}
+        placed = self._placed(match["call"])
+        if placed is None or placed.call_id != match["call"] or not placed.picked_up:
+            return 404, {"error": "call not found"}
+        try:
+            body = msgspec.json.decode(request.body)
+        except msgspec.DecodeError:
+            return 400, {"error": "the body is not JSON"}
+        url = body.get("callback_url", "") if isinstance(body, dict) else ""
+        fmt = body.get("file_format", "mp3") if isinstance(body, dict) else ""
+        if not str(url).startswith(("http://", "https://")) or fmt not in ("mp3", "wav"):
+            return 400, {"error": "callback_url must be a URL and file_format mp3 or wav"}
+        rid = str(uuid.uuid4())
+        record_url = f"{self.base_url}/v1/Account/{self.account_id}/Recording/{rid}.{fmt}"
+        placed.recording = {
+            "callback_url": str(url),
+            "record_url": record_url,
+            "id": rid,
+            "request": body,
+        }
+        return 202, {
+            "url": record_url,
+            "message": "call recording started",
+            "recording_id": rid,
+            "api_id": str(uuid.uuid4()),
+        }
+
     def _placed(self, call_id: str) -> PlacedCall | None:
         """The placed call ``call_id`` names (its call id or, on Plivo, its request id) that is
         still ringing or up."""
@@ -266,6 +300,14 @@ class FakeCarrierREST(FakeServer):
         if request.method == "POST" and create.fullmatch(request.path):
             await self._create(request, response)
             return
+        record = _PLIVO_RECORD.fullmatch(request.path) if self.carrier == "plivo" else None
+        if request.method == "POST" and record is not None:
+            status, body = self._record(request, record)
+            self.requests.append(
+                RecordedHangup(request.method, request.path, record["call"], {}, True, status)
+            )
+            await response.send_json(status, msgspec.json.encode(body))
+            return
         methods: tuple[str, ...]
         if self.carrier == "twilio":
             match, methods = _TWILIO.fullmatch(request.path), ("POST",)
@@ -329,13 +371,13 @@ class FakeCarrierREST(FakeServer):
             if wanted not in ("completed", "canceled"):
                 return 400, {"code": 21218, "message": "Status must be completed or canceled"}
             placed = self._placed(call_id)
-            if wanted == "canceled" and (placed is None or placed.answered_at is not None):
+            if wanted == "canceled" and (placed is None or placed.picked_up):
                 return 200, {"sid": call_id, "status": "in-progress"}  # canceled spares it
             self.ended.add(call_id)
             return 200, {"sid": call_id, "status": wanted}
         if _PLIVO_REQUEST.fullmatch(request.path):
             placed = self._placed(call_id)
-            if placed is None or placed.request_id != call_id or placed.answered_at is not None:
+            if placed is None or placed.request_id != call_id or placed.picked_up:
                 return 404, {"error": "request not found"}
             self.ended.add(call_id)
             return 204, {}
