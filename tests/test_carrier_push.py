@@ -7,6 +7,7 @@ import base64
 import json
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -409,3 +410,12 @@ async def test_a_carrier_reader_on_picows_hangs_up_when_the_peer_leaves() -> Non
     assert result.reason == "completed"
     assert sink.frames("control") == [Hangup(reason="socket closed")]
     assert len(sink.frames("audio")) >= 1
+
+
+def test_the_carrier_inbound_benchmark_measures_both_paths(tmp_path: Path) -> None:
+    from benchmarks import carrier_inbound
+
+    assert carrier_inbound.main(["--quick", "--calls", "3", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "carrier_inbound.json").read_text())
+    assert set(data["median"]) == {"push", "reader task"}
+    assert all(x > 0 for runs in data["us_per_message"].values() for x in runs)
