@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import anyio
@@ -16,7 +16,7 @@ from enginekit import BOTH_BACKENDS
 from hypothesis import given, settings, strategies as st
 from transport_kit import Collect, reader_graph, run_call
 
-from voicegraph import AudioFrame, Call, Frame, Hangup
+from voicegraph import AudioFrame, Call, Frame, Hangup, Out
 from voicegraph.testing.memsocket import socket_pair
 from voicegraph.transports import (
     ProtocolError,
@@ -24,6 +24,7 @@ from voicegraph.transports import (
     accept_twilio_media,
     twilio_media_nodes,
 )
+from voicegraph.transports._base import CarrierIn
 from voicegraph.transports.twilio.media import TwilioStart
 from voicegraph.wsio import PushSocket, SocketClosed
 
@@ -419,3 +420,22 @@ def test_the_carrier_inbound_benchmark_measures_both_paths(tmp_path: Path) -> No
     data = json.loads((tmp_path / "carrier_inbound.json").read_text())
     assert set(data["median"]) == {"push", "reader task"}
     assert all(x > 0 for runs in data["us_per_message"].values() for x in runs)
+
+
+class BuggyIn(CarrierIn):
+    """A carrier reader whose translation has a bug (not a protocol error)."""
+
+    outputs = (Out("audio"), Out("control"), Out("events"))
+
+    def translate(self, raw: str | bytes) -> Iterable[tuple[str, Frame]]:
+        raise RuntimeError(f"bug on {raw!r}")
+
+
+@pytest.mark.anyio
+async def test_push_path_a_bug_in_translate_fails_the_call_with_that_error() -> None:
+    peer = PushPeer()
+    peer.deliver("hello")
+    result = await run_call(reader_graph(BuggyIn(peer), Collect(PORTS)))  # type: ignore[arg-type]
+    assert result.reason == "error"
+    assert isinstance(result.error.exc, RuntimeError)
+    assert "bug on 'hello'" in str(result.error.exc)
