@@ -1,9 +1,12 @@
 """The two halves every carrier edge shares: a socket reader that never stalls, and a writer.
 
-:class:`CarrierIn` reads its socket in a task of its own into a small bounded backlog and
-forwards from there, so a slow graph never holds up the socket: when the backlog is full the
-oldest caller audio is dropped (and counted in :attr:`CarrierIn.dropped_audio`); control and event
-frames are never dropped. A well-formed message of an event type the edge does not know is
+:class:`CarrierIn` translates each socket message into a small bounded backlog as it arrives
+and forwards from there in its own task (the pump), so a slow graph never holds up the socket:
+when the backlog is full the oldest caller audio is dropped (and counted in
+:attr:`CarrierIn.dropped_audio`); control and event frames are never dropped. A socket that
+offers :class:`~voicegraph.wsio.PushSocket` (the picows media listener's) hands each message to
+it in its protocol callback, so only the pump wakes per message; any other socket is read by a
+reader task of its own. A well-formed message of an event type the edge does not know is
 logged once per type, counted in :attr:`CarrierIn.unknown_events` and skipped: carriers add
 event types. Any other protocol error (malformed JSON, a known event with a bad shape) closes
 the socket and raises
@@ -21,11 +24,13 @@ from collections.abc import Iterable
 
 import anyio
 import msgspec
+from anyio.abc import TaskGroup
 
+from voicegraph.backends import Waker, new_waker
 from voicegraph.channel import EndOfInput
 from voicegraph.frames import AudioFormat, AudioFrame, Frame, Hangup, StreamStarted
 from voicegraph.node import Actor
-from voicegraph.wsio import MessageSocket, SocketClosed
+from voicegraph.wsio import MessageSocket, PushSocket, SocketClosed
 
 from .errors import CarrierFormatError, ProtocolError, UnknownEvent
 
@@ -68,10 +73,12 @@ class CarrierIn(Actor):
         self._unknown_names: set[str] = set()
         self._queue: deque[tuple[str, Frame]] = deque()
         self._audio_queued = 0
-        self._wake: anyio.Event | None = None
+        self._waker: Waker | None = None  # the pump's, made in run (it needs the running loop)
         self._done = False
         self._ended = False
         self._error: ProtocolError | None = None
+        self._crash: Exception | None = None  # a bug raised in a push callback, re-raised by run
+        self._tasks: TaskGroup | None = None
 
     def translate(self, raw: str | bytes) -> Emit:
         """Decode one socket message into ``(port, frame)`` pairs; raise ``ProtocolError``.
@@ -96,12 +103,27 @@ class CarrierIn(Actor):
         started = self.stream_started()
         if started is not None:
             await self.send("events", started)
+        self._waker = new_waker()
+        socket = self.socket
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._read)
-            await self._pump()
-            tg.cancel_scope.cancel()
+            if isinstance(socket, PushSocket):
+                # Translated in the socket's callback: no reader task, no per-message wake-up
+                # of one. No pause_reading either: the backlog bounds what is kept (the oldest
+                # caller audio goes; a flood of control frames ends the stream).
+                self._tasks = tg
+                socket.set_receiver(self._on_message, self._on_closed)
+                try:
+                    await self._pump()
+                finally:
+                    socket.set_receiver(None, None)
+            else:
+                tg.start_soon(self._read)
+                await self._pump()
+                tg.cancel_scope.cancel()
         if self.dropped_audio:
             self.log.warning("dropped %d caller audio frames (graph too slow)", self.dropped_audio)
+        if self._crash is not None:
+            raise self._crash
         if self._error is not None:
             # the stream is over: what the reader had accepted but not forwarded is counted
             self.discarded = len(self._queue)
@@ -133,11 +155,23 @@ class CarrierIn(Actor):
             # control/event frames are never dropped, so a flood of them must end the stream
             raise ProtocolError(f"more than {self.backlog} control/event frames backed up")
         queue.append((port, frame))
-        if self._wake is not None:
-            self._wake.set()
-            self._wake = None
+        self._waker.wake()  # type: ignore[union-attr]  # set before any push (run)
+
+    def _translate(self, raw: str | bytes) -> None:
+        """Queue what one message says (raises ``ProtocolError``, not for skipped ones)."""
+        self.messages += 1
+        try:
+            emitted = self.translate(raw)
+        except UnknownEvent as exc:
+            if not self.skip_unknown_events:
+                raise
+            self._unknown(exc)
+            return
+        for port, frame in emitted:
+            self._push(port, frame)
 
     async def _read(self) -> None:
+        """The reader task, for sockets that cannot push."""
         try:
             while not self._ended:
                 try:
@@ -145,28 +179,58 @@ class CarrierIn(Actor):
                 except SocketClosed as exc:
                     self._push("control", Hangup(reason=self.closed_reason(exc)))
                     return
-                self.messages += 1
-                try:
-                    emitted = self.translate(raw)
-                except UnknownEvent as exc:
-                    if not self.skip_unknown_events:
-                        raise
-                    self._unknown(exc)
-                    continue
-                for port, frame in emitted:
-                    self._push(port, frame)
+                self._translate(raw)
         except ProtocolError as exc:
             self._error = exc
             self.log.warning("closing stream: protocol error: %s", exc.reason)
             await self.socket.close(CLOSE_PROTOCOL, close_reason(exc.reason))
         finally:
-            self._done = True
-            if self._wake is not None:
-                self._wake.set()
-                self._wake = None
+            self._finish()
+
+    # The push path: the socket calls these on the event loop; they must not raise.
+
+    def _on_message(self, raw: str | bytes) -> None:
+        if self._done:
+            return  # after the stream's end, its error or its close (as the reader stops)
+        try:
+            self._translate(raw)
+        except ProtocolError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug: ends the call, as from the reader task
+            self._crash = exc
+            self._finish()
+        else:
+            if self._ended:
+                self._finish()
+
+    def _on_closed(self, exc: SocketClosed) -> None:
+        if self._done:
+            return
+        try:
+            self._push("control", Hangup(reason=self.closed_reason(exc)))
+        except ProtocolError as error:
+            self._fail(error)
+        else:
+            self._finish()
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self._error = exc
+        self.log.warning("closing stream: protocol error: %s", exc.reason)
+        # closed at once (not by the pump, which a stuck graph may hold in a send)
+        self._tasks.start_soon(  # type: ignore[union-attr]
+            self.socket.close, CLOSE_PROTOCOL, close_reason(exc.reason)
+        )
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._waker is not None:
+            self._waker.wake()
 
     async def _pump(self) -> None:
         queue = self._queue
+        waker = self._waker
+        assert waker is not None
         while True:
             while queue and self._error is None:
                 port, frame = queue.popleft()
@@ -175,8 +239,7 @@ class CarrierIn(Actor):
                 await self.send(port, frame)
             if self._done:
                 return
-            self._wake = wake = anyio.Event()
-            await wake.wait()
+            await waker.wait()
 
 
 class CarrierOut(Actor):

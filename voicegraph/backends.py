@@ -3,20 +3,23 @@
 The engine, nodes and transports are written against anyio and run on either. The few places
 that must know the backend -- the provider WebSocket client (:mod:`voicegraph.wsio`), the web
 framework and the ASGI server (:mod:`voicegraph.server`) -- ask :func:`current_backend`.
+:func:`new_waker` is the one wake-up primitive chosen here per backend, for hot paths.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "BackendError",
     "check_backend",
+    "Waker",
     "current_backend",
+    "new_waker",
     "run",
     "spawn_system_task",
     "uvloop_available",
@@ -83,3 +86,65 @@ def spawn_system_task(fn: Callable[[], Awaitable[Any]]) -> None:
     task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
     _system_tasks.add(task)
     task.add_done_callback(_system_tasks.discard)
+
+
+class Waker(Protocol):
+    """One task waits, anything on the event loop (a task, a protocol callback) wakes it.
+
+    ``wait()`` returns what to await; a ``wake()`` with nobody waiting is lost, so the waiter
+    checks its condition before it waits (no await in between) and again after. One waiter
+    at a time; cancelling it is safe (its wait is simply over)."""
+
+    def wait(self) -> Awaitable[None]: ...
+
+    def wake(self) -> None: ...
+
+
+def new_waker() -> Waker:
+    """A :class:`Waker` for the running backend: on asyncio a bare loop future per wait, about
+    half the cost of ``anyio.Event`` (no waiter list, no loop look-up per wait or set); on Trio
+    an ``anyio.Event`` per wait."""
+    if current_backend() == "trio":
+        return _EventWaker()
+    import asyncio
+
+    return _FutureWaker(asyncio.get_running_loop())
+
+
+class _FutureWaker:
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._future: Any = None
+
+    def wait(self) -> Awaitable[None]:
+        self._future = future = self._loop.create_future()
+        return future  # type: ignore[no-any-return]
+
+    def wake(self) -> None:
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():  # done: its waiter was cancelled
+                future.set_result(None)
+
+
+class _EventWaker:
+    __slots__ = ("_event", "_new")
+
+    def __init__(self) -> None:
+        import anyio
+
+        self._new = anyio.Event
+        self._event: Any = None
+
+    def wait(self) -> Awaitable[None]:
+        self._event = event = self._new()
+        return event.wait()
+
+    def wake(self) -> None:
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()

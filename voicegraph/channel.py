@@ -38,6 +38,7 @@ from typing import Literal
 import anyio
 import anyio.lowlevel
 
+from .backends import Waker, new_waker
 from .frames import Frame, Kind
 from .pacer import PacerHandle, current_pacer, on_grid
 
@@ -108,7 +109,8 @@ class Inbox:
         self._control: deque[tuple[str, Frame]] = deque()
         self._control_capacity = control_capacity
         self._control_space: anyio.Event | None = None
-        self._ready: anyio.Event | None = None
+        self._ready: Waker | None = None  # set while the receiver waits
+        self._waker: Waker | None = None  # made by the first wait (it needs the running loop)
         self._timer: PacerHandle | None = None
         self._rr = 0
         self._ops = 0
@@ -180,7 +182,7 @@ class Inbox:
                     return
             self._control.append((port, frame))
             if self._ready is not None:
-                self._ready.set()
+                self._ready.wake()
                 self._ready = None
         else:
             lane = self._lanes[port]
@@ -203,7 +205,7 @@ class Inbox:
                 lane.stats.high_water = n
             # wake batching: below the batch, a media frame is queued without waking anyone
             if self._ready is not None and (n >= lane.batch or frame.kind is not MEDIA):
-                self._ready.set()
+                self._ready.wake()
                 self._ready = None
         self._ops += 1
         if self._ops >= YIELD_EVERY:
@@ -229,7 +231,7 @@ class Inbox:
 
     def _wake(self) -> None:
         if self._ready is not None:
-            self._ready.set()
+            self._ready.wake()
             self._ready = None
 
     # -- receiving
@@ -274,11 +276,15 @@ class Inbox:
                 await anyio.lowlevel.checkpoint()
             return item
         while True:
-            self._ready = ready = anyio.Event()
+            self._ready = ready = self._waker or self._new_waker()
             await ready.wait()
             item = self.receive_nowait()
             if item is not None:
                 return item
+
+    def _new_waker(self) -> Waker:
+        self._waker = waker = new_waker()
+        return waker
 
     async def receive_until(
         self, deadline: float | None, grid: float = 0.0
@@ -309,7 +315,7 @@ class Inbox:
                 timer.cancel()
             timer = self._timer = current_pacer().call_at(deadline, self._wake, grid)
         while True:
-            self._ready = ready = anyio.Event()
+            self._ready = ready = self._waker or self._new_waker()
             try:
                 await ready.wait()
             except BaseException:

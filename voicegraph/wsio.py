@@ -12,7 +12,7 @@ same limits (message size, connect and close timeouts), no compression and no li
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from .backends import current_backend
 __all__ = [
     "AsyncioWebSocketClient",
     "MessageSocket",
+    "PushSocket",
     "SocketClosed",
     "WebSocketClient",
     "connect_websocket",
@@ -55,6 +56,27 @@ class MessageSocket(Protocol):
     async def receive(self) -> str | bytes: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+@runtime_checkable
+class PushSocket(Protocol):
+    """Optional beside :class:`MessageSocket`: a socket that can hand each message to a
+    callback as it arrives, instead of waking a task blocked in ``receive`` (one task switch
+    less per message; :class:`~voicegraph.transports.CarrierIn` uses it where offered).
+
+    ``set_receiver(on_message, on_closed)`` first hands over, in order, what is already
+    queued, then calls ``on_message(message)`` for every later whole message, in order, on the
+    event loop, never re-entrantly; ``on_closed(exc)`` is called once, after the last message,
+    when the peer closes the socket or the connection breaks. The callbacks must not raise or
+    block, and nothing queues behind them: whoever sets them bounds what it keeps. While they
+    are set ``receive`` must not be called. ``set_receiver(None, None)`` detaches them:
+    later messages queue for ``receive`` again."""
+
+    def set_receiver(
+        self,
+        on_message: Callable[[str | bytes], None] | None,
+        on_closed: Callable[[SocketClosed], None] | None,
+    ) -> None: ...
 
 
 class WebSocketClient:

@@ -1,8 +1,10 @@
 """The media listener on picows: a :class:`~voicegraph.wsio.MessageSocket` over picows's
 callback API, and its server. asyncio only (picows is), like the other backend adapters.
 
-picows hands over each frame in a callback; the socket keeps whole messages in a short queue
-and stops reading from the peer while it is full (back-pressure reaches TCP instead of memory).
+picows hands over each frame in a callback. With a receiver set (:class:`~voicegraph.wsio.PushSocket`,
+what the carrier reader uses) each whole message goes straight to it from that callback; else
+the socket keeps whole messages in a short queue for ``receive`` and stops reading from the peer
+while it is full (back-pressure reaches TCP instead of memory).
 A write never blocks in picows: it lands in the transport's buffer, and the buffer's high
 water mark (``pause_writing``) is what a blocked peer looks like here.
 """
@@ -71,6 +73,9 @@ class PicowsSocket(WSListener):
         self._gone = False  # the peer closed or the connection broke
         self._gone_reason = ""
         self._reading = True
+        self._on_message: Callable[[str | bytes], None] | None = None
+        self._on_closed: Callable[[SocketClosed], None] | None = None
+        self._told_closed = False
         self._writable = asyncio.Event()
         self._writable.set()
 
@@ -109,6 +114,7 @@ class PicowsSocket(WSListener):
         self._gone = True
         self._writable.set()  # a waiting write sees the socket closed
         self._wake()
+        self._tell_closed()
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -134,6 +140,27 @@ class PicowsSocket(WSListener):
             self._reading = True
             self._transport.underlying_transport.resume_reading()
         return message
+
+    # ------------------------------------------------------------------ PushSocket
+
+    def set_receiver(
+        self,
+        on_message: Callable[[str | bytes], None] | None,
+        on_closed: Callable[[SocketClosed], None] | None,
+    ) -> None:
+        """Hand every whole message to ``on_message`` from picows's callback (queued ones
+        first) and the socket's end to ``on_closed``; ``None`` queues for ``receive`` again."""
+        self._on_message, self._on_closed = on_message, on_closed
+        if on_message is None:
+            return
+        inbox = self._inbox
+        while inbox and self._on_message is on_message:
+            on_message(inbox.popleft())
+        if not self._reading and self._transport is not None:
+            self._reading = True
+            self._transport.underlying_transport.resume_reading()
+        if self._gone:
+            self._tell_closed()
 
     async def send(self, message: str | bytes) -> None:
         transport = self._transport
@@ -175,6 +202,13 @@ class PicowsSocket(WSListener):
     # ---------------------------------------------------------------------- inside
 
     def _push(self, message: str | bytes) -> None:
+        on_message = self._on_message
+        if on_message is not None:
+            # No queue and no pause_reading on this path: the receiver bounds what it keeps
+            # (the carrier reader's backlog drops the oldest caller audio).
+            if not self.closed:  # after our own close, as ``receive`` would raise
+                on_message(message)
+            return
         self._inbox.append(message)
         if self._reading and len(self._inbox) >= INBOX and self._transport is not None:
             self._reading = False
@@ -208,6 +242,13 @@ class PicowsSocket(WSListener):
             transport.send_close(code)
         transport.disconnect()
         self._wake()
+        self._tell_closed()
+
+    def _tell_closed(self) -> None:
+        on_closed = self._on_closed
+        if on_closed is not None and not self._told_closed:
+            self._told_closed = True
+            on_closed(SocketClosed(self.close_code, self._gone_reason or "closed"))
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
