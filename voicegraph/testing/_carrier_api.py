@@ -1,10 +1,11 @@
 """What the carriers' REST APIs accept, as FakeCarrierREST checks it: the paths it serves, the
 create-call checks (Twilio's form, Plivo's JSON body) with the carriers' errors, the form of a
-request, and the number a transfer's TwiML / Plivo XML dials."""
+request, the number a transfer's TwiML / Plivo XML dials, and Plivo's Record API."""
 
 from __future__ import annotations
 
 import re
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
@@ -108,3 +109,31 @@ def dial_number(document: str) -> str | None:
     if not _E164.fullmatch(text):
         return None
     return text if text.startswith("+") else "+" + text  # Plivo writes numbers without "+"
+
+
+def plivo_recording(
+    raw: bytes, base_url: str, account: str
+) -> tuple[int, dict[str, object], dict[str, Any] | None]:
+    """Plivo's answer to a Record API body on an answered call, and the recording it starts
+    (``callback_url``, ``record_url``, ``id``, the ``request`` as sent) or ``None``."""
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return 400, {"error": "the body is not JSON"}, None
+    url = body.get("callback_url", "") if isinstance(body, dict) else ""
+    fmt = body.get("file_format", "mp3") if isinstance(body, dict) else ""
+    if not str(url).startswith(("http://", "https://")) or fmt not in ("mp3", "wav"):
+        return 400, {"error": "callback_url must be a URL and file_format mp3 or wav"}, None
+    rid = str(uuid.uuid4())
+    record_url = f"{base_url}/v1/Account/{account}/Recording/{rid}.{fmt}"
+    answer: dict[str, object] = {
+        "url": record_url,
+        "message": "call recording started",
+        "recording_id": rid,
+        "api_id": str(uuid.uuid4()),
+    }
+    return (
+        202,
+        answer,
+        {"callback_url": str(url), "record_url": record_url, "id": rid, "request": body},
+    )

@@ -64,6 +64,7 @@ from ._carrier_api import (
     _form,
     dial_number,
     plivo_create_errors,
+    plivo_recording,
     twilio_create_errors,
 )
 from .fake_dial import Callee, PlacedCall, Placement
@@ -183,28 +184,10 @@ class FakeCarrierREST(FakeServer):
         placed = self._placed(match["call"])
         if placed is None or placed.call_id != match["call"] or not placed.picked_up:
             return 404, {"error": "call not found"}
-        try:
-            body = msgspec.json.decode(request.body)
-        except msgspec.DecodeError:
-            return 400, {"error": "the body is not JSON"}
-        url = body.get("callback_url", "") if isinstance(body, dict) else ""
-        fmt = body.get("file_format", "mp3") if isinstance(body, dict) else ""
-        if not str(url).startswith(("http://", "https://")) or fmt not in ("mp3", "wav"):
-            return 400, {"error": "callback_url must be a URL and file_format mp3 or wav"}
-        rid = str(uuid.uuid4())
-        record_url = f"{self.base_url}/v1/Account/{self.account_id}/Recording/{rid}.{fmt}"
-        placed.recording = {
-            "callback_url": str(url),
-            "record_url": record_url,
-            "id": rid,
-            "request": body,
-        }
-        return 202, {
-            "url": record_url,
-            "message": "call recording started",
-            "recording_id": rid,
-            "api_id": str(uuid.uuid4()),
-        }
+        status, answer, recording = plivo_recording(request.body, self.base_url, self.account_id)
+        if recording is not None:
+            placed.recording = recording
+        return status, answer
 
     def _placed(self, call_id: str) -> PlacedCall | None:
         """The placed call ``call_id`` names (its call id or, on Plivo, its request id) that is
