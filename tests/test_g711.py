@@ -163,9 +163,7 @@ def test_multi_sample_vector_round_trips_as_documented(codec: Codec) -> None:
 
 @both_codecs
 def test_sine_vector_encodes_as_documented(codec: Codec) -> None:
-    assert codec[1](pcm(0, 5657, 8000, 5657, 0, -5657, -8000, -5657)).hex() == (
-        "ffa9a0a9ff292029"
-    )
+    assert codec[1](pcm(0, 5657, 8000, 5657, 0, -5657, -8000, -5657)).hex() == ("ffa9a0a9ff292029")
 
 
 @both_codecs
