@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from voicegraph import DTMF, AudioFormat, AudioFormatMismatch, AudioFrame, Graph
-from voicegraph.nodes.audio.g711 import MulawDecode, MulawEncode, pcm16_to_ulaw, ulaw_to_pcm16
+from voicegraph.nodes.audio import g711
+from voicegraph.nodes.audio.g711 import (
+    MulawDecode,
+    MulawEncode,
+    numpy_decode,
+    numpy_encode,
+    pcm16_to_ulaw,
+    ulaw_to_pcm16,
+)
 from voicegraph.nodes.audio.pcm import (
     AudioInputError,
     float_to_pcm16,
@@ -26,6 +36,15 @@ ALL_CODES = bytes(range(256))
 # tables to audioop without needing audioop (removed in Python 3.13) at test time.
 AUDIOOP_ENCODE_SHA256 = "617fa4850d68d3906597e949f7625fb2fc46db479e29707f33159b3d131721cb"
 AUDIOOP_DECODE_SHA256 = "3dab54339e520bb2c924826e3b72a917a2b612e9fd12fc867500f1d983a75827"
+
+Codec = tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
+# Every table test runs against both implementations: the public functions (the C codec here,
+# see test_c_codec_is_in_use_on_this_interpreter) and the numpy fallback.
+CODECS = [
+    pytest.param((ulaw_to_pcm16, pcm16_to_ulaw), id="public"),
+    pytest.param((numpy_decode, numpy_encode), id="numpy"),
+]
+both_codecs = pytest.mark.parametrize("codec", CODECS)
 
 EXP_LUT = [0, 0, 1, 1, 2, 2, 2, 2] + [3] * 8 + [4] * 16 + [5] * 32 + [6] * 64 + [7] * 128
 
@@ -55,28 +74,41 @@ def pcm(*samples: int) -> bytes:
     return np.array(samples, dtype="<i2").tobytes()
 
 
-def test_encoder_matches_audioop_variant_of_reference_for_all_65536_inputs() -> None:
+def test_c_codec_is_in_use_on_this_interpreter() -> None:
+    # CPython on a little-endian host always has it: audioop (3.11/3.12) or audioop-lts (3.13+)
+    assert sys.byteorder == "little"
+    assert g711.C_CODEC
+
+
+@both_codecs
+def test_encoder_matches_audioop_variant_of_reference_for_all_65536_inputs(codec: Codec) -> None:
     samples = np.frombuffer(ALL_PCM, dtype="<i2")
     expected = bytes(ref_encode_audioop(int(s)) for s in samples)
-    assert pcm16_to_ulaw(ALL_PCM) == expected
+    assert codec[1](ALL_PCM) == expected
 
 
-def test_encoder_output_is_byte_identical_to_audioop() -> None:
-    assert hashlib.sha256(pcm16_to_ulaw(ALL_PCM)).hexdigest() == AUDIOOP_ENCODE_SHA256
+@both_codecs
+def test_encoder_output_is_byte_identical_to_audioop(codec: Codec) -> None:
+    assert hashlib.sha256(codec[1](ALL_PCM)).hexdigest() == AUDIOOP_ENCODE_SHA256
 
 
-def test_decoder_matches_reference_for_all_256_codes() -> None:
-    decoded = np.frombuffer(ulaw_to_pcm16(ALL_CODES), dtype="<i2").tolist()
+@both_codecs
+def test_decoder_matches_reference_for_all_256_codes(codec: Codec) -> None:
+    decoded = np.frombuffer(codec[0](ALL_CODES), dtype="<i2").tolist()
     assert decoded == [ref_decode(c) for c in range(256)]
 
 
-def test_decoder_output_is_byte_identical_to_audioop() -> None:
-    assert hashlib.sha256(ulaw_to_pcm16(ALL_CODES)).hexdigest() == AUDIOOP_DECODE_SHA256
+@both_codecs
+def test_decoder_output_is_byte_identical_to_audioop(codec: Codec) -> None:
+    assert hashlib.sha256(codec[0](ALL_CODES)).hexdigest() == AUDIOOP_DECODE_SHA256
 
 
-def test_audioop_variant_differs_from_plain_16_bit_encoder_on_381_negative_inputs() -> None:
+@both_codecs
+def test_audioop_variant_differs_from_plain_16_bit_encoder_on_381_negative_inputs(
+    codec: Codec,
+) -> None:
     samples = np.frombuffer(ALL_PCM, dtype="<i2")
-    ours = np.frombuffer(pcm16_to_ulaw(ALL_PCM), dtype=np.uint8)
+    ours = np.frombuffer(codec[1](ALL_PCM), dtype=np.uint8)
     plain = np.array([ref_encode16(int(s)) for s in samples], dtype=np.uint8)
     differ = samples[ours != plain]
     assert differ.size == 381
@@ -104,36 +136,49 @@ def test_audioop_variant_differs_from_plain_16_bit_encoder_on_381_negative_input
         (-32768, 0x00, -32124),
     ],
 )
-def test_protocol_vector_encodes_and_decodes(linear: int, code: int, back: int) -> None:
-    assert pcm16_to_ulaw(pcm(linear)) == bytes([code])
-    assert ulaw_to_pcm16(bytes([code])) == pcm(back)
+@both_codecs
+def test_protocol_vector_encodes_and_decodes(
+    codec: Codec, linear: int, code: int, back: int
+) -> None:
+    decode, encode = codec
+    assert encode(pcm(linear)) == bytes([code])
+    assert decode(bytes([code])) == pcm(back)
 
 
 @pytest.mark.parametrize(("linear", "code"), [(-1, 0x7E), (-2, 0x7E), (-10, 0x7D), (-31610, 0x00)])
-def test_encoder_pins_the_audioop_rounding_below_segment_boundaries(linear: int, code: int) -> None:
-    assert pcm16_to_ulaw(pcm(linear)) == bytes([code])
+@both_codecs
+def test_encoder_pins_the_audioop_rounding_below_segment_boundaries(
+    codec: Codec, linear: int, code: int
+) -> None:
+    assert codec[1](pcm(linear)) == bytes([code])
 
 
-def test_multi_sample_vector_round_trips_as_documented() -> None:
-    encoded = pcm16_to_ulaw(pcm(0, 1000, -1000, 32767, -32768, 8, -8, 100))
+@both_codecs
+def test_multi_sample_vector_round_trips_as_documented(codec: Codec) -> None:
+    decode, encode = codec
+    encoded = encode(pcm(0, 1000, -1000, 32767, -32768, 8, -8, 100))
     assert encoded.hex() == "ffce4e8000fe7ef2"
-    assert ulaw_to_pcm16(encoded) == pcm(0, 988, -988, 32124, -32124, 8, -8, 104)
+    assert decode(encoded) == pcm(0, 988, -988, 32124, -32124, 8, -8, 104)
 
 
-def test_sine_vector_encodes_as_documented() -> None:
-    assert pcm16_to_ulaw(pcm(0, 5657, 8000, 5657, 0, -5657, -8000, -5657)).hex() == (
-        "ffa9a0a9ff292029"
-    )
+@both_codecs
+def test_sine_vector_encodes_as_documented(codec: Codec) -> None:
+    assert codec[1](pcm(0, 5657, 8000, 5657, 0, -5657, -8000, -5657)).hex() == ("ffa9a0a9ff292029")
 
 
-def test_both_silence_codes_decode_to_zero() -> None:
-    assert ulaw_to_pcm16(b"\xff\x7f") == pcm(0, 0)
+@both_codecs
+def test_both_silence_codes_decode_to_zero(codec: Codec) -> None:
+    assert codec[0](b"\xff\x7f") == pcm(0, 0)
 
 
+@both_codecs
 @given(st.binary(max_size=400))
-def test_decode_then_encode_is_identity_for_every_code_but_negative_zero(data: bytes) -> None:
+def test_decode_then_encode_is_identity_for_every_code_but_negative_zero(
+    codec: Codec, data: bytes
+) -> None:
+    decode, encode = codec
     expected = data.replace(b"\x7f", b"\xff")
-    assert pcm16_to_ulaw(ulaw_to_pcm16(data)) == expected
+    assert encode(decode(data)) == expected
 
 
 def test_encoder_rejects_odd_length_pcm() -> None:

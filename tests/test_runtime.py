@@ -18,6 +18,8 @@ from voicegraph import (
     In,
     Interrupt,
     Out,
+    SpeechPaused,
+    SpeechStopped,
     Transcript,
     decode_frame,
     encode_frame,
@@ -148,6 +150,38 @@ async def test_fan_out_and_fan_in_deliver_to_every_edge() -> None:
     await Call(g).run()
     sink = g["sink"]
     assert sink.ports.count("a") == 10 and sink.ports.count("b") == 10
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trace", [False, True])
+@pytest.mark.parametrize("fuse", [True, False])
+async def test_filtered_edges_each_take_only_their_classes_and_subclasses(
+    fuse: bool, trace: bool
+) -> None:
+    frames = [
+        audio(0),
+        Transcript(text="a"),
+        SpeechPaused(silence=0.2),  # a SpeechStopped subclass
+        audio(1),
+        SpeechStopped(),
+        Transcript(text="b"),
+    ]
+    g = Graph(fuse=fuse)
+    g.add("src", Source(frames))
+    g.add("pass", MapStage(lambda f: f))  # the edges leave a stage: fused, its segment's route
+    for name in ("all", "words", "stops"):
+        g.add(name, Sink())
+    g.connect("src", "pass")
+    g.connect("pass", "all")
+    g.connect("pass", "words", types=(Transcript,))
+    g.connect("pass", "stops", types=(SpeechStopped,))
+    result = await Call(g, trace=trace).run()
+    assert result.error is None
+    assert g["words"].got == [frames[1], frames[5]]
+    assert g["stops"].got == [frames[2], frames[4]]
+    # control frames overtake queued media, so only the unfiltered edge's set is compared
+    assert sorted(map(repr, g["all"].got)) == sorted(map(repr, frames))
+    assert result.stats["pass"]["frames_out"] == len(frames)
 
 
 @pytest.mark.anyio

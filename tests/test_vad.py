@@ -411,3 +411,17 @@ def test_silero_rechunks_20_ms_frames_into_32_ms_windows() -> None:
     analyser.configure(16000, "medium")
     got = [w for _ in range(8) for w in analyser.analyse(np.zeros(320, dtype=np.int16))]
     assert [s for _, s in got] == [0.032] * 5  # 160 ms = five 32 ms windows
+
+
+def test_webrtc_decides_whole_20_ms_frames_as_it_does_rechunked_ones() -> None:
+    t = np.arange(8000) / 8000
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12))
+    hum = (6000 * voiced / np.abs(voiced).max()).astype(np.int16)
+    signal = np.concatenate([np.zeros(4000, dtype=np.int16), hum, np.zeros(4000, dtype=np.int16)])
+    whole, halves = WebRTCAnalyser(), WebRTCAnalyser()
+    whole.configure(8000, "medium")
+    halves.configure(8000, "medium")
+    by_window = [w for i in range(0, signal.size, 160) for w in whole.analyse(signal[i : i + 160])]
+    by_half = [w for i in range(0, signal.size, 80) for w in halves.analyse(signal[i : i + 80])]
+    assert by_window == by_half
+    assert {p for p, _ in by_window} == {0.0, 1.0}  # both decisions occur, so both were compared

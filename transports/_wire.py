@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 import msgspec
@@ -65,12 +66,15 @@ def check_payload(data: bytes, bytes_per_sample: int, max_bytes: int) -> None:
         )
 
 
+_isfinite = math.isfinite
+
+
 def as_float(value: str | int | float, what: str) -> float:
     """A number the carrier may send as a JSON string or number (both seen in the wild)."""
     try:
         out = float(value)
     except ValueError:
         raise ProtocolError(f"{what} {value!r} is not a number") from None
-    if out != out or out in (float("inf"), float("-inf")):
+    if not _isfinite(out):  # NaN or ±inf
         raise ProtocolError(f"{what} {value!r} is not a finite number")
     return out

@@ -71,7 +71,10 @@ def on_grid(when: float, grid: float) -> float:
     if grid <= 0 or not math.isfinite(when):
         return when
     steps = when / grid
-    return math.ceil(steps - 1e-6) * grid
+    # Rounded to the nanosecond: ``k * grid`` can land a hair above the decimal instant (e.g.
+    # 1234.5650000000001), which uvloop's millisecond clock (``ms / 1000``) never equals; a
+    # timeout there re-armed itself on every loop iteration until the next millisecond.
+    return round(math.ceil(steps - 1e-6) * grid, 9)
 
 
 class Pacer:
@@ -129,7 +132,7 @@ class Pacer:
                 target = heap[0][0]
                 self._sleeping_until = target
                 self._changed = changed = anyio.Event()
-                with anyio.move_on_after(target - now):
+                with anyio.CancelScope(deadline=target):  # exactly on the grid (see on_grid)
                     await changed.wait()
                 self._changed = None
                 self._sleeping_until = math.inf

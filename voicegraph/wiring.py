@@ -9,9 +9,11 @@ call). Consecutive fused stages compose into one synchronous segment, so a chain
 mu-law decode -> VAD costs no task switch at all. With ``Graph(fuse=False)`` each stage runs as
 an actor of its own (:class:`StageRunner`); what is delivered, and in which order, is the same.
 
-Edge filters (``types=``), per-frame type checks where a source may emit more than its
-destination accepts, and tracing wrap deliverers only where needed, so a plain edge costs
-nothing extra per frame.
+Edge filters (``types=``) are decided by the route once per frame class, so a frame that no
+edge takes (e.g. the VAD's audio on edges that carry only speech events) costs no call.
+Per-frame type checks where a source may emit more than its destination accepts, and tracing,
+wrap deliverers only where needed (a filter then stays inside them, after them), so a plain
+edge costs nothing extra per frame.
 """
 
 from __future__ import annotations
@@ -114,7 +116,10 @@ class Wiring:
 
     # ------------------------------------------------------------------ routes
 
-    def _deliverer(self, e: Edge) -> Route:
+    def _deliverer(self, e: Edge) -> tuple[tuple[type, ...] | None, Route]:
+        """Edge ``e``'s deliverer, and the frame classes the route must pick for it (``None``:
+        every frame). A plain ``types=`` filter is left to the route, which then skips the
+        edge without a call; behind a type check or tracing it stays inside, after them."""
         key = (e.dst, e.dst_port)
         if key in self._deliver_cache:
             d = self._deliver_cache[key]
@@ -123,6 +128,9 @@ class Wiring:
         else:
             d = self.inline_deliverer(e.dst, e.dst_port)
         self._deliver_cache[key] = d
+        narrows = self._narrows(e)
+        if e.types is not None and not narrows and self.trace is None:
+            return e.types, d
         if e.types is not None:
             inner_f, types = d, e.types
 
@@ -131,7 +139,7 @@ class Wiring:
                     await inner_f(frame)
 
             d = filtered
-        if self._narrows(e):
+        if narrows:
             # the source may emit something wider than the destination accepts: check each frame
             inner_n, label = d, e.label()
             accepted = self.nodes[e.dst].input(e.dst_port).types
@@ -153,7 +161,7 @@ class Wiring:
                 await inner_t(frame)
 
             d = traced
-        return d
+        return None, d
 
     def _narrows(self, e: Edge) -> bool:
         accepted = self.nodes[e.dst].input(e.dst_port).types
@@ -178,13 +186,13 @@ class Wiring:
 
     def _make_route(self, name: str, port: str) -> Route:
         stats = self.nodes[name].stats
-        deliverers = [
+        edges = [
             self._deliverer(e) for e in self.graph.edges if e.src == name and e.src_port == port
         ]
         ok, check = self._checker(name, port)
 
-        if len(deliverers) == 1:
-            only = deliverers[0]
+        if len(edges) == 1 and edges[0][0] is None:
+            only = edges[0][1]
 
             async def route1(frame: Frame) -> None:
                 if frame.__class__ not in ok:
@@ -194,11 +202,25 @@ class Wiring:
 
             return route1
 
+        # The deliverers each frame class goes to, in edge order: the edge filters are decided
+        # once per class, so a frame no edge takes costs no call at all. Bounded: only classes
+        # the port declares get an entry.
+        targets: dict[type, tuple[Route, ...]] = {}
+
+        def admit(cls: type) -> tuple[Route, ...]:
+            if cls not in ok:
+                check(cls)  # raises for a class the port does not declare
+            chosen = targets[cls] = tuple(
+                d for types, d in edges if types is None or issubclass(cls, types)
+            )
+            return chosen
+
         async def route(frame: Frame) -> None:
-            if frame.__class__ not in ok:
-                check(frame.__class__)
+            chosen = targets.get(frame.__class__)
+            if chosen is None:
+                chosen = admit(frame.__class__)
             stats.frames_out += 1
-            for d in deliverers:
+            for d in chosen:
                 await d(frame)
 
         return route

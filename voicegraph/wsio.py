@@ -83,22 +83,22 @@ class WebSocketClient:
     """:class:`MessageSocket` over a trio-websocket client connection (Trio backend)."""
 
     def __init__(self, conn: object) -> None:
-        self._conn = conn
-
-    async def send(self, message: str | bytes) -> None:
         from trio_websocket import ConnectionClosed
 
+        self._conn = conn
+        # looked up once: an import statement per message costs more than the send itself
+        self._closed: type[Exception] = ConnectionClosed
+
+    async def send(self, message: str | bytes) -> None:
         try:
             await self._conn.send_message(message)  # type: ignore[attr-defined]
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise _closed(exc) from None
 
     async def receive(self) -> str | bytes:
-        from trio_websocket import ConnectionClosed
-
         try:
             return await self._conn.get_message()  # type: ignore[attr-defined,no-any-return]
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise _closed(exc) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -224,22 +224,22 @@ class AsyncioWebSocketClient:
     """:class:`MessageSocket` over a ``websockets`` asyncio client connection."""
 
     def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    async def send(self, message: str | bytes) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        self._conn = conn
+        # looked up once: an import statement per message costs more than the send itself
+        self._closed: type[Exception] = ConnectionClosed
+
+    async def send(self, message: str | bytes) -> None:
         try:
             await self._conn.send(message)
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise _ws_closed(exc) from None
 
     async def receive(self) -> str | bytes:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             return await self._conn.recv()  # type: ignore[no-any-return]
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise _ws_closed(exc) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

@@ -168,6 +168,12 @@ class WebRTCAnalyser:
         if self._vad is None:
             raise RuntimeError("WebRTCAnalyser.configure() must be called before analyse()")
         w = self._window
+        if samples.size == w and not self._pending.size:
+            # the usual case, one whole window and nothing held back: no re-chunking copies
+            speech = self._vad.is_speech(
+                samples.astype("<i2", copy=False).tobytes(), self.sample_rate
+            )
+            return [(1.0 if speech else 0.0, 0.02)]
         if self._pending.size:
             samples = np.concatenate((self._pending, samples))
         whole = samples.size - samples.size % w

@@ -1,17 +1,24 @@
-"""G.711 µ-law codec: lookup tables built once with numpy, and the codec stages.
+"""G.711 µ-law codec: the C codec where the interpreter has it, numpy tables otherwise.
 
 The encoder is the audioop-compatible variant of the reference algorithm (Sun ``g711.c``, as in
 CPython's ``audioop.lin2ulaw``): the sample is first shifted to 14 bits (floor), then encoded
 with the 16-bit algorithm. Results are byte-identical to ``audioop``, ``audioop-lts`` and
 Pipecat; the plain 16-bit variant differs by one step for 381 negative inputs (see
-``docs/audio.md``). ``audioop`` itself is not used: it was removed in Python 3.13.
+``docs/audio.md``).
 
-Cost: one table lookup per sample (``numpy.take``), about a microsecond per 20 ms frame.
+Which implementation runs: ``audioop`` (the standard library up to Python 3.12; the
+``audioop-lts`` package, a dependency from 3.13 on) on little-endian hosts, about 0.1 µs per
+20 ms frame; else the numpy lookup tables (one ``numpy.take`` per frame, about 1.3 µs), which
+are also what :mod:`voicegraph.nodes.convert` indexes with sample arrays. Both give the same
+bytes (``tests/test_g711.py`` checks each against the reference).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -67,9 +74,53 @@ _DECODE = _build_decode_table()
 _ENCODE = _build_encode_table()
 
 
+def numpy_decode(data: bytes) -> bytes:
+    """µ-law → PCM16 LE by the numpy table (the fallback; no length check)."""
+    return _DECODE.take(np.frombuffer(data, dtype=np.uint8)).tobytes()
+
+
+def numpy_encode(data: bytes) -> bytes:
+    """PCM16 LE → µ-law by the numpy table (the fallback; ``data`` of even length)."""
+    return _ENCODE.take(np.frombuffer(data, dtype="<u2")).tobytes()
+
+
+def _load_audioop() -> ModuleType | None:
+    """The C codec module, or ``None`` where there is none (or it would give big-endian PCM)."""
+    if sys.byteorder != "little":
+        return None
+    try:
+        with warnings.catch_warnings():
+            # 3.11/3.12 warn that audioop is deprecated (removed in 3.13, where audioop-lts
+            # provides it): an implementation detail here, not the user's concern.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import audioop
+    except ImportError:
+        return None
+    return audioop
+
+
+_AUDIOOP = _load_audioop()
+C_CODEC = _AUDIOOP is not None
+"""Whether the C codec (``audioop`` / ``audioop-lts``) is in use rather than the numpy tables."""
+
+_decode: Callable[[bytes], bytes]
+_encode: Callable[[bytes], bytes]
+if _AUDIOOP is not None:
+    _ulaw2lin, _lin2ulaw = _AUDIOOP.ulaw2lin, _AUDIOOP.lin2ulaw
+
+    def _decode(data: bytes) -> bytes:
+        return _ulaw2lin(data, 2)  # type: ignore[no-any-return]
+
+    def _encode(data: bytes) -> bytes:
+        return _lin2ulaw(data, 2)  # type: ignore[no-any-return]
+
+else:
+    _decode, _encode = numpy_decode, numpy_encode
+
+
 def ulaw_to_pcm16(data: bytes) -> bytes:
     """Decode µ-law bytes to PCM16 LE bytes (two bytes out per byte in)."""
-    return _DECODE.take(np.frombuffer(data, dtype=np.uint8)).tobytes()
+    return _decode(data)
 
 
 def pcm16_to_ulaw(data: bytes) -> bytes:
@@ -77,7 +128,7 @@ def pcm16_to_ulaw(data: bytes) -> bytes:
     odd number of bytes."""
     if len(data) % 2:
         raise ValueError(f"PCM16 data of {len(data)} bytes has an odd length")
-    return _ENCODE.take(np.frombuffer(data, dtype="<u2")).tobytes()
+    return _encode(data)
 
 
 class MulawDecode(Stage):
@@ -100,7 +151,7 @@ class MulawDecode(Stage):
         if frame.encoding != "mulaw" or frame.sample_rate != fmt.sample_rate or not frame.data:
             check_audio(self.name or "MulawDecode", frame, fmt)  # raises, naming the problem
         return AudioFrame(
-            data=_DECODE.take(np.frombuffer(frame.data, dtype=np.uint8)).tobytes(),
+            data=_decode(frame.data),
             encoding="pcm16",
             sample_rate=frame.sample_rate,
             timestamp=frame.timestamp,
@@ -134,7 +185,7 @@ class MulawEncode(Stage):
         ):
             check_audio(self.name or "MulawEncode", frame, fmt)  # raises, naming the problem
         return AudioFrame(
-            data=_ENCODE.take(np.frombuffer(frame.data, dtype="<u2")).tobytes(),
+            data=_encode(data),
             encoding="mulaw",
             sample_rate=frame.sample_rate,
             timestamp=frame.timestamp,
