@@ -54,7 +54,9 @@ async def test_speech_still_goes_out_frame_by_frame() -> None:
         async def script(c: Caller) -> None:
             await play_yielding(c, silence(0.1))
             await c.vad(SpeechStarted())
-            await play_yielding(c, tone(0.2))
+            for frame in tone(0.2):  # at the carrier's pace, so each frame can wake the node
+                await c.play([frame])
+                await anyio.sleep(0.02)
             await c.vad(SpeechStopped())
 
         with counting() as counts:
@@ -64,4 +66,6 @@ async def test_speech_still_goes_out_frame_by_frame() -> None:
     # the silence goes out at the speech start (which overtakes what is still queued), then
     # each frame on its own
     assert sum(audio) == 160 * 15 and audio[0] <= 800 and set(audio[1:]) == {160}
-    assert counts["stt"].wakes >= 10  # woken for each speech frame
+    # woken for each of the ten speech frames, give or take two a busy scheduler coalesces;
+    # batched like the silence, the whole call would take about five wakes
+    assert counts["stt"].wakes >= 8
