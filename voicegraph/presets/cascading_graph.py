@@ -26,7 +26,7 @@ from ..nodes.conversation.barge_in import BargeIn
 from ..nodes.conversation.call_end import CallEnd
 from ..nodes.conversation.turn_policy import AdaptiveTurnDetector, TurnPolicy, turn_policy
 from ..nodes.conversation.turns import TurnDetector
-from ._shared import Interruptible, Sensitivity, emittable, pinned_format
+from ._shared import Interruptible, Sensitivity, emittable, feed_caller_audio
 
 if TYPE_CHECKING:
     from ..nodes.audio.playout import PlayoutOptions
@@ -69,14 +69,7 @@ def cascading(
     g = Graph("cascading")
     g.add("carrier_in", carrier_in)
     g.add("stt", stt)
-    stt_fmt = pinned_format(stt, "audio")
-    g.connect(
-        "carrier_in.audio",
-        "stt.audio",
-        policy="drop_oldest",
-        capacity=100,
-        convert=stt_fmt is not None and stt_fmt != carrier_format,
-    )
+    feed_caller_audio(g, "stt", stt, carrier_format)
     policy = turn_policy(sensitivity) if turns is None else turns
     pause = policy.pause if isinstance(policy, TurnPolicy) else None
     vad_node: Node = (

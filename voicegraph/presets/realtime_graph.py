@@ -24,7 +24,7 @@ from ..node import Actor
 from ..nodes.conversation.barge_in import BargeIn, FalseInterrupt
 from ..nodes.conversation.call_end import CallEnd
 from ..nodes.conversation.realtime_supervisor import RealtimeSupervisor
-from ._shared import Interruptible, Sensitivity, emittable, pinned_format
+from ._shared import Interruptible, Sensitivity, emittable, feed_caller_audio
 
 if TYPE_CHECKING:
     from ..nodes.audio.playout import PlayoutOptions
@@ -61,14 +61,7 @@ def realtime(
     g = Graph("realtime")
     g.add("carrier_in", carrier_in)
     g.add("model", model)
-    model_fmt = pinned_format(model, "audio")
-    g.connect(
-        "carrier_in.audio",
-        "model.audio",
-        policy="drop_oldest",
-        capacity=100,
-        convert=model_fmt is not None and model_fmt != carrier_format,
-    )
+    feed_caller_audio(g, "model", model, carrier_format)
     # playout: every option (chunk, marks, pacing); else the defaults with ``playout_lead``
     playout = Playout(carrier_format, playout_lead, options=playout_options)
     g.add("barge_in", BargeIn(lambda: playout.speaking, interruptible, sensitivity))
