@@ -46,17 +46,7 @@ class PlivoREST:
         bounds. Cancellation aborts the request."""
         if not _CALL_UUID.fullmatch(call_uuid):
             raise HangupError(f"call_uuid {call_uuid!r} is not a Plivo call UUID")
-        url = f"{self.base_url}/v1/Account/{self.auth_id}/Call/{call_uuid}/"
-        return await send_with_retries(
-            "DELETE",
-            url,
-            auth=(self.auth_id, self._auth_token),
-            data=None,
-            done=frozenset({200, 204}),
-            gone=frozenset({404}),
-            policy=self.policy,
-            what=f"plivo hang-up of {call_uuid}",
-        )
+        return await self._delete(f"Call/{call_uuid}/", f"plivo hang-up of {call_uuid}")
 
     async def record(
         self, call_uuid: str, *, callback_url: str, time_limit: int, file_format: str = "wav"
@@ -96,16 +86,21 @@ class PlivoREST:
         like :meth:`hangup`."""
         if not _CALL_UUID.fullmatch(request_uuid):
             raise HangupError(f"request_uuid {request_uuid!r} is not a Plivo request UUID")
-        url = f"{self.base_url}/v1/Account/{self.auth_id}/Request/{request_uuid}/"
+        return await self._delete(
+            f"Request/{request_uuid}/", f"plivo cancel of request {request_uuid}"
+        )
+
+    async def _delete(self, path: str, what: str) -> bool:
+        """``DELETE`` the account's ``path``: True if done (200/204), False if gone (404)."""
         return await send_with_retries(
             "DELETE",
-            url,
+            f"{self.base_url}/v1/Account/{self.auth_id}/{path}",
             auth=(self.auth_id, self._auth_token),
             data=None,
             done=frozenset({200, 204}),
             gone=frozenset({404}),
             policy=self.policy,
-            what=f"plivo cancel of request {request_uuid}",
+            what=what,
         )
 
     async def transfer(self, call_uuid: str, aleg_url: str, aleg_method: str = "POST") -> bool:
