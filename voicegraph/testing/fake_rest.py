@@ -310,10 +310,9 @@ class FakeCarrierREST(FakeServer):
             RecordedHangup(request.method, request.path, call_id, form, authorised, status)
         )
         hung_up = status in (200, 204) and call_id in self.ended
-        if hung_up and not any(c == call_id for c, _ in self.transfers):
-            for placed in self.placed:
-                if call_id in (placed.call_id, placed.request_id):
-                    placed.hang_up()
+        placed = self._placed(call_id) if hung_up else None
+        if placed is not None and not any(c == call_id for c, _ in self.transfers):
+            placed.hang_up()
         if status in (200, 204) and self.on_hangup is not None:
             self.on_hangup(call_id)
         self._changed.set()
