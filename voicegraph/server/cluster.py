@@ -22,6 +22,7 @@ import anyio
 
 from .state import CallRecord, StateUnavailable
 from .stream_token import StreamTokenError
+from .warmup import warm
 
 if TYPE_CHECKING:
     from ..interface import CallInterface
@@ -115,6 +116,7 @@ async def background(runtime: AgentRuntime) -> AsyncIterator[None]:
     (loop-lag monitor, sampled metrics). Each runs once per runtime: an entry while it already
     runs (the runtime's own ASGI lifespan and a FastAPI lifespan, say) adds nothing. Enter and
     leave it in one task, as a lifespan does."""
+    warm(runtime)  # mounted in another server, the lifespan is the first moment to do it
     state = not runtime._running.get("state")
     obs = runtime.observability is not None and not runtime._running.get("observability")
     async with anyio.create_task_group() as tg:

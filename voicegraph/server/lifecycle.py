@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 
 from .asgi import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
+from .warmup import warm
 
 if TYPE_CHECKING:
     from .agent_runtime import AgentRuntime
@@ -78,6 +79,7 @@ async def serve(
     on_ready: Callable[[list[str]], None] | None,
 ) -> None:
     """Serve ``runtime.app`` until shutdown, then drain (see :meth:`AgentRuntime.serve`)."""
+    warm(runtime)  # the first call's imports, before any call can wait on them
     sock = listen_socket(host, port, reuse_port=reuse_port)
     binds = bound_urls(sock)
     # calls were drained before the listeners close

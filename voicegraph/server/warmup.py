@@ -1,0 +1,57 @@
+"""Import, before the first call, what calls import on first use.
+
+Many modules load lazily so that ``import voicegraph`` stays light: the web framework behind the
+webhooks, the presets, the audio nodes (soxr, WebRTC VAD), httpx's connection core, the
+WebSocket client library. Left lazy in a server, the first call pays for them *inside the event
+loop*: 0.1-0.5 s of imports during which every other live call's audio waits.
+:func:`warm` imports them when the runtime starts serving (:func:`~voicegraph.server.lifecycle.serve`
+before it accepts, and the ASGI lifespan when the app is mounted elsewhere).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+from ..backends import current_backend
+
+if TYPE_CHECKING:
+    from .agent_runtime import AgentRuntime
+
+__all__ = ["warm", "warm_modules"]
+
+_ALWAYS = (
+    "voicegraph.dialogue",
+    "voicegraph.presets",
+    "voicegraph.nodes.audio.vad",
+    "voicegraph.nodes.audio.analysers",
+    "voicegraph.nodes.audio.resample",
+    "voicegraph.nodes.audio.playout",
+    "voicegraph.nodes.conversation",
+    "httpcore",  # httpx imports it at its first client (the LLM's first request)
+    "encodings.idna",  # a host name's first encoding (httpx, socket connect)
+)
+_CARRIERS = {"twilio": "voicegraph.transports.twilio", "plivo": "voicegraph.transports.plivo"}
+_BACKEND = {
+    "asyncio": ("quart", "websockets.asyncio.client"),
+    "trio": ("quart", "quart_trio", "trio_websocket"),
+}
+_OPTIONAL = ("webrtcvad",)  # the WebRTC analyser's library, when installed
+
+
+def warm_modules(runtime: AgentRuntime, backend: str | None = None) -> list[str]:
+    """The modules :func:`warm` imports for ``runtime`` on ``backend`` (default: the running one)."""
+    names = list(_ALWAYS)
+    names += sorted(
+        {_CARRIERS[i.telephony] for i in runtime.interfaces if i.telephony in _CARRIERS}
+    )
+    names += _BACKEND[backend or current_backend()]
+    names += [n for n in _OPTIONAL if importlib.util.find_spec(n) is not None]
+    return names
+
+
+def warm(runtime: AgentRuntime) -> None:
+    """Import :func:`warm_modules` now (once per process; later calls cost a dict lookup each)."""
+    for name in warm_modules(runtime):
+        importlib.import_module(name)
