@@ -597,3 +597,62 @@ def test_played_position_after_a_clear_at_any_moment_is_the_acknowledged_audio(
     [pos] = [e for e in run.events if e.utterance_id == 3]
     assert pos.played == pytest.approx(0.02 * len(acked))
     assert pos.complete is (len(acked) == 75)
+
+
+# Longer messages: 20 ms pieces joined up to `chunk` when they are due together.
+JOINED = PlayoutOptions(chunk=0.06, lead=0.14, mark_interval=0.0)
+
+
+@pytest.mark.anyio
+async def test_a_longer_chunk_sends_fewer_messages_back_to_back() -> None:
+    run = await run_call(
+        burst(0.0, speech(MULAW8, 2.0, 1), 1), playout=Playout(MULAW8, options=JOINED)
+    )
+    arrivals = run.carrier.arrivals
+    sizes = [len(a.frame.data) for a in arrivals]
+    assert sum(sizes) == 16000 and all(s % 160 == 0 and s <= 480 for s in sizes)
+    # 60 ms each once audio is queued ahead (a smaller one goes when that is all there is)
+    assert len(sizes) <= 36 and sizes.count(480) >= 31
+    for prev, cur in zip(arrivals, arrivals[1:], strict=False):
+        assert cur.starts == pytest.approx(prev.starts + prev.frame.duration)  # no gaps
+    held = [a.starts + a.frame.duration - a.at for a in arrivals]
+    assert max(held) <= 0.14 + 1e-9  # the carrier never holds more than the lead
+    assert run.playout.underruns == 0
+
+
+@pytest.mark.anyio
+async def test_a_longer_chunk_does_not_hold_back_the_first_audio_of_a_reply() -> None:
+    first = speech(MULAW8, 0.02, 1)  # only 20 ms of TTS so far
+    rest = speech(MULAW8, 0.5, 1)
+    items = [(0.0, "audio", first[0])] + burst(0.3, rest, 1)
+    run = await run_call(items, playout=Playout(MULAW8, options=JOINED))
+    head = run.carrier.arrivals[0]
+    assert head.at == 0.0 and len(head.frame.data) == 160  # sent at once, not after 60 ms
+
+
+@pytest.mark.parametrize("backend", BOTH_BACKENDS)
+@settings(max_examples=25, deadline=None)
+@given(at=st.floats(0.001, 1.4), echo_delay=st.floats(0.0, 0.2))
+def test_with_longer_chunks_a_clear_reports_exactly_the_acknowledged_messages(
+    backend: str, at: float, echo_delay: float
+) -> None:
+    items = burst(0.0, speech(MULAW8, 1.5, 3), 3) + [(at, "control", Interrupt())]
+
+    async def main() -> Run:
+        return await run_call(
+            items,
+            duration=2.5,
+            carrier=FakeCarrier(echo_delay=echo_delay),
+            playout=Playout(MULAW8, options=JOINED),
+        )
+
+    run = run_virtual(main, backend)
+    acked = {name for t, name, played in run.carrier.echoes if t < at and played}
+    heard = 0.0  # the audio before each acknowledged mark (one mark per message here)
+    for frame, after in zip(run.carrier.received, run.carrier.received[1:], strict=False):
+        if isinstance(frame, AudioFrame) and isinstance(after, PlaybackMark):
+            if after.name in acked:
+                heard += frame.duration
+    [pos] = [e for e in run.events if e.utterance_id == 3]
+    assert pos.played == pytest.approx(heard)
+    assert pos.complete is (heard == pytest.approx(1.5))

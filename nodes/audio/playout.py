@@ -1,17 +1,19 @@
 """Playout: agent audio paced out to the carrier, with proof of what the caller heard.
 
 Audio arrives faster than real time (TTS, realtime models) in any format. :class:`Playout`
-converts it to the carrier's format, cuts it into ``chunk``-second pieces and sends each piece
-``lead`` seconds ahead of real time, with a :class:`~voicegraph.frames.PlaybackMark` after every
-``mark_interval`` of audio and at the end of each utterance. The carrier echoes a mark once the
-audio before it was played (Twilio ``mark``, Plivo ``playedStream``), and that echo is the only
-proof of playback.
+converts it to the carrier's format, cuts it into 20 ms pieces and sends them, joined into
+messages of up to ``chunk`` seconds, ``lead`` seconds ahead of real time, with a
+:class:`~voicegraph.frames.PlaybackMark` after every ``mark_interval`` of audio and at the end
+of each utterance. The carrier echoes a mark once the audio before it was played (Twilio
+``mark``, Plivo ``playedStream``), and that echo is the only proof of playback.
 
 Pacing model: the carrier plays what it has back to back, so everything sent so far finishes
-playing at ``play_end = max(play_end, t_send) + chunk`` (per chunk). A chunk is sent once
-``play_end + chunk - now <= lead``; with audio queued, the carrier's buffer therefore never runs dry (no
-gaps) and never holds more than ``lead`` (a barge-in has at most ``lead`` of stale audio to
-clear). With nothing queued, nothing is sent.
+playing at ``play_end = max(play_end, t_send) + m`` for a message of ``m`` seconds (the queued
+pieces of one utterance, up to ``chunk``). It is sent once ``play_end + m - now <= lead``: a
+longer ``chunk`` means fewer messages but never holds back audio that is all there is (the
+first 20 ms of a reply leave at once). With audio queued, the carrier's buffer therefore never
+runs dry (no gaps) and never holds more than ``lead`` (a barge-in has at most ``lead`` of stale
+audio to clear). With nothing queued, nothing is sent.
 
 Clear (an :class:`~voicegraph.frames.Interrupt` or :class:`~voicegraph.frames.Clear` on
 ``"control"``): everything queued is dropped, the playback generation is bumped (mark names
@@ -61,6 +63,9 @@ from .playout_options import PlayoutOptions
 __all__ = ["Playout", "PlayoutOptions"]
 
 _EPS = 1e-6  # seconds; absorbs float error so a wake-up at the deadline always sends
+PIECE = 0.02
+"""Seconds per queued piece of audio: a message joins the due pieces of one utterance, up to
+``chunk`` (so a longer ``chunk`` never makes the first audio of a reply wait for more TTS)."""
 
 
 @dataclass(slots=True)
@@ -104,7 +109,8 @@ class Playout(Actor):
         self.options = opts = options
         self.carrier_format = carrier_format
         width = bytes_per_sample(carrier_format.encoding)
-        self._chunk_bytes = max(1, round(carrier_format.sample_rate * opts.chunk)) * width
+        piece = min(opts.chunk, PIECE)
+        self._piece_bytes = max(1, round(carrier_format.sample_rate * piece)) * width
         self._bytes_per_second = carrier_format.sample_rate * width
         self.inputs = (
             In("audio", AudioFrame, AudioDone),
@@ -204,10 +210,23 @@ class Playout(Actor):
     def _next_send_at(self) -> float:
         if not self._queue:
             return math.inf
-        head = self._queue[0]
-        if isinstance(head, _Done):
+        if isinstance(self._queue[0], _Done):
             return -math.inf
-        return self._play_end + head.seconds - self.options.lead
+        return self._play_end + self._next_message_seconds() - self.options.lead
+
+    def _next_message_seconds(self) -> float:
+        """Seconds the next message would carry: the queued pieces of the head's utterance,
+        up to ``chunk``."""
+        queue = self._queue
+        head = queue[0]
+        total = head.seconds  # type: ignore[union-attr]
+        limit = self.options.chunk + _EPS
+        for i in range(1, len(queue)):
+            item = queue[i]
+            if isinstance(item, _Done) or item.utt != head.utt or total + item.seconds > limit:
+                break
+            total += item.seconds
+        return total
 
     async def handle(self, port: str, frame: Frame) -> None:
         if isinstance(frame, AudioFrame):
@@ -273,7 +292,7 @@ class Playout(Actor):
         self._queue.append(_Done(utt))
 
     def _cut(self, utt: int, buf: bytearray, capture_time: float, *, final: bool) -> None:
-        step = self._chunk_bytes
+        step = self._piece_bytes
         limit = len(buf) if final else len(buf) - len(buf) % step
         bps = self._bytes_per_second
         for i in range(0, limit, step):
@@ -298,18 +317,19 @@ class Playout(Actor):
                     await self._maybe_complete(item.utt, u)
                 continue
             now = anyio.current_time()
-            if now + _EPS < self._play_end + item.seconds - lead:
+            seconds = self._next_message_seconds() if len(queue) > 1 else item.seconds
+            if now + _EPS < self._play_end + seconds - lead:
                 return  # sending now would put more than `lead` in the carrier's buffer
-            queue.popleft()
-            self._queued_seconds -= item.seconds
+            data = self._take(seconds)
+            self._queued_seconds -= seconds
             u = self._marks.progress(item.utt)
             if u.chunks_sent and self._play_end < now - _EPS:
                 self.underruns += 1  # the producer fell behind real time mid-utterance
-            self._play_end = max(self._play_end, now) + item.seconds
+            self._play_end = max(self._play_end, now) + seconds
             await self.send(
                 "out",
                 AudioFrame(
-                    data=item.data,
+                    data=data,
                     encoding=fmt.encoding,
                     sample_rate=fmt.sample_rate,
                     timestamp=self._stream_time,
@@ -317,9 +337,9 @@ class Playout(Actor):
                     utterance_id=item.utt,
                 ),
             )
-            self._stream_time += item.seconds
+            self._stream_time += seconds
             mark = self._marks.next_chunk()
-            self._unmarked += item.seconds
+            self._unmarked += seconds
             if (
                 self._unmarked >= self.options.mark_interval - _EPS
                 or not queue
@@ -330,7 +350,24 @@ class Playout(Actor):
                 await self.send("out", PlaybackMark(name=mark))
             if not u.chunks_sent and item.utt:
                 self.publish(TimelineMark(turn=item.utt, stage="first_audio_sent"))
-            self._marks.sent(item.utt, u, item.seconds)
+            self._marks.sent(item.utt, u, seconds)
+
+    def _take(self, seconds: float) -> bytes:
+        """Pop the head pieces that make ``seconds`` (one utterance's, as counted by
+        :meth:`_next_message_seconds`) and join them."""
+        queue = self._queue
+        first = queue.popleft()
+        assert isinstance(first, _Chunk)
+        left = seconds - first.seconds
+        if left < _EPS:
+            return first.data
+        parts = [first.data]
+        while left > _EPS:
+            piece = queue.popleft()
+            assert isinstance(piece, _Chunk)
+            parts.append(piece.data)
+            left -= piece.seconds
+        return b"".join(parts)
 
     async def _ack(self, name: str) -> None:
         for utt, (u, first) in self._marks.ack(name).items():

@@ -15,7 +15,8 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
     """Options of :class:`~voicegraph.nodes.audio.playout.Playout` (seconds unless stated).
 
     ``lead``: how far ahead of real time audio is sent (the most stale audio a clear must drop).
-    ``chunk``: duration of each piece sent (one ``media`` message). ``max_queued``: audio held
+    ``chunk``: the longest message (one ``media`` message): queued 20 ms pieces of an
+    utterance that are due together go as one, up to ``chunk``. ``max_queued``: audio held
     waiting to be sent; frames beyond it are dropped and counted. ``max_unacked``: marks awaiting
     an echo; beyond it the oldest are forgotten (counted), so a carrier that never echoes cannot
     grow memory. ``mark_prefix``: start of every mark name.
