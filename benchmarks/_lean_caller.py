@@ -47,6 +47,7 @@ SILENCE = base64.b64encode(b"\xff" * 160)  # 20 ms of µ-law silence, as it trav
 MAX_PLAYBACK = 600.0  # seconds of agent audio queued for playback (Twilio keeps ~10 minutes)
 MAX_MARKS = 10_000  # marks waiting for their audio to play, per call
 MAX_MESSAGE = 1 << 20
+TIMER_GRAIN = 0.001  # uvloop's timers fire on a millisecond grid, up to a millisecond early
 KEEP = 1000  # mark names and errors kept per call, for tests and failure reports
 _DIGITS = frozenset("0123456789*#ABCD")
 
@@ -94,9 +95,9 @@ def _b64_length(text: str) -> int:
 
 class Clock:
     """The 20 ms clock of a load process: each tick runs :meth:`LeanCall.tick` of every call
-    on the line. Ticks keep their schedule: a late one is followed at once by the next (the
-    audio still leaves at 20 ms per chunk on average); more than a second behind, the clock
-    starts afresh. While :attr:`recording`, how late each tick ran is counted (milliseconds,
+    on the line. Ticks keep their schedule (to the event loop's millisecond): a late one is
+    followed at once by the next (the audio still leaves at 20 ms per chunk on average); more
+    than a second behind, the clock starts afresh. While :attr:`recording`, how late each tick ran is counted (milliseconds,
     one bucket each, bounded)."""
 
     def __init__(self) -> None:
@@ -119,16 +120,19 @@ class Clock:
     def _fire(self) -> None:
         now = time.monotonic()
         late = now - self._due
+        loop = asyncio.get_running_loop()
+        if late < -TIMER_GRAIN:  # not yet spoken
+            self._handle = loop.call_later(max(-late, TIMER_GRAIN), self._fire)
+            return
         if self.recording:
-            self.late_ms[min(int(late * 1000), 1000)] += 1
+            self.late_ms[min(max(int(late * 1000), 0), 1000)] += 1
         for call in tuple(self.calls):
             call.tick(now)
         if late > 1.0:
             self.restarts += 1
             self._due = now
         self._due += CHUNK
-        delay = self._due - time.monotonic()
-        self._handle = asyncio.get_running_loop().call_later(max(delay, 0.0), self._fire)
+        self._handle = loop.call_later(max(self._due - time.monotonic(), 0.0), self._fire)
 
     def lateness(self) -> dict[str, float]:
         """How late the recorded ticks ran: p50, p99 and max in ms (bucket floors), and their
