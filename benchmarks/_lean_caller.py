@@ -341,6 +341,8 @@ class LeanCall(WSListener):  # type: ignore[misc]
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self._hung_up:
+            self.closed_by_server = True  # with or without a close frame
         self.closed = True
         self.clock.calls.pop(self, None)
         self._wake()

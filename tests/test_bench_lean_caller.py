@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from benchmarks._lean_caller import CallEnded, Clock, LeanCall, LeanDialer, payloads
+from benchmarks._sweep import load_limits
 from voicegraph.frames import (
     DTMF,
     AudioDone,
@@ -318,3 +319,32 @@ async def test_counters_run_as_twilio_s_and_the_server_s_schema_reads_every_mess
     assert [int(b.timestamp) for b in media] == [20 * i for i in range(len(media))]
     assert all(b.payload == b"\xff" * 160 and b.track == "inbound" for b in media)
     assert isinstance(decoded[-1], m.Stop) and decoded[-1].stop.callSid == "CA" + "2" * 32
+
+
+# ------------------------------------------------------------------ the load side's limits
+
+
+def test_a_load_side_with_room_everywhere_was_not_the_limit() -> None:
+    assert load_limits(40.0, 1, 25.0, [8.0, 7.0], 3.0) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ((95.0, 1, 30.0, [30.0, 35.0], 3.0), "its 1 core(s) were 95 % busy"),
+        ((120.0, 2, 92.0, [14.0, 14.0], 3.0), "the provider fakes' process used 92 % of a core"),
+        ((120.0, 2, 20.0, [91.0, 9.0], 3.0), "a caller process used 91 % of a core"),
+        ((50.0, 1, 30.0, [10.0, 10.0], 12.0), "the callers' 20 ms clock ran 12 ms late (p99)"),
+    ],
+)
+def test_the_load_side_was_the_limit_when_a_core_a_process_or_the_clock_was(
+    args: tuple[float, int, float, list[float], float], reason: str
+) -> None:
+    assert load_limits(*args) == [reason]
+
+
+def test_the_clock_reports_how_late_its_recorded_ticks_ran() -> None:
+    clock = Clock()
+    clock.late_ms[0], clock.late_ms[2], clock.late_ms[40] = 90, 9, 1
+    late = clock.lateness()
+    assert (late["ticks"], late["p50"], late["p99"], late["max"]) == (100, 0.0, 2.0, 40.0)
