@@ -8,9 +8,9 @@ audio before a mark has played (on ``clear``: the queued audio is dropped and ev
 mark echoed at once), ``stop`` at hang-up. What makes it lean, so that a load process costs a
 small fraction of the server it measures:
 
-* one :class:`Clock` per process: every 20 ms one callback sends each call's ``media``
-  message for that tick, synchronously (no task, timer or wake-up per call per tick), each
-  chunk once its 20 ms have been spoken, as a carrier does;
+* one :class:`~benchmarks._lean_clock.Clock` per process: every 20 ms one callback sends
+  each call's ``media`` message for that tick, synchronously (no task, timer or wake-up per
+  call per tick), each chunk once its 20 ms have been spoken, as a carrier does;
 * messages are formatted from precomputed parts: the base64 payloads of the speech and
   silence chunks, and the call's ``streamSid``; only the counters vary;
 * picows (asyncio only) delivers what the server sends in a callback, decoded into a minimal
@@ -20,8 +20,9 @@ small fraction of the server it measures:
   at or after it (at most 20 ms after the audio before it finished playing, like a carrier
   playing in 20 ms frames).
 
-A call's turn script awaits a future only when something it waits for happens (speech sent,
-first reply audio, quiet line), a few times per turn.
+:class:`~benchmarks._lean_dialer.LeanDialer` places the calls. A call's turn script awaits a
+future only when something it waits for happens (speech sent, first reply audio, quiet
+line), a few times per turn.
 
 Clocks: every recorded time is ``time.monotonic()``, the clock of the server's timeline marks.
 """
@@ -32,14 +33,16 @@ import asyncio
 import base64
 import secrets
 import time
-import xml.etree.ElementTree as ET
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-__all__ = ["CHUNK", "CallEnded", "Clock", "LeanCall", "LeanDialer", "payloads"]
+if TYPE_CHECKING:
+    from ._lean_clock import Clock
+
+__all__ = ["CHUNK", "CallEnded", "LeanCall", "payloads"]
 
 CHUNK = 0.02
 RATE = 8000  # µ-law bytes per second
@@ -47,7 +50,6 @@ SILENCE = base64.b64encode(b"\xff" * 160)  # 20 ms of µ-law silence, as it trav
 MAX_PLAYBACK = 600.0  # seconds of agent audio queued for playback (Twilio keeps ~10 minutes)
 MAX_MARKS = 10_000  # marks waiting for their audio to play, per call
 MAX_MESSAGE = 1 << 20
-TIMER_GRAIN = 0.001  # uvloop's timers fire on a millisecond grid, up to a millisecond early
 KEEP = 1000  # mark names and errors kept per call, for tests and failure reports
 _DIGITS = frozenset("0123456789*#ABCD")
 
@@ -93,65 +95,7 @@ def _b64_length(text: str) -> int:
     return len(text) // 4 * 3 - (2 if text.endswith("==") else 1 if text.endswith("=") else 0)
 
 
-class Clock:
-    """The 20 ms clock of a load process: each tick runs :meth:`LeanCall.tick` of every call
-    on the line. Ticks keep their schedule (to the event loop's millisecond): a late one is
-    followed at once by the next (the audio still leaves at 20 ms per chunk on average); more
-    than a second behind, the clock starts afresh. While :attr:`recording`, how late each tick ran is counted (milliseconds,
-    one bucket each, bounded)."""
-
-    def __init__(self) -> None:
-        self.calls: dict[LeanCall, None] = {}  # an ordered set
-        self.recording = False
-        self.late_ms = [0] * 1001  # bucket i: i ms late (the last: a second or more)
-        self.restarts = 0
-        self._due = 0.0
-        self._handle: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        self._due = time.monotonic() + CHUNK
-        self._handle = asyncio.get_running_loop().call_later(CHUNK, self._fire)
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _fire(self) -> None:
-        now = time.monotonic()
-        late = now - self._due
-        loop = asyncio.get_running_loop()
-        if late < -TIMER_GRAIN:  # not yet spoken
-            self._handle = loop.call_later(max(-late, TIMER_GRAIN), self._fire)
-            return
-        if self.recording:
-            self.late_ms[min(max(int(late * 1000), 0), 1000)] += 1
-        for call in tuple(self.calls):
-            call.tick(now)
-        if late > 1.0:
-            self.restarts += 1
-            self._due = now
-        self._due += CHUNK
-        self._handle = loop.call_later(max(self._due - time.monotonic(), 0.0), self._fire)
-
-    def lateness(self) -> dict[str, float]:
-        """How late the recorded ticks ran: p50, p99 and max in ms (bucket floors), and their
-        count."""
-        n = sum(self.late_ms)
-        out: dict[str, float] = {"ticks": n, "restarts": self.restarts}
-        for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
-            rank, seen = max(1, round(q * n)), 0
-            for ms, count in enumerate(self.late_ms):
-                seen += count
-                if seen >= rank:
-                    out[name] = float(ms)
-                    break
-            else:
-                out[name] = float("nan")
-        return out
-
-
-class LeanCall(WSListener):  # type: ignore[misc]
+class LeanCall(WSListener):
     """One live simulated Twilio call on a picows connection (see module docs).
 
     Records on the caller's side: ``onsets`` and ``speech_ends`` of what :meth:`say` queued
@@ -436,85 +380,3 @@ class LeanCall(WSListener):  # type: ignore[misc]
                         self._waiter = None
         except TimeoutError:
             raise TimeoutError(f"no {what} within {timeout:g}s") from None
-
-
-class LeanDialer:
-    """Places :class:`LeanCall` s to an agent server at ``base_url`` (the arguments as
-    :class:`~voicegraph.testing.TwilioCaller`'s). One HTTP client serves every webhook of the
-    dialer; close it with :meth:`aclose` (or ``async with``)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        auth_token: str,
-        clock: Clock,
-        *,
-        account_sid: str = "AC" + "0" * 32,
-        to: str = "+14155550199",
-        from_: str = "+14155550100",
-        public_url: str | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self._auth_token = auth_token
-        self.clock = clock
-        self.account_sid = account_sid
-        self.to, self.from_ = to, from_
-        self.public_url = public_url.rstrip("/") if public_url else None
-        self.timeout = timeout
-        self._http = httpx.AsyncClient(timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"LeanDialer({self.base_url!r}, to={self.to!r})"  # never the token
-
-    async def __aenter__(self) -> LeanDialer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def dial(self, path: str = "/call/incoming") -> LeanCall:
-        """The webhook (signed), then the stream its TwiML names, as Twilio does."""
-        from voicegraph.server.signatures import compute_twilio_signature
-        from voicegraph.testing import CallRejected
-        from voicegraph.testing.twilio_caller import twilio_webhook_form
-
-        call_sid = "CA" + secrets.token_hex(16)
-        form = twilio_webhook_form(call_sid, self.account_sid, self.from_, self.to)
-        signed = (self.public_url or self.base_url) + path
-        sig = compute_twilio_signature(signed, form, self._auth_token)
-        resp = await self._http.post(
-            self.base_url + path, data=form, headers={"X-Twilio-Signature": sig}
-        )
-        if resp.status_code != 200:
-            raise CallRejected(f"webhook answered HTTP {resp.status_code}", resp.status_code)
-        return await self.open_stream(ET.fromstring(resp.text), call_sid)
-
-    async def open_stream(self, twiml: ET.Element, call_sid: str) -> LeanCall:
-        """Open the stream of the TwiML ``<Connect><Stream>``: the signed handshake, then
-        ``connected`` and ``start``. The call ticks on :attr:`clock` from then on."""
-        from voicegraph.server.signatures import compute_twilio_signature
-        from voicegraph.testing import CallRejected
-        from voicegraph.testing._simcall import local_target
-
-        stream = twiml.find("./Connect/Stream")
-        if stream is None or not stream.get("url"):
-            raise CallRejected("TwiML has no <Connect><Stream url=...>", 200)
-        url = stream.get("url", "")
-        params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-        sig = compute_twilio_signature(url, None, self._auth_token)
-        target = local_target(url, self.base_url, self.public_url or self.base_url)
-        _, call = await ws_connect(
-            lambda: LeanCall(self.clock, call_sid, self.account_sid, params),
-            target,
-            extra_headers={"X-Twilio-Signature": sig},
-            websocket_handshake_timeout=self.timeout,
-            max_frame_size=MAX_MESSAGE,
-            use_aiofastnet=False,
-        )
-        return call  # type: ignore[no-any-return]

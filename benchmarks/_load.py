@@ -29,7 +29,9 @@ import sys
 from typing import Any
 
 from . import _rig as rig
-from ._lean_caller import CallEnded, Clock, LeanCall, LeanDialer, payloads
+from ._lean_caller import CallEnded, LeanCall, payloads
+from ._lean_clock import Clock
+from ._lean_dialer import LeanDialer
 
 
 def say(word: str) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from benchmarks._lean_caller import CallEnded, Clock, LeanCall, LeanDialer, payloads
+from benchmarks._lean_caller import CallEnded, LeanCall, payloads
+from benchmarks._lean_clock import Clock
+from benchmarks._lean_dialer import LeanDialer
 from benchmarks._sweep import load_limits
 from voicegraph.frames import (
     DTMF,
