@@ -64,13 +64,14 @@ def report(sweep: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
         )
     )
     print(f"largest N with p99 framework-added <= {BUDGET_MS:g} ms and no drops: {best}")
-    limited = [r["calls"] for r in runs if r["load_limited"]]
-    if limited:
-        print(
-            f"note: the LOAD side (callers + fakes) was the limit at N = {limited}: it used "
-            "90 % or more of its cores, so its own delays count as framework-added there and "
-            "those latencies are pessimistic (the server's CPU per call is unaffected)"
-        )
+    for r in runs:
+        if r["load_limited"]:
+            print(
+                f"note: the LOAD side (callers + fakes) was the limit at N = {r['calls']}: "
+                + "; ".join(r["load_limits"])
+                + ". Its own delays count as framework-added there, so those latencies are "
+                "pessimistic (the server's CPU per call is unaffected)"
+            )
     if observe:
         print(
             table(

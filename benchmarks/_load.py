@@ -4,139 +4,139 @@
 
 ``CONFIG_JSON``: ``{"url", "ks", "n", "turns", "speech", "desync", "cpus"}`` (``ks``: the
 indexes of this process's callers among all ``n``, which set their ramp-up slots; ``cpus``:
-the cores to pin to, or none). The callers share one 20 ms metronome (no timer per caller).
+the cores to pin to, or none). The callers are :mod:`benchmarks._lean_caller`'s: they share
+one 20 ms clock and read the server's messages in callbacks. This process runs on asyncio (on
+uvloop where installed) whatever backend the server is measured on: picows, which keeps the
+callers lean, is asyncio only.
+
 Lines on stdout and stdin, one word each, keep the processes of one N in step:
 
 * ``CONNECTED`` (out): every caller of this process is on the line (or failed);
 * ``GO`` (in): every process is connected: start the turns;
 * ``FIRST`` (out): the first caller here finished its turns; ``DONE`` (out): all of them;
 * ``HANGUP`` (in): hang up; then ``RESULT <json>`` (out): per call, the caller-side times
-  (``speech_ends``, ``first_audio``) and the failures.
+  (``speech_ends``, ``first_audio``), the failures, and how late the callers' clock ran
+  between ``GO`` and ``DONE`` (``clock_late_ms``: p50, p99, max).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import sys
 from typing import Any
 
-import anyio
-
 from . import _rig as rig
-from .common import run as run_on_backend
-
-
-class Metronome:
-    """One 20 ms clock for every caller of the process: ``wait`` returns at the next tick."""
-
-    def __init__(self) -> None:
-        self._tick = anyio.Event()
-
-    async def run(self) -> None:
-        due = anyio.current_time()
-        while True:
-            due += rig.CHUNK
-            await anyio.sleep_until(due)
-            tick, self._tick = self._tick, anyio.Event()
-            tick.set()
-
-    async def wait(self) -> None:
-        await self._tick.wait()
+from ._lean_caller import CallEnded, LeanCall, payloads
+from ._lean_clock import Clock
+from ._lean_dialer import LeanDialer
 
 
 def say(word: str) -> None:
     print(word, flush=True)
 
 
+class _Count:
+    """Callers that reached a point; ``event`` is set once all ``total`` did."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.event = total, 0, asyncio.Event()
+
+    def add(self) -> None:
+        self.n += 1
+        if self.n >= self.total:
+            self.event.set()
+
+
 async def main(cfg: dict[str, Any]) -> None:
-    from voicegraph.wsio import SocketClosed
-
-    url, ks, n, turns = cfg["url"], cfg["ks"], cfg["n"], cfg["turns"]
-    chunks = rig.speech_chunks(cfg["speech"])
+    ks, n, turns = cfg["ks"], cfg["n"], cfg["turns"]
+    speech = payloads(rig.speech_chunks(cfg["speech"]))
     ramp = min(4.0, 0.03 * n)
-    counts = {"connected": 0, "finished": 0}
-    all_connected, go, hang_up, all_done = (
-        anyio.Event(),
-        anyio.Event(),
-        anyio.Event(),
-        anyio.Event(),
-    )
-    lines: dict[str, rig.Line] = {}
+    connected, finished = _Count(len(ks)), _Count(len(ks))
+    go, hang_up = asyncio.Event(), asyncio.Event()
+    calls: dict[str, LeanCall] = {}
     failures: list[str] = []
-    first = [False]
-    metronome = Metronome()
+    clock = Clock()
 
-    def arrived(key: str, event: anyio.Event) -> None:
-        counts[key] += 1
-        if counts[key] == len(ks):
-            event.set()
-
-    def finished() -> None:
-        if not first[0]:
-            first[0] = True
+    def finish() -> None:
+        if finished.n == 0:
             say("FIRST")
-        arrived("finished", all_done)
+        finished.add()
 
-    async def one(k: int) -> None:
-        await anyio.sleep(ramp * k / n)
-        done = counted = False
+    async def one(dialer: LeanDialer, k: int) -> None:
+        await asyncio.sleep(ramp * k / n)
+        call: LeanCall | None = None
+        done = False
         try:
-            async with rig.caller(url).dial() as call:
-                line = lines[call.call_sid] = rig.Line(call)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(line.run, metronome)
-                    arrived("connected", all_connected)
-                    counted = True
-                    await go.wait()
-                    await anyio.sleep(random.uniform(0, cfg["desync"]))  # spread the turns
-                    for _ in range(turns):
-                        line.say(chunks)
-                        await line.wait_spoken()
-                        await line.wait_reply(timeout=20)
-                        await line.wait_quiet(timeout=30)
-                    done = True
-                    finished()
-                    await hang_up.wait()
-                    tg.cancel_scope.cancel()
-        except* SocketClosed as group:
-            if not done:  # a hang-up race after the turns is the kit's, not a failed call
-                failures.append(rig.describe(group))
-        except* Exception as group:
-            failures.append(rig.describe(group))
+            call = await dialer.dial()
+            calls[call.call_sid] = call
+            connected.add()
+            await go.wait()
+            await asyncio.sleep(random.uniform(0, cfg["desync"]))  # spread the turns
+            for _ in range(turns):
+                call.say(speech)
+                await call.wait_spoken()
+                await call.wait_reply(timeout=20)
+                await call.wait_quiet(timeout=30)
+            done = True
+            finish()
+            await hang_up.wait()
+        except CallEnded as exc:
+            if not done:  # the line stays up until HANGUP; a close after the turns is a race
+                failures.append(rig.describe(exc))
+        except Exception as exc:
+            failures.append(rig.describe(exc))
+        finally:
+            if call is not None:
+                await call.hangup()
         if not done:
-            if not counted:
-                arrived("connected", all_connected)
-            finished()
+            if call is None:  # never on the line
+                connected.add()
+            finish()
 
     async def commands() -> None:
         while True:
-            word = (await anyio.to_thread.run_sync(sys.stdin.readline)).strip()
+            word = (await asyncio.to_thread(sys.stdin.readline)).strip()
             if word == "GO":
+                clock.recording = True
                 go.set()
             elif word in ("HANGUP", ""):  # "": the parent is gone
                 hang_up.set()
                 go.set()
                 return
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(metronome.run)
-        tg.start_soon(commands)
-        async with anyio.create_task_group() as calls:
-            for k in ks:
-                calls.start_soon(one, k)
-            await all_connected.wait()
-            say("CONNECTED")
-            await all_done.wait()
-            say("DONE")
-        tg.cancel_scope.cancel()
+    clock.start()
+    reader = asyncio.create_task(commands())
+    try:
+        async with LeanDialer(
+            cfg["url"],
+            rig.AUTH_TOKEN,
+            clock,
+            account_sid=rig.ACCOUNT_SID,
+            to=rig.PHONE,
+            public_url="http://127.0.0.1",
+        ) as dialer:
+            async with asyncio.TaskGroup() as tg:
+                for k in ks:
+                    tg.create_task(one(dialer, k))
+                await connected.event.wait()
+                say("CONNECTED")
+                await finished.event.wait()
+                clock.recording = False
+                say("DONE")
+        await reader
+    finally:
+        clock.stop()
+        reader.cancel()
     result = {
         "lines": {
-            sid: {"speech_ends": line.speech_ends, "first_audio": line.first_audio}
-            for sid, line in lines.items()
+            sid: {"speech_ends": c.speech_ends, "first_audio": c.first_audio}
+            for sid, c in calls.items()
         },
         "failures": failures,
+        "clock_late_ms": clock.lateness(),
     }
     say("RESULT " + json.dumps(result))
 
@@ -149,7 +149,12 @@ def entry(argv: list[str]) -> int:
     cfg = json.loads(argv[0])
     if cfg.get("cpus"):
         os.sched_setaffinity(0, cfg["cpus"])
-    run_on_backend(main, cfg)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main(cfg))
+    else:
+        uvloop.run(main(cfg))
     return 0
 
 

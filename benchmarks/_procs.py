@@ -12,7 +12,14 @@ from typing import Any
 
 import anyio
 
-__all__ = ["ROOT", "LoadProc", "cpu_seconds", "get_stats", "server_process", "wait_idle"]
+__all__ = [
+    "ROOT",
+    "LoadProc",
+    "cpu_by_pid",
+    "get_stats",
+    "server_process",
+    "wait_idle",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,18 +113,20 @@ class LoadProc:
         await self.proc.stdin.send(word.encode() + b"\n")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of the processes ``pids`` so far."""
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of the processes ``pids`` so far (a process that is
+    gone counts 0)."""
     import psutil  # the bench extra
 
-    total = 0.0
+    out = {}
     for pid in pids:
         try:
             t = psutil.Process(pid).cpu_times()
         except psutil.Error:
+            out[pid] = 0.0
             continue
-        total += t.user + t.system
-    return total
+        out[pid] = t.user + t.system
+    return out
 
 
 async def wait_idle(client: Any, url: str) -> None:

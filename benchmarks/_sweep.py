@@ -15,11 +15,17 @@ from typing import Any
 import anyio
 
 from . import _rig as rig
-from ._procs import ROOT, LoadProc, cpu_seconds, get_stats, server_process, wait_idle
+from ._procs import ROOT, LoadProc, cpu_by_pid, get_stats, server_process, wait_idle
 
-__all__ = ["SATURATED_MS", "run_n", "run_sweep"]
+__all__ = ["SATURATED_MS", "load_limits", "run_n", "run_sweep"]
 
 SATURATED_MS = 500.0
+LOAD_BUSY = 90.0
+"""% of a core: a load process (one Python thread), or the load's cores on average, this busy
+was the limit."""
+CLOCK_LATE_MS = 10.0
+"""The callers' 20 ms clock this late (p99) was the limit: its delay is half the latency
+budget, and it lands in the caller-side times."""
 
 
 async def run_n(
@@ -61,8 +67,7 @@ async def run_n(
         with anyio.fail_after(60 + ramp):
             for p in load:
                 await p.expect("CONNECTED")
-        fakes0 = cpu_seconds(pids[:1])
-        window["start"] = (await get_stats(client, url), time.monotonic(), cpu_seconds(pids))
+        window["start"] = (await get_stats(client, url), time.monotonic(), cpu_by_pid(pids))
         for p in load:
             await p.tell("GO")
         first = anyio.Event()
@@ -79,9 +84,8 @@ async def run_n(
                     window["end"] = (
                         await get_stats(client, url),
                         time.monotonic(),
-                        cpu_seconds(pids),
+                        cpu_by_pid(pids),
                     )
-                    window["fakes"] = cpu_seconds(pids[:1]) - fakes0
 
                 tg.start_soon(measure)
                 for p in load:
@@ -96,8 +100,15 @@ async def run_n(
     (s0, w0, c0), (s1, w1, c1) = window["start"], window["end"]
     wall = max(w1 - w0, 1e-9)
     server_cpu = 100 * (s1["cpu_s"] - s0["cpu_s"]) / wall
-    load_cpu = 100 * (c1 - c0) / wall
+    share = [100 * (c1[pid] - c0[pid]) / wall for pid in pids]  # the fakes', then the callers'
+    load_cpu = sum(share)
     load_cores = len(cpus) if cpus else (os.cpu_count() or 1)
+    late = [r["clock_late_ms"] for r in results]
+    clock_late = {
+        q: max((x[q] for x in late if x[q] == x[q]), default=float("nan"))
+        for q in ("p50", "p99", "max")
+    }
+    limits = load_limits(load_cpu, load_cores, share[0], share[1:], clock_late["p99"])
     failures = [f for r in results for f in r["failures"]]
     recs = []
     for r in results:
@@ -116,11 +127,16 @@ async def run_n(
         "server_cpu_percent": server_cpu,
         "server_cpu_percent_per_call": server_cpu / n,
         "load_process_cpu_percent": load_cpu,
-        # of which the simulated callers (the rest is the provider fakes)
-        "callers_cpu_percent": load_cpu - 100 * window["fakes"] / wall,
+        # of which the simulated callers (the rest is the provider fakes), per process too
+        "callers_cpu_percent": sum(share[1:]),
+        "caller_processes_cpu_percent": share[1:],
+        "fakes_cpu_percent": share[0],
+        # how late the callers' 20 ms clock ran (the worst load process's figures)
+        "callers_clock_late_ms": clock_late,
         "load_processes": procs,
         "load_cores": load_cores,
-        "load_limited": load_cpu >= 90 * load_cores,
+        "load_limited": bool(limits),
+        "load_limits": limits,
         "server_rss_bytes": s0["rss_bytes"],
         "rss_bytes_per_call": max(0, s0["rss_bytes"] - idle_rss) / n,
         "steady_window_s": wall,
@@ -138,6 +154,23 @@ async def run_n(
         "dropped_frames": drops,
         "samples": {"framework_added_ms": fa},
     }
+
+
+def load_limits(
+    load_cpu: float, cores: int, fakes: float, callers: list[float], clock_late_p99: float
+) -> list[str]:
+    """Why the load side was the limit of a run, in words (empty: it was not): its cores, or
+    one of its processes, at least ``LOAD_BUSY`` % busy, or the callers' clock late."""
+    out = []
+    if load_cpu >= LOAD_BUSY * cores:
+        out.append(f"its {cores} core(s) were {load_cpu / cores:.0f} % busy")
+    if fakes >= LOAD_BUSY:
+        out.append(f"the provider fakes' process used {fakes:.0f} % of a core")
+    if callers and max(callers) >= LOAD_BUSY:
+        out.append(f"a caller process used {max(callers):.0f} % of a core")
+    if clock_late_p99 >= CLOCK_LATE_MS:
+        out.append(f"the callers' 20 ms clock ran {clock_late_p99:.0f} ms late (p99)")
+    return out
 
 
 class _Times:
@@ -294,6 +327,8 @@ def _progress(r: dict[str, Any], note: str = "") -> None:
     print(
         f"  N={r['calls']}{note}: p99 framework-added {fa['p99']:.1f} ms, server CPU "
         f"{r['server_cpu_percent']:.0f}%, drops {r['dropped_frames']}, load process CPU "
-        f"{r['load_process_cpu_percent']:.0f}%",
+        f"{r['load_process_cpu_percent']:.0f}% (callers {r['callers_cpu_percent']:.0f}%, their "
+        f"clock p99 {r['callers_clock_late_ms']['p99']:.0f} ms late)"
+        + (" LOAD-LIMITED" if r["load_limited"] else ""),
         flush=True,
     )
