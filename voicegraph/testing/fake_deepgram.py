@@ -239,11 +239,12 @@ class _Stream:
     # ---------------------------------------------------------------- audio
 
     def levels(self, data: bytes) -> np.ndarray[Any, Any]:
-        """RMS level of each whole 20 ms block of ``data``, in one vectorised step. Squares
-        of 16-bit samples sum exactly in float64, so each level equals the block's own mean."""
+        """RMS level of each whole 20 ms block of ``data``, in one vectorised step. The same
+        figure as block by block: squares of 16-bit samples sum exactly in float64 in any order."""
         pcm = ulaw_to_pcm16(data) if self.cfg.encoding == "mulaw" else data
         x = np.frombuffer(pcm, dtype="<i2").astype(np.float64).reshape(-1, self.samples)
-        return np.sqrt(np.mean(x * x, axis=1))
+        rms: np.ndarray[Any, Any] = np.sqrt(np.mean(x * x, axis=1))
+        return rms
 
     async def on_audio(self, data: bytes) -> None:
         block = self.samples * self.bps
