@@ -93,13 +93,12 @@ class _PicowsPeer(WebSocketPeer):
 async def serve_picows(
     fake: FakeServer,
     sock: socket.socket,
+    tg: anyio.abc.TaskGroup,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``fake``'s WebSocket side on the bound ``sock`` until cancelled; each accepted
-    connection runs in the caller's task group (cancelled with it)."""
-    tg = fake._tg
-    assert tg is not None
+    connection runs in ``tg`` (the fake's task group, cancelled when it stops)."""
 
     def judge(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
         headers = {k.lower(): v for k, v in request.headers.items()}

@@ -77,7 +77,8 @@ class Refuse:
         self, status: int, headers: Mapping[str, str] | None = None, body: bytes = b""
     ) -> None:
         self.status = status
-        self.headers = {"content-type": "text/plain", **(headers or {})}
+        given = {k.lower(): v for k, v in (headers or {}).items()}
+        self.headers = {"content-type": "text/plain", **given}
         self.body = body
 
 
@@ -264,7 +265,7 @@ class FakeServer:
         if self.engine == "picows":
             from ._fakeserver_picows import serve_picows
 
-            await self._tg.start(serve_picows, self, sock)
+            await self._tg.start(serve_picows, self, sock, self._tg)
         else:
             # Hypercorn's asyncio or trio worker, as the running backend.
             config = hypercorn_config(
