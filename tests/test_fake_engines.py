@@ -29,15 +29,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:websockets.*is deprecated:Deprec
 
 
 class Echo(FakeServer):
-    """Accepts ``/echo`` (with an ``x-echo`` header) and echoes; ``/close?code=N`` closes with
-    code N; refuses any other path with 403 and a header."""
+    """Accepts ``/echo`` and echoes; ``/close?code=N`` closes with code N; ``/fail`` fails on
+    the first message; refuses any other path with 403 and a header."""
 
     def handshake(self, ws: WebSocketPeer) -> Accept | Refuse:
-        if ws.path in ("/echo", "/close"):
+        if ws.path in ("/echo", "/close", "/fail"):
             return Accept({"x-echo": "yes"}, state=ws.param("code"))
         return Refuse(403, {"x-why": "no such path"}, b"forbidden")
 
     async def websocket(self, ws: WebSocketPeer) -> None:
+        if ws.path == "/fail":
+            raise RuntimeError(f"the fake failed on {await ws.receive()!r}")
         if ws.state is not None:
             await ws.close(int(ws.state), "bye")
             return
@@ -78,11 +80,21 @@ async def test_the_picows_engine_on_trio_says_to_use_hypercorn() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("engine", ENGINES)
-async def test_messages_round_trip_and_the_accept_headers_reach_the_client(engine: Engine) -> None:
+async def test_text_and_binary_messages_round_trip(engine: Engine) -> None:
     async with Echo(engine=engine) as echo, connect_websocket(echo.ws_url + "/echo") as ws:
         await ws.send("hello")
         await ws.send(b"\x00\x01")
         assert [await ws.receive(), await ws.receive()] == ["hello", b"\x00\x01"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_the_accept_headers_reach_the_client(engine: Engine) -> None:
+    from websockets.asyncio.client import connect
+
+    async with Echo(engine=engine) as echo, connect(echo.ws_url + "/echo") as ws:
+        assert ws.response is not None
+        assert ws.response.status_code == 101 and ws.response.headers["x-echo"] == "yes"
 
 
 @pytest.mark.anyio
@@ -105,7 +117,21 @@ async def test_a_close_code_and_reason_reach_the_client(engine: Engine) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_close_code_picows_cannot_send_is_an_error_not_another_code(
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_failing_fake_is_logged_and_its_socket_closed_with_1000(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, "voicegraph.testing.fakeserver")
+    async with Echo(engine=engine) as echo, connect_websocket(echo.ws_url + "/fail") as ws:
+        await ws.send("hi")
+        with pytest.raises(SocketClosed) as info:
+            await ws.receive()
+    assert info.value.code == 1000
+    assert "the fake failed on 'hi'" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_close_code_picows_cannot_send_is_logged_as_an_error_saying_what_to_change(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.ERROR, "voicegraph.testing.fakeserver")
@@ -113,8 +139,8 @@ async def test_a_close_code_picows_cannot_send_is_an_error_not_another_code(
         async with connect_websocket(echo.ws_url + "/close?code=4001") as ws:
             with pytest.raises(SocketClosed) as info:
                 await ws.receive()
-    assert info.value.code == 1011
-    assert "use engine='hypercorn'" in caplog.text
+    assert info.value.code == 1000  # the base's close after a failing websocket(), as on Hypercorn
+    assert "FakeServerError" in caplog.text and "use engine='hypercorn'" in caplog.text
 
 
 @pytest.mark.anyio

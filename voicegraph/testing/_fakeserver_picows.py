@@ -8,8 +8,9 @@ connection's :meth:`~voicegraph.testing.fakeserver.FakeServer.websocket` runs as
 fake's task group once picows has sent the 101.
 
 What Hypercorn does and picows would do differently is made the same here (a plain HTTP
-``GET`` gets the default 404; a failing ``websocket`` is logged and closed with 1011) or refused
-with :class:`~voicegraph.testing.fakeserver.FakeServerError` (a close code picows cannot send).
+``GET`` gets the default 404; a failing ``websocket`` is logged and its socket closed with 1000)
+or refused with :class:`~voicegraph.testing.fakeserver.FakeServerError` (a close code or reason
+picows cannot send).
 """
 
 from __future__ import annotations
@@ -124,17 +125,15 @@ async def serve_picows(
         tg.start_soon(serve, peer)
 
     async def serve(peer: _PicowsPeer) -> None:
-        code = 1000
         try:
             await fake.websocket(peer)
         except SocketClosed:
             pass
-        except Exception:  # as Hypercorn does with a failing ASGI app: log it, close 1011
+        except Exception:  # as on Hypercorn: logged, and the socket closed as below
             logger.exception("%s failed serving a WebSocket", type(fake).__name__)
-            code = 1011
         finally:
             with anyio.CancelScope(shield=True):
-                await peer.close(code)
+                await peer.close()
 
     server = await ws_create_server(
         judge,
