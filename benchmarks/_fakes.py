@@ -1,6 +1,10 @@
 """The provider fakes of a call benchmark: the latencies they are configured with (vendors'
 typical figures) and :func:`run_fakes`, which starts the ones a mode needs on 127.0.0.1.
 
+The fakes are the load side: on asyncio the WebSocket ones (Deepgram, Cartesia) are served by
+picows (``engine="picows"``), several times cheaper per message than Hypercorn, so they cost
+the load's core less; the chat fake is HTTP and stays on Hypercorn, as does everything on Trio.
+
 Clocks: every time here is ``time.monotonic()``, the clock ``TimelineMark`` uses.
 """
 
@@ -117,8 +121,12 @@ async def run_fakes(
     """Start the fakes ``mode`` needs on 127.0.0.1, configured with ``lat``; ``turns`` bounds
     the scripted turns (transcripts and replies); ``transcripts`` replaces the caller's
     sentence with a script, one entry per speech segment."""
+    from voicegraph.backends import current_backend
     from voicegraph.testing import FakeCartesia, FakeDeepgram, FakeOpenAIRealtime
 
+    engine: Literal["hypercorn", "picows"] = (
+        "picows" if current_backend() == "asyncio" else "hypercorn"
+    )
     f = Fakes()
     async with AsyncExitStack() as stack:
         if mode == "cascading":
@@ -128,6 +136,7 @@ async def run_fakes(
                     endpointing_delay=lat.stt_endpointing,
                     latency=lat.stt_latency,
                     first_interim_delay=10.0,  # interims are off the critical path; skip them
+                    engine=engine,
                 )
             )
             f.chat = await stack.enter_async_context(
@@ -135,7 +144,9 @@ async def run_fakes(
                     [reply] * turns, ttfb=lat.llm_ttft, tokens_per_second=tokens_per_second
                 )
             )
-            f.cartesia = await stack.enter_async_context(FakeCartesia(ttfb=lat.tts_ttfb))
+            f.cartesia = await stack.enter_async_context(
+                FakeCartesia(ttfb=lat.tts_ttfb, engine=engine)
+            )
             f.cartesia_log = _TimedList()
             f.cartesia.received = f.cartesia_log
             f.urls = {

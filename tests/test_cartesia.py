@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from fake_kit import ENGINES, refused_handshake
 
 from voicegraph import (
     Actor,
@@ -31,7 +32,8 @@ from voicegraph.nodes.providers import (
 from voicegraph.nodes.tts.cartesia import CartesiaOptions, CartesiaTTS
 from voicegraph.nodes.tts.cartesia_wire import sentence_cut
 from voicegraph.testing.fake_cartesia import CartesiaFaults, FakeCartesia
-from voicegraph.wsio import connect_websocket
+from voicegraph.testing.fakeserver import Engine
+from voicegraph.wsio import SocketClosed, connect_websocket
 
 KEY = "test-cartesia-key"
 VOICE_A = "0a1b2c3d-0000-4000-8000-000000000001"  # a voice the fake knows
@@ -140,8 +142,11 @@ def test_text_without_sentence_end_waits_until_the_limit() -> None:
 
 
 @pytest.mark.anyio
-async def test_utterance_becomes_mulaw_audio_of_plausible_length_then_audio_done() -> None:
-    async with FakeCartesia() as fake:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_utterance_becomes_mulaw_audio_of_plausible_length_then_audio_done(
+    engine: Engine,
+) -> None:
+    async with FakeCartesia(engine=engine) as fake:
 
         async def script(a: Agent) -> None:
             await a.say(7, "Hello there, ", "how are you?")
@@ -289,8 +294,9 @@ async def test_drop_mid_utterance_ends_it_and_next_text_is_replayed_after_reconn
 
 
 @pytest.mark.anyio
-async def test_wrong_key_ends_the_call_with_an_auth_error() -> None:
-    async with FakeCartesia(api_key="right") as fake:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_wrong_key_ends_the_call_with_an_auth_error(engine: Engine) -> None:
+    async with FakeCartesia(api_key="right", engine=engine) as fake:
 
         async def script(a: Agent) -> None:
             await anyio.sleep(5)
@@ -330,6 +336,7 @@ async def test_bearer_auth_style_is_accepted() -> None:
 
 
 async def raw_request(fake: FakeCartesia, body: str) -> dict[str, Any]:
+    """The fake's first reply to ``body`` on a fresh connection."""
     import msgspec
 
     url = f"{fake.url}/tts/websocket?cartesia_version=2025-04-16"
@@ -340,8 +347,9 @@ async def raw_request(fake: FakeCartesia, body: str) -> dict[str, Any]:
 
 
 @pytest.mark.anyio
-async def test_fake_answers_a_request_without_voice_with_an_error() -> None:
-    async with FakeCartesia() as fake:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_answers_a_request_without_voice_with_an_error(engine: Engine) -> None:
+    async with FakeCartesia(engine=engine) as fake:
         reply = await raw_request(
             fake,
             '{"model_id":"sonic-3","transcript":"x","context_id":"c",'
@@ -352,14 +360,63 @@ async def test_fake_answers_a_request_without_voice_with_an_error() -> None:
 
 
 @pytest.mark.anyio
-async def test_fake_refuses_an_unsupported_sample_rate() -> None:
-    async with FakeCartesia() as fake:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_an_unsupported_sample_rate(engine: Engine) -> None:
+    async with FakeCartesia(engine=engine) as fake:
         reply = await raw_request(
             fake,
             '{"model_id":"sonic-3","transcript":"x","context_id":"c","voice":{"mode":"id","id":"v"},'
             '"output_format":{"container":"raw","encoding":"pcm_s16le","sample_rate":11025}}',
         )
     assert reply["type"] == "error" and reply["error_code"] == "invalid_output_format"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_a_wrong_key_with_401_and_a_json_error(engine: Engine) -> None:
+    async with FakeCartesia(engine=engine) as fake:
+        got = await refused_handshake(
+            fake.url, "/tts/websocket?cartesia_version=2025-04-16", {"X-API-Key": "nope"}
+        )
+    assert (got.status, got.body) == (401, b'{"error":"Invalid API key"}')
+    assert got.headers["content-type"] == "text/plain"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_a_handshake_without_a_version_with_400(engine: Engine) -> None:
+    async with FakeCartesia(engine=engine) as fake:
+        got = await refused_handshake(fake.url, "/tts/websocket", {"X-API-Key": KEY})
+    assert (got.status, got.body) == (400, b'{"error":"Cartesia-Version is required"}')
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_while_down_with_503_and_another_path_with_404(engine: Engine) -> None:
+    async with FakeCartesia(faults=CartesiaFaults(fail_connects=1), engine=engine) as fake:
+        down = await refused_handshake(
+            fake.url, "/tts/websocket?cartesia_version=2025-04-16", {"X-API-Key": KEY}
+        )
+        elsewhere = await refused_handshake(fake.url, "/tts/bytes", {"X-API-Key": KEY})
+    assert (down.status, down.body) == (503, b'{"error":"unavailable"}')
+    assert (elsewhere.status, elsewhere.body) == (404, b"not found")
+    assert (fake.handshakes, fake.connections) == (2, 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_closes_with_1011_after_the_fault_injected_chunk(engine: Engine) -> None:
+    faults = CartesiaFaults(close_after_chunks=1)
+    async with FakeCartesia(faults=faults, engine=engine) as fake:
+        node = CartesiaTTS(api_key=KEY, base_url=fake.url)  # only its messages are used
+        url = f"{fake.url}/tts/websocket?cartesia_version={node.options.version}"
+        async with connect_websocket(url, dict(node.headers())) as ws:
+            await ws.send(node._request("ctx-1", "Hello there.", False))
+            first = await ws.receive()
+            with pytest.raises(SocketClosed) as info:
+                await ws.receive()
+    assert '"type":"chunk"' in str(first)
+    assert info.value.code == 1011 and fake.chunks_sent == 1
 
 
 @pytest.mark.anyio
@@ -406,7 +463,8 @@ def test_generation_and_cancel_requests_are_what_the_cartesia_library_declares()
 
 
 @pytest.mark.anyio
-async def test_fake_responses_are_what_the_cartesia_library_declares() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_responses_are_what_the_cartesia_library_declares(engine: Engine) -> None:
     import msgspec
     from cartesia.types import websocket_response as wr
 
@@ -416,7 +474,7 @@ async def test_fake_responses_are_what_the_cartesia_library_declares() -> None:
     }
     node = CartesiaTTS(api_key=KEY, base_url="ws://127.0.0.1:9")  # only its messages are used
     replies: list[dict[str, Any]] = []
-    async with FakeCartesia() as fake:
+    async with FakeCartesia(engine=engine) as fake:
         url = f"{fake.url}/tts/websocket?cartesia_version={node.options.version}"
         async with connect_websocket(url, dict(node.headers())) as ws:
             await ws.send(node._request("ctx-1", "Hello there.", False))

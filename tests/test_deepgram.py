@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
+import msgspec
 import numpy as np
 import pytest
+from fake_kit import ENGINES, refused_handshake
 
 from voicegraph import (
     Actor,
@@ -32,6 +34,7 @@ from voicegraph.nodes.providers import (
 )
 from voicegraph.nodes.stt.deepgram import DeepgramOptions, DeepgramSTT
 from voicegraph.testing.fake_deepgram import DeepgramFaults, FakeDeepgram
+from voicegraph.testing.fakeserver import Engine
 from voicegraph.wsio import SocketClosed, connect_websocket
 
 KEY = "test-deepgram-key"
@@ -165,8 +168,11 @@ async def test_handshake_sends_token_and_options_as_query() -> None:
 
 
 @pytest.mark.anyio
-async def test_speech_gives_interim_then_speech_final_transcript_with_word_timings() -> None:
-    async with FakeDeepgram(["Hello there, how are you?"]) as dg:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_speech_gives_interim_then_speech_final_transcript_with_word_timings(
+    engine: Engine,
+) -> None:
+    async with FakeDeepgram(["Hello there, how are you?"], engine=engine) as dg:
 
         async def script(c: Caller) -> None:
             await c.play(silence(0.2) + tone(1.2) + silence(0.5))
@@ -343,8 +349,9 @@ async def test_audio_beyond_the_outage_buffer_is_counted_as_dropped_and_the_rest
 
 
 @pytest.mark.anyio
-async def test_wrong_key_ends_the_call_with_an_auth_error() -> None:
-    async with FakeDeepgram(api_key="the-right-one") as dg:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_wrong_key_ends_the_call_with_an_auth_error(engine: Engine) -> None:
+    async with FakeDeepgram(api_key="the-right-one", engine=engine) as dg:
 
         async def script(c: Caller) -> None:
             await anyio.sleep(5)
@@ -391,8 +398,9 @@ async def raw(dg: FakeDeepgram, query: str = "encoding=mulaw&sample_rate=8000"):
 
 
 @pytest.mark.anyio
-async def test_fake_closes_with_data_0000_on_unknown_control_message() -> None:
-    async with FakeDeepgram() as dg:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_closes_with_data_0000_on_unknown_control_message(engine: Engine) -> None:
+    async with FakeDeepgram(engine=engine) as dg:
         async with await raw(dg) as ws:
             await ws.send('{"type":"Flush"}')
             with pytest.raises(SocketClosed) as info:
@@ -401,8 +409,9 @@ async def test_fake_closes_with_data_0000_on_unknown_control_message() -> None:
 
 
 @pytest.mark.anyio
-async def test_fake_closes_with_data_0000_on_empty_binary_frame() -> None:
-    async with FakeDeepgram() as dg:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_closes_with_data_0000_on_empty_binary_frame(engine: Engine) -> None:
+    async with FakeDeepgram(engine=engine) as dg:
         async with await raw(dg) as ws:
             await ws.send(b"")
             with pytest.raises(SocketClosed) as info:
@@ -411,8 +420,11 @@ async def test_fake_closes_with_data_0000_on_empty_binary_frame() -> None:
 
 
 @pytest.mark.anyio
-async def test_fake_closes_idle_stream_with_net_0001_despite_keepalive_before_audio() -> None:
-    async with FakeDeepgram(idle_timeout=0.2) as dg:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_closes_idle_stream_with_net_0001_despite_keepalive_before_audio(
+    engine: Engine,
+) -> None:
+    async with FakeDeepgram(idle_timeout=0.2, engine=engine) as dg:
         async with await raw(dg) as ws:
             await ws.send('{"type":"KeepAlive"}')
             await anyio.sleep(0.1)
@@ -423,12 +435,103 @@ async def test_fake_closes_idle_stream_with_net_0001_despite_keepalive_before_au
 
 
 @pytest.mark.anyio
-async def test_fake_refuses_raw_audio_without_sample_rate() -> None:
-    async with FakeDeepgram() as dg:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_raw_audio_without_sample_rate(engine: Engine) -> None:
+    async with FakeDeepgram(engine=engine) as dg:
         with pytest.raises(SocketClosed) as info:
             async with await raw(dg, "encoding=mulaw"):
                 pass
     assert info.value.code == 400
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_a_wrong_key_with_401_dg_error_and_request_id(engine: Engine) -> None:
+    async with FakeDeepgram(engine=engine) as dg:
+        got = await refused_handshake(
+            dg.url, "/v1/listen?encoding=mulaw&sample_rate=8000", {"Authorization": "token nope"}
+        )
+    assert (got.status, got.body) == (401, b"Invalid credentials.")
+    assert got.headers["dg-error"] == "Invalid credentials."
+    assert len(got.headers["dg-request-id"]) == 36
+    assert got.headers["content-type"] == "text/plain"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_a_bad_parameter_with_400_naming_it(engine: Engine) -> None:
+    async with FakeDeepgram(engine=engine) as dg:
+        got = await refused_handshake(
+            dg.url,
+            "/v1/listen?encoding=mulaw&sample_rate=8000&interim_results=yes",
+            {"Authorization": f"token {KEY}"},
+        )
+    error = "interim_results must be true or false, got 'yes'"
+    assert (got.status, got.headers["dg-error"], got.body) == (400, error, error.encode())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_while_down_with_503_then_accepts(engine: Engine) -> None:
+    async with FakeDeepgram(faults=DeepgramFaults(fail_connects=1), engine=engine) as dg:
+        got = await refused_handshake(
+            dg.url, "/v1/listen?encoding=mulaw&sample_rate=8000", {"Authorization": f"token {KEY}"}
+        )
+        async with await raw(dg) as ws:
+            await ws.send('{"type":"CloseStream"}')
+            metadata = await ws.receive()
+    assert (got.status, got.headers["dg-error"], got.body) == (503, "unavailable", b"unavailable")
+    assert '"type":"Metadata"' in str(metadata)
+    assert (dg.handshakes, dg.connections) == (2, 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_refuses_another_path_with_404(engine: Engine) -> None:
+    async with FakeDeepgram(engine=engine) as dg:
+        got = await refused_handshake(dg.url, "/v1/speak", {"Authorization": f"token {KEY}"})
+    assert (got.status, got.body) == (404, b"not found") and "dg-request-id" in got.headers
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fake_answers_speech_then_silence_with_a_speech_final_result(engine: Engine) -> None:
+    async with FakeDeepgram(["hello there"], engine=engine) as dg:
+        async with await raw(dg, "encoding=mulaw&sample_rate=8000&endpointing=300") as ws:
+            for frame in tone(0.6) + silence(0.4):
+                await ws.send(frame)
+            result = msgspec.json.decode(await ws.receive())
+            await ws.send('{"type":"CloseStream"}')
+            with pytest.raises(SocketClosed) as info:
+                while True:
+                    await ws.receive()
+    assert result["type"] == "Results" and result["speech_final"] is True
+    assert result["channel"]["alternatives"][0]["transcript"] == "hello there"
+    assert info.value.code == 1000 and dg.close_codes == [(1000, "")]
+
+
+async def heard(size: int) -> list[dict[str, object]]:
+    """What the fake sends for a fixed recording streamed in ``size``-byte messages (request
+    ids left out: they differ per connection)."""
+    query = "encoding=mulaw&sample_rate=8000&interim_results=true&vad_events=true"
+    audio = b"".join(tone(0.8) + silence(1.5) + tone(0.5) + silence(0.2) + tone(0.3))
+    async with FakeDeepgram(["one two three four", "five six", "seven"]) as dg:
+        async with await raw(dg, query + "&utterance_end_ms=1000&endpointing=300") as ws:
+            for i in range(0, len(audio), size):
+                await ws.send(audio[i : i + size])
+            await ws.send('{"type":"CloseStream"}')
+            with pytest.raises(SocketClosed):
+                while True:
+                    await ws.receive()
+    return [{k: v for k, v in m.items() if k not in ("metadata", "request_id")} for m in dg.sent]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [800, 333, 4000])
+async def test_fake_hears_the_same_whatever_the_size_of_the_audio_messages(size: int) -> None:
+    by_frame = await heard(160)
+    assert [m["type"] for m in by_frame].count("Results") >= 4
+    assert await heard(size) == by_frame
 
 
 def test_secret_type_is_shared_with_the_base() -> None:

@@ -4,6 +4,7 @@ shape), and the audio the fake renders (a tone per word, in the requested encodi
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Collection
@@ -183,6 +184,16 @@ def _tone(
         t += n / rate
     x = np.concatenate(parts) if parts else np.zeros(0)
     return x.astype(np.int16), words
+
+
+@functools.lru_cache(maxsize=256)
+def _tone_audio(
+    text: str, encoding: str, rate: int, per_char: float
+) -> tuple[bytes, tuple[tuple[str, float, float], ...]]:
+    """The tone audio of ``text`` in ``encoding``/``rate`` and its word timings, kept for the
+    next time: a fake's script repeats its lines, and rendering is its costliest step."""
+    x, words = _tone(text, rate, per_char)
+    return _encode_audio(x, encoding), tuple(words)
 
 
 def _encode_audio(x: np.ndarray[Any, Any], encoding: str) -> bytes:

@@ -41,10 +41,10 @@ from ._cartesia_protocol import (
     _error_message,
     _Format,
     _Request,
-    _tone,
+    _tone_audio,
     _validate,
 )
-from .fakeserver import FakeServer, WebSocketPeer
+from .fakeserver import Accept, Engine, FakeServer, Refuse, WebSocketPeer
 
 __all__ = ["SECONDS_PER_CHAR", "CartesiaFaults", "CartesiaRequest", "FakeCartesia"]
 
@@ -59,7 +59,8 @@ class FakeCartesia(FakeServer):
     ``"legacy"`` error messages. ``accept_query_key``: accept the legacy ``?api_key=``.
     ``known_voices``: voice ids that exist (``None``: any). ``seconds_per_char``: length of the
     tone audio per character of text, spaces included (default :data:`SECONDS_PER_CHAR`,
-    0.06 s); espeak-ng speech has its own length.
+    0.06 s); espeak-ng speech has its own length. ``engine``: ``"hypercorn"`` or ``"picows"``
+    (asyncio only; cheaper per message), see :class:`~voicegraph.testing.fakeserver.FakeServer`.
     """
 
     def __init__(
@@ -75,8 +76,9 @@ class FakeCartesia(FakeServer):
         known_voices: Collection[str] | None = None,
         faults: CartesiaFaults | None = None,
         seconds_per_char: float = SECONDS_PER_CHAR,
+        engine: Engine = "hypercorn",
     ) -> None:
-        super().__init__()
+        super().__init__(engine=engine)
         if audio == "speech":
             from voicegraph.nodes.offline.espeak import EspeakSynth
 
@@ -107,11 +109,10 @@ class FakeCartesia(FakeServer):
     def requests(self, kind: str = "generate") -> list[CartesiaRequest]:
         return [r for r in self.received if r.kind == kind]
 
-    async def websocket(self, ws: WebSocketPeer) -> None:
+    def handshake(self, ws: WebSocketPeer) -> Accept | Refuse:
         self.handshakes += 1
         if ws.path != "/tts/websocket":
-            await ws.reject(404, body=b"not found")
-            return
+            return Refuse(404, body=b"not found")
         key = ws.headers.get("x-api-key")
         scheme, _, bearer = ws.headers.get("authorization", "").partition(" ")
         if key is None and scheme.lower() == "bearer":
@@ -119,16 +120,15 @@ class FakeCartesia(FakeServer):
         if key is None and self.accept_query_key:
             key = ws.param("api_key")
         if self.faults.refuse_auth or key != self.api_key:
-            await ws.reject(401, body=b'{"error":"Invalid API key"}')
-            return
+            return Refuse(401, body=b'{"error":"Invalid API key"}')
         if not (ws.param("cartesia_version") or ws.headers.get("cartesia-version")):
-            await ws.reject(400, body=b'{"error":"Cartesia-Version is required"}')
-            return
+            return Refuse(400, body=b'{"error":"Cartesia-Version is required"}')
         if self.faults.fail_connects > 0:
             self.faults.fail_connects -= 1
-            await ws.reject(503, body=b'{"error":"unavailable"}')
-            return
-        await ws.accept()
+            return Refuse(503, body=b'{"error":"unavailable"}')
+        return Accept()
+
+    async def websocket(self, ws: WebSocketPeer) -> None:
         self.connections += 1
         await _Conn(self, ws, self.connections).run()
 
@@ -144,9 +144,9 @@ class FakeCartesia(FakeServer):
             syn = await anyio.to_thread.run_sync(self._synth.synthesize_words, text)
             x = soxr.resample(syn.audio, syn.sample_rate, rate).astype(np.int16)
             words = [(w.text, w.start, w.end) for w in syn.words]
-        else:
-            x, words = _tone(text, rate, self.seconds_per_char)
-        return _encode_audio(x, encoding), words
+            return _encode_audio(x, encoding), words
+        audio, tone_words = _tone_audio(text, encoding, rate, self.seconds_per_char)
+        return audio, list(tone_words)
 
 
 class _Context:
