@@ -77,6 +77,7 @@ def stats(runtime: Any, log: rig.ServerLog, query: str) -> dict[str, Any]:
         "tasks": task_count(),
         "active_calls": len(runtime.calls),
         "started_calls": log.started,
+        "full_gcs": gc.get_stats()[2]["collections"],  # oldest generation, whoever ran them
     }
     if "snapshot" in q and tracemalloc.is_tracing():
         _snapshot[:] = [tracemalloc.take_snapshot()]
@@ -158,6 +159,7 @@ async def start(config: dict[str, Any]) -> None:
         ),
         log.on_call,
         max_calls=2000,
+        gc_policy=config.get("gc_policy", True),
         observability=observability() if config.get("observability") else None,
         media=media,
     )

@@ -126,6 +126,8 @@ async def run_n(
         "failures": failures[:5],
         "server_cpu_percent": server_cpu,
         "server_cpu_percent_per_call": server_cpu / n,
+        # full garbage collections while the turns ran (each pauses every call; GcPolicy)
+        "full_gcs": final.get("full_gcs", 0) - s0.get("full_gcs", 0),
         "load_process_cpu_percent": load_cpu,
         # of which the simulated callers (the rest is the provider fakes), per process too
         "callers_cpu_percent": sum(share[1:]),
@@ -219,6 +221,7 @@ async def run_sweep(
             "media": setup.get("media"),
             "playout": setup.get("playout"),
             "stt_batch": setup.get("stt_batch"),
+            "gc_policy": setup.get("gc_policy", True),
         }
         media = {"media": setup.get("compare_media")}
         async with (
@@ -326,7 +329,8 @@ def _progress(r: dict[str, Any], note: str = "") -> None:
     fa = r["framework_added_ms"]
     print(
         f"  N={r['calls']}{note}: p99 framework-added {fa['p99']:.1f} ms, server CPU "
-        f"{r['server_cpu_percent']:.0f}%, drops {r['dropped_frames']}, load process CPU "
+        f"{r['server_cpu_percent']:.0f}%, drops {r['dropped_frames']}, full GCs {r['full_gcs']}, "
+        "load process CPU "
         f"{r['load_process_cpu_percent']:.0f}% (callers {r['callers_cpu_percent']:.0f}%, their "
         f"clock p99 {r['callers_clock_late_ms']['p99']:.0f} ms late)"
         + (" LOAD-LIMITED" if r["load_limited"] else ""),

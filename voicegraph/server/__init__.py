@@ -21,16 +21,18 @@ from voicegraph._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .agent_runtime import AgentRuntime, AgentRuntimeError
+    from .gc_policy import GcPolicy
     from .media import MediaListener, MediaListenerError
 
 _LAZY: dict[str, str] = {
     "AgentRuntime": ".agent_runtime",
     "AgentRuntimeError": ".agent_runtime",
+    "GcPolicy": ".gc_policy",
     "MediaListener": ".media",
     "MediaListenerError": ".media",
 }
 
-__all__ = ["AgentRuntime", "AgentRuntimeError", "MediaListener", "MediaListenerError"]
+__all__ = ["AgentRuntime", "AgentRuntimeError", "GcPolicy", "MediaListener", "MediaListenerError"]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -41,6 +41,7 @@ from . import control, lifecycle, outbound
 from .app import build_app
 from .carrier_routes import route_for
 from .cluster import default_handlers
+from .gc_policy import GcPolicy
 from .media import MediaListener
 from .outbound import CallRegistry, OutboundCall
 from .preflight import check_runtime
@@ -87,6 +88,8 @@ class AgentRuntime:
     (sync or async) with each :class:`~voicegraph.frames.CallStatus` report.
     ``media``: a :class:`~voicegraph.server.media.MediaListener` that :meth:`serve` runs
     beside the ASGI app; the answers then send the carrier streams there (see docs/deploy.md).
+    ``gc_policy``: when full garbage collections run, so their pauses stay out of live calls
+    (a :class:`~voicegraph.server.GcPolicy`; ``True``: its defaults; ``False``: CPython's own).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class AgentRuntime:
         max_outbound: int = 50,
         on_status: Callable[[Any], Any] | None = None,
         media: MediaListener | None = None,
+        gc_policy: GcPolicy | bool = True,
     ) -> None:
         if not interfaces or not all(isinstance(i, CallInterface) for i in interfaces):
             raise AgentRuntimeError("AgentRuntime needs a non-empty list of CallInterface objects")
@@ -153,6 +157,10 @@ class AgentRuntime:
         if media is not None and not isinstance(media, MediaListener):
             raise AgentRuntimeError("media= takes a voicegraph.server.MediaListener")
         self.media = media
+        if not isinstance(gc_policy, (GcPolicy, bool)):
+            raise AgentRuntimeError("gc_policy= takes a voicegraph.server.GcPolicy, True or False")
+        self.gc_policy = GcPolicy() if gc_policy is True else gc_policy or None
+        """When full garbage collections run (:mod:`voicegraph.server.gc_policy`), or ``None``."""
         """The carrier streams' own listener, or ``None`` (streams go to the ASGI app)."""
         self.interfaces = tuple(interfaces)
         self.public_url = public_url
@@ -323,6 +331,8 @@ class AgentRuntime:
         self._enders.pop(call_id, None)
         if not self.calls:
             self._idle.set()
+        if self.gc_policy is not None:
+            self.gc_policy.call_ended(len(self.calls))
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:
         """Run the runtime's background work while the ``async with`` block runs: the call

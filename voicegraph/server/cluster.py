@@ -126,9 +126,14 @@ async def background(runtime: AgentRuntime) -> AsyncIterator[None]:
         if obs:
             runtime._running["observability"] = True
             tg.start_soon(runtime.observability.run, runtime)
+        policy = runtime.gc_policy
+        if policy is not None:
+            policy.start()  # after warm(): what start-up built is frozen with the modules
         try:
             yield
         finally:
+            if policy is not None:
+                policy.stop()
             tg.cancel_scope.cancel()
             if state:
                 runtime._running["state"] = False

@@ -80,6 +80,25 @@ async def serve(
 ) -> None:
     """Serve ``runtime.app`` until shutdown, then drain (see :meth:`AgentRuntime.serve`)."""
     warm(runtime)  # the first call's imports, before any call can wait on them
+    policy = runtime.gc_policy
+    if policy is not None:
+        policy.start()  # before the first call: what start-up built is frozen with the modules
+    try:
+        await _serve(runtime, host, port, handle_signals, reuse_port, task_status, on_ready)
+    finally:
+        if policy is not None:
+            policy.stop()
+
+
+async def _serve(
+    runtime: AgentRuntime,
+    host: str,
+    port: int,
+    handle_signals: bool,
+    reuse_port: bool,
+    task_status: anyio.abc.TaskStatus[list[str]],
+    on_ready: Callable[[list[str]], None] | None,
+) -> None:
     sock = listen_socket(host, port, reuse_port=reuse_port)
     binds = bound_urls(sock)
     # calls were drained before the listeners close
