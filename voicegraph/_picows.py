@@ -361,7 +361,9 @@ async def connect_picows(
         # the cause stays chained where it is the reason (a refused connection, a bad reply)
         raise error from (exc if isinstance(error, SocketClosed) and error.code is None else None)
     if not made:  # picows returns without a listener when the peer hung up mid-handshake
-        raise SocketClosed(None, "cannot connect: the server closed the connection in the handshake")
+        raise SocketClosed(
+            None, "cannot connect: the server closed the connection in the handshake"
+        )
     sock = made[0]
     if sock._transport is not None:
         # picows keeps a protocol error that dropped the connection for wait_disconnected(),
