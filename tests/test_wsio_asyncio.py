@@ -64,11 +64,13 @@ async def test_fragmented_messages_arrive_whole(engine: str) -> None:
 
 async def test_fragments_adding_up_past_the_limit_close_the_socket_with_1009(engine: str) -> None:
     seen: list[int | None] = []
+    told = anyio.Event()
 
     async def oversize(ws: Any) -> None:
         await ws.send([b"x" * 600, b"x" * 600])  # each frame under the limit, the whole over
         await ws.wait_closed()
         seen.append(ws.close_code)
+        told.set()
 
     async with peer(oversize) as port:
         async with connect_websocket(
@@ -77,19 +79,20 @@ async def test_fragments_adding_up_past_the_limit_close_the_socket_with_1009(eng
             with pytest.raises(SocketClosed) as info:
                 await sock.receive()
         with anyio.fail_after(10):
-            while not seen:
-                await anyio.sleep(0.01)
+            await told.wait()
     assert info.value.code == 1009
     assert seen == [1009]  # the peer was told why
 
 
 async def test_one_frame_over_the_limit_tells_the_peer_1009(engine: str) -> None:
     seen: list[int | None] = []
+    told = anyio.Event()
 
     async def oversize(ws: Any) -> None:
         await ws.send(b"x" * 4096)
         await ws.wait_closed()
         seen.append(ws.close_code)
+        told.set()
 
     async with peer(oversize) as port:
         async with connect_websocket(
@@ -98,17 +101,18 @@ async def test_one_frame_over_the_limit_tells_the_peer_1009(engine: str) -> None
             with pytest.raises(SocketClosed) as info:
                 await sock.receive()
         with anyio.fail_after(10):
-            while not seen:
-                await anyio.sleep(0.01)
+            await told.wait()
     assert (info.value.code, seen) == (1009, [1009])
 
 
 async def test_our_close_code_and_reason_reach_the_peer(engine: str) -> None:
     seen: list[tuple[int | None, str | None]] = []
+    told = anyio.Event()
 
     async def watch(ws: Any) -> None:
         await ws.wait_closed()
         seen.append((ws.close_code, ws.close_reason))
+        told.set()
 
     async with peer(watch) as port:
         async with connect_websocket(f"ws://127.0.0.1:{port}/", engine=engine) as sock:
@@ -116,8 +120,7 @@ async def test_our_close_code_and_reason_reach_the_peer(engine: str) -> None:
             with pytest.raises(SocketClosed) as info:
                 await sock.receive()
         with anyio.fail_after(10):
-            while not seen:
-                await anyio.sleep(0.01)
+            await told.wait()
     assert seen == [(4000, "call over")]
     assert info.value.code == 4000  # the peer's echo of our close frame
 
@@ -207,7 +210,11 @@ def server_tls(ca: Any, names: list[str]) -> tuple[ssl.SSLContext, list[str | No
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*names).configure_cert(ctx)
     sni: list[str | None] = []
-    ctx.sni_callback = lambda sock, name, context: sni.append(name)  # type: ignore[assignment,misc,return-value]
+
+    def record(sock: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        sni.append(name)
+
+    ctx.sni_callback = record  # type: ignore[assignment]
     return ctx, sni
 
 

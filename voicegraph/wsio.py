@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -211,6 +211,7 @@ async def connect_websocket(
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"WebSocket URL must start with ws:// or wss://, got {url!r}")
     engine = DEFAULT_ENGINE if engine is None else check_engine(engine)
+    opener: Callable[..., AbstractAsyncContextManager[MessageSocket]]
     if current_backend() == "trio":
         opener = _connect_trio
     elif engine == "picows":

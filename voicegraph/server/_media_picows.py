@@ -41,6 +41,7 @@ class PicowsSocket(_picows.PicowsSocket):
 
     def __init__(self, max_message: int, write_timeout: float = WRITE_TIMEOUT) -> None:
         super().__init__(max_message, write_timeout)
+        self.write_timeout: float = write_timeout
         self.on_connected: Callable[[PicowsSocket], None] | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
