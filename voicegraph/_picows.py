@@ -42,6 +42,10 @@ WRITE_BUFFER = 256 * 1024
 """Bytes queued for the peer before a write waits (about 20 s of µ-law media as JSON)."""
 
 
+# looked up once: an enum attribute per frame costs more than the comparison
+_TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+
+
 class PicowsSocket(WSListener):
     """One picows WebSocket. ``receive`` returns the messages that arrived before the socket
     closed, then raises ``SocketClosed`` with the peer's close code and reason, else ours, else
@@ -94,16 +98,15 @@ class PicowsSocket(WSListener):
         if self._gone:
             return
         kind = frame.msg_type
-        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+        if kind is _BINARY or kind is _TEXT:
             if transport.is_close_frame_sent and not self.closed:
                 # picows closed the socket on a protocol error (a frame over max_frame_size
                 # among them) yet goes on parsing what follows: nothing after it counts
                 self._lose(transport, WSCloseCode.PROTOCOL_ERROR, "")
-                return
-            if frame.payload_size > self.max_message:
+            elif frame.payload_size > self.max_message:
                 self._lose(transport, WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            elif frame.fin and not self._parts:
-                if kind == WSMsgType.BINARY:
+            elif frame.fin and not self._parts:  # a whole message: by far the usual case
+                if kind is _BINARY:
                     self._push(frame.get_payload_as_bytes())
                 else:
                     try:
@@ -111,7 +114,7 @@ class PicowsSocket(WSListener):
                     except UnicodeDecodeError:
                         self._lose(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8")
             else:  # the first piece of a fragmented message
-                self._parts, self._parts_text, self._parts_size = [], kind == WSMsgType.TEXT, 0
+                self._parts, self._parts_text, self._parts_size = [], kind is _TEXT, 0
                 self._part(transport, frame)
         elif kind == WSMsgType.CONTINUATION:
             self._part(transport, frame)
