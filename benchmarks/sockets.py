@@ -88,8 +88,7 @@ async def run(n: int, rounds: int) -> dict[str, Any]:
                     got[engine].append(await measure(sock, n))
         return {
             engine: {
-                key: statistics.median(r[key] for r in results)
-                for key in ("send_us", "receive_us")
+                key: statistics.median(r[key] for r in results) for key in ("send_us", "receive_us")
             }
             for engine, results in got.items()
         }

@@ -37,9 +37,11 @@ from .wsio import SocketClosed, describe
 __all__ = ["INBOX", "WRITE_BUFFER", "PicowsSocket", "connect_picows"]
 
 INBOX = 64
-"""Whole messages queued per socket before reading from the peer pauses (1.3 s of media)."""
+"""Whole messages queued per socket before reading from the peer pauses (1.3 s of carrier
+media; for a provider, a few seconds of results or TTS audio)."""
 WRITE_BUFFER = 256 * 1024
-"""Bytes queued for the peer before a write waits (about 20 s of µ-law media as JSON)."""
+"""Bytes queued for the peer before a write waits (about 20 s of µ-law media as JSON, or of
+STT audio)."""
 
 
 # looked up once: an enum attribute per frame costs more than the comparison
@@ -202,7 +204,9 @@ class PicowsSocket(WSListener):
                 # a cancelled caller still ends the connection cleanly; bounded all the same.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout):
                     await self._disconnected.wait()
-            if not self._gone:
+                if not self._gone:  # no echo in time: nothing left worth flushing to it
+                    transport.disconnect(graceful=False)
+            elif not self._gone:
                 transport.disconnect(graceful=self._writable.is_set())
         except Exception:  # close never raises (MessageSocket contract)
             pass
