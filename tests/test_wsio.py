@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import anyio
+import anyio.abc
 import pytest
 
 from voicegraph.testing import FakeServer
@@ -175,6 +176,24 @@ async def test_nothing_listening_is_a_socket_closed_error(engine: str | None) ->
         async with connect_websocket(url + "/echo", connect_timeout=5, engine=engine):
             pass
     assert info.value.code is None
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_the_handshake_times_out(engine: str | None) -> None:
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hold)
+        with anyio.fail_after(10), pytest.raises(TimeoutError):  # fail_after: a guard only
+            async with connect_websocket(
+                f"ws://127.0.0.1:{port}/", connect_timeout=0.3, engine=engine
+            ):
+                pass
+        tg.cancel_scope.cancel()
 
 
 def test_wss_sockets_share_one_verifying_tls_context() -> None:

@@ -319,3 +319,16 @@ def test_the_environment_variable_picks_the_client_and_names_the_allowed_values(
     with pytest.raises(WebSocketEngineError, match=r"VOICEGRAPH_WS_CLIENT='websocket'.*'picows'"):
         engine_from_env({"VOICEGRAPH_WS_CLIENT": "websocket"})
     assert check_engine("picows") == "picows"
+
+
+def test_an_unknown_client_in_the_environment_fails_at_import() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VOICEGRAPH_WS_CLIENT": "aiohttp"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import voicegraph.wsio"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "VOICEGRAPH_WS_CLIENT='aiohttp' is not a WebSocket client library" in done.stderr

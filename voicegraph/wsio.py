@@ -14,6 +14,7 @@ pings (keep-alive and reconnect live above this interface, in ``nodes.providers.
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -259,9 +260,6 @@ async def _connect_trio(
     )
 
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    # No outer timeout scope here: the context manager opens a nursery that outlives this
-    # block, and a cancel scope exited around a still-open nursery corrupts trio's scope stack.
-    # trio-websocket enforces connect_timeout itself (ConnectionTimeout).
     cm = open_websocket_url(
         url,
         ssl_context=tls_context() if url.startswith("wss:") else None,
@@ -270,32 +268,41 @@ async def _connect_trio(
         connect_timeout=connect_timeout,
         disconnect_timeout=close_timeout,
     )
-    try:
-        conn = await cm.__aenter__()
-    except ConnectionTimeout:
-        raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
-    except ConnectionRejected as exc:
-        raise SocketClosed(
-            exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
-        ) from None
-    except HandshakeError as exc:
-        # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
-        # failure, a refused connection) is its cause: keep it in the message and the chain.
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, OSError):
-            raise SocketClosed(None, f"cannot connect: {describe(cause)}") from exc
-        raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
-    except OSError as exc:
-        raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
-    client = WebSocketClient(conn)
-    try:
-        yield client
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await cm.__aexit__(None, None, None)
-            except Exception:  # closing a broken socket is not an error here
-                pass
+    # trio-websocket's own connect_timeout does not end a handshake the server never answers
+    # (its reader task keeps the context manager's nursery open): this scope does. It encloses
+    # the whole context manager, nursery included, so it nests properly; once connected its
+    # deadline is lifted for the socket's life.
+    with anyio.CancelScope(deadline=anyio.current_time() + connect_timeout) as guard:
+        try:
+            conn = await cm.__aenter__()
+        except ConnectionTimeout:
+            raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
+        except ConnectionRejected as exc:
+            raise SocketClosed(
+                exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
+            ) from None
+        except HandshakeError as exc:
+            # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
+            # failure, a refused connection) is its cause: keep it in the message and chain.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise SocketClosed(None, f"cannot connect: {describe(cause)}") from exc
+            raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
+        except OSError as exc:
+            raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
+        guard.deadline = math.inf
+        try:
+            if guard.cancel_called:  # the deadline passed just as the handshake completed
+                raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s")
+            yield WebSocketClient(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await cm.__aexit__(None, None, None)
+                except Exception:  # closing a broken socket is not an error here
+                    pass
+    if guard.cancelled_caught:
+        raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s")
 
 
 class AsyncioWebSocketClient:
