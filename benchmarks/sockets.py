@@ -1,14 +1,14 @@
-"""Client WebSocket libraries for provider sockets, per message: ``websockets`` (voicegraph's
-asyncio client) against picows, on uvloop.
+"""Client WebSocket libraries for provider sockets, CPU per message: picows (voicegraph's
+default client on asyncio) against ``websockets`` (``engine="websockets"``), on uvloop.
 
-    python -m benchmarks sockets [--messages N] [--quick]
+    python -m benchmarks sockets [--messages N] [--rounds R] [--quick]
 
 A peer process (a ``websockets`` server, its CPU not counted) receives 800-byte binary
 messages (100 ms of µ-law, as the STT is sent) and sends 400-byte text messages (a
-transcript-sized JSON). This process's CPU time per message is measured for each client,
-through the same :class:`~voicegraph.wsio.MessageSocket` shape (``await send``,
-``await receive``), so the figure includes what an adapter would cost. picows is optional
-(``pip install picows``); without it only ``websockets`` is measured.
+transcript-sized JSON). This process's CPU time per message is measured for each client
+through :func:`voicegraph.wsio.connect_websocket` and the :class:`~voicegraph.wsio.MessageSocket`
+it returns (``await send``, ``await receive``), so the figure is what a provider node pays.
+The clients take turns, ``R`` rounds each against the same peer; the median round is reported.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import time
 from typing import Any
@@ -49,47 +50,6 @@ async def peer() -> None:
         await asyncio.Future()
 
 
-class PicowsSocket:
-    """A MessageSocket over a picows client connection (evaluation only; whole messages,
-    no fragmentation)."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue()
-        self.transport: Any = None
-
-    @classmethod
-    async def connect(cls, url: str) -> PicowsSocket:
-        from picows import WSListener, WSMsgType, ws_connect
-
-        sock = cls()
-        put = sock.queue.put_nowait
-
-        class Listener(WSListener):  # type: ignore[misc]
-            def on_ws_frame(self, transport: Any, frame: Any) -> None:
-                if frame.msg_type == WSMsgType.TEXT:
-                    put(frame.get_payload_as_utf8_text())
-                elif frame.msg_type == WSMsgType.BINARY:
-                    put(frame.get_payload_as_bytes())
-
-        sock.transport, _ = await ws_connect(Listener, url)
-        return sock
-
-    async def send(self, message: str | bytes) -> None:
-        from picows import WSMsgType
-
-        if isinstance(message, str):
-            self.transport.send(WSMsgType.TEXT, message.encode())
-        else:
-            self.transport.send(WSMsgType.BINARY, message)
-
-    async def receive(self) -> str | bytes:
-        return await self.queue.get()
-
-    async def close(self) -> None:
-        self.transport.send_close()
-        self.transport.disconnect()
-
-
 async def measure(sock: Any, n: int) -> dict[str, float]:
     """CPU µs per message sent and per message received through ``sock``."""
     t0 = time.process_time()
@@ -107,7 +67,11 @@ async def measure(sock: Any, n: int) -> dict[str, float]:
     return {"send_us": send_us, "receive_us": recv_us}
 
 
-async def run(n: int) -> dict[str, Any]:
+ENGINES = ("picows", "websockets")
+
+
+async def run(n: int, rounds: int) -> dict[str, Any]:
+    """Median send and receive µs per message for each client, over ``rounds`` turns each."""
     from voicegraph.wsio import connect_websocket
 
     proc = await asyncio.create_subprocess_exec(
@@ -116,19 +80,18 @@ async def run(n: int) -> dict[str, Any]:
     try:
         assert proc.stdout is not None
         url = f"ws://127.0.0.1:{(await proc.stdout.readline()).decode().split()[1]}/"
-        out: dict[str, Any] = {}
-        async with connect_websocket(url) as sock:
-            await measure(sock, n // 10)  # warm-up
-            out["websockets"] = await measure(sock, n)
-        try:
-            pico = await PicowsSocket.connect(url)
-        except ImportError:
-            out["picows"] = None
-        else:
-            await measure(pico, n // 10)
-            out["picows"] = await measure(pico, n)
-            await pico.close()
-        return out
+        got: dict[str, list[dict[str, float]]] = {engine: [] for engine in ENGINES}
+        for _ in range(rounds):
+            for engine in ENGINES:  # alternating, so both see the same machine state
+                async with connect_websocket(url, engine=engine) as sock:
+                    await measure(sock, n // 10)  # warm-up
+                    got[engine].append(await measure(sock, n))
+        return {
+            engine: {
+                key: statistics.median(r[key] for r in results) for key in ("send_us", "receive_us")
+            }
+            for engine, results in got.items()
+        }
     finally:
         proc.terminate()
         await proc.wait()
@@ -137,6 +100,7 @@ async def run(n: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks sockets", description=__doc__)
     ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
@@ -147,19 +111,26 @@ def main(argv: list[str]) -> int:
         uvloop.run(peer())
         return 0
     n = 2000 if args.quick else args.messages
-    res = uvloop.run(run(n))
+    rounds = 1 if args.quick else args.rounds
+    res = uvloop.run(run(n, rounds))
+    base = res["websockets"]
     rows = [
-        [name, r["send_us"], r["receive_us"]] if r else [name, "not installed", ""]
+        [
+            name,
+            r["send_us"],
+            r["receive_us"],
+            f"{(r['send_us'] + r['receive_us']) / (base['send_us'] + base['receive_us']):.2f}",
+        ]
         for name, r in res.items()
     ]
     print(
         table(
-            f"Client WebSocket CPU per message (µs, {n} messages)",
-            ["library", "send", "receive"],
+            f"Client WebSocket CPU per message (µs, {n} messages, median of {rounds} rounds)",
+            ["client", "send", "receive", "vs websockets"],
             rows,
         )
     )
-    path = write_json("sockets", {"messages": n, "clients": res}, args.out)
+    path = write_json("sockets", {"messages": n, "rounds": rounds, "clients": res}, args.out)
     print(f"wrote {path}")
     return 0
 

@@ -37,7 +37,8 @@ def test_subpackages_import_under_voicegraph_names() -> None:
 # Every module stays on anyio except the backend adapters, each of which exists to know it.
 BACKEND_ADAPTERS = {
     "voicegraph/backends.py": "chooses and starts the event loop",
-    "voicegraph/wsio.py": "websockets on asyncio, trio-websocket on Trio",
+    "voicegraph/wsio.py": "picows or websockets on asyncio, trio-websocket on Trio",
+    "voicegraph/_picows.py": "picows is an asyncio library (client and media listener sockets)",
     "voicegraph/server/state/_bridge.py": "awaits redis-py's asyncio client from Trio",
     "voicegraph/testing/clock.py": "an asyncio event loop on virtual time (Trio has MockClock)",
     "voicegraph/server/_media_picows.py": "picows is an asyncio library (the media listener)",

@@ -1,19 +1,24 @@
-"""One narrow WebSocket interface for every edge: carrier sockets (server side, raw ASGI) and
-provider sockets (client side: ``websockets`` on asyncio, trio-websocket on Trio).
+"""One narrow WebSocket interface for every edge: carrier sockets (server side, raw ASGI or the
+media listener) and provider sockets (client side: picows on asyncio by default, ``websockets``
+on asyncio when chosen, trio-websocket on Trio).
 
-Transports and provider nodes depend only on :class:`MessageSocket`; the adapters here and in
-:mod:`voicegraph.server.carriers` (and the media listener's, ``voicegraph.server._media_*``)
-are the only code that knows a WebSocket library.
-:func:`connect_websocket` picks the client library by the running backend; both clients get the
-same limits (message size, connect and close timeouts), no compression and no library pings
-(keep-alive and reconnect live above this interface, in ``nodes.providers.base``).
+Transports and provider nodes depend only on :class:`MessageSocket`; the adapters here, in
+:mod:`voicegraph._picows` and in :mod:`voicegraph.server.carriers` (and the media listener's,
+``voicegraph.server._media_*``) are the only code that knows a WebSocket library.
+:func:`connect_websocket` picks the client library by the running backend and, on asyncio, by
+``engine=`` or the ``VOICEGRAPH_WS_CLIENT`` environment variable (:data:`CLIENT_ENGINES`; picows
+costs a third of ``websockets``' CPU per message, see docs/benchmarks.md). Every client gets
+the same limits (message size, connect and close timeouts), no compression and no library
+pings (keep-alive and reconnect live above this interface, in ``nodes.providers.base``).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -22,16 +27,53 @@ import anyio
 from .backends import current_backend
 
 __all__ = [
+    "CLIENT_ENGINES",
+    "DEFAULT_ENGINE",
+    "ENGINE_ENV",
     "AsyncioWebSocketClient",
     "MessageSocket",
     "PushSocket",
     "SocketClosed",
     "WebSocketClient",
+    "WebSocketEngineError",
+    "check_engine",
     "connect_websocket",
     "describe",
+    "engine_from_env",
 ]
 
 DEFAULT_MAX_MESSAGE = 1 << 20
+
+CLIENT_ENGINES = ("picows", "websockets")
+"""The client libraries for provider sockets on asyncio (Trio always uses trio-websocket)."""
+ENGINE_ENV = "VOICEGRAPH_WS_CLIENT"
+"""The environment variable that picks the asyncio client for the whole process."""
+
+
+class WebSocketEngineError(ValueError):
+    """An unknown WebSocket client library was named."""
+
+
+def check_engine(engine: str, source: str = "engine") -> str:
+    """Return ``engine`` if it names an asyncio client (:data:`CLIENT_ENGINES`); raise
+    :class:`WebSocketEngineError` otherwise. ``source`` names where the value came from."""
+    if engine not in CLIENT_ENGINES:
+        allowed = " or ".join(repr(name) for name in CLIENT_ENGINES)
+        raise WebSocketEngineError(
+            f"{source}={engine!r} is not a WebSocket client library; use {allowed}"
+        )
+    return engine
+
+
+def engine_from_env(environ: Mapping[str, str]) -> str:
+    """The asyncio client named by ``VOICEGRAPH_WS_CLIENT`` in ``environ``, else picows."""
+    value = environ.get(ENGINE_ENV, "").strip()
+    return check_engine(value, ENGINE_ENV) if value else "picows"
+
+
+DEFAULT_ENGINE = engine_from_env(os.environ)
+"""The asyncio client of this process, read once at import: an unknown name fails here, before
+any call, rather than at a call's first provider socket."""
 
 
 class SocketClosed(Exception):
@@ -149,19 +191,56 @@ async def connect_websocket(
     connect_timeout: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE,
     close_timeout: float = 1.0,
+    engine: str | None = None,
 ) -> AsyncIterator[MessageSocket]:
     """Open a client WebSocket to ``url`` (``ws://`` or ``wss://``) with extra ``headers``.
 
-    Raises ``TimeoutError`` after ``connect_timeout`` and :class:`SocketClosed` (with the HTTP
-    status as ``code``) if the server refuses the handshake. The socket is closed on exit,
-    including on cancellation; the close handshake waits at most ``close_timeout`` (when the
-    caller was cancelled the reader is gone and the handshake cannot complete, so this bound is
-    what a cancelled socket costs)."""
+    Raises ``TimeoutError`` after ``connect_timeout``, :class:`SocketClosed` with the HTTP
+    status as ``code`` if the server refuses the handshake, and :class:`SocketClosed` with no
+    code (``"cannot connect: ..."``) if it cannot be reached. ``wss://`` verifies the server's
+    certificate and host name with :func:`tls_context`. A message over ``max_message_size``
+    closes the socket with 1009. The socket is closed on exit, including on cancellation; the
+    close handshake waits at most ``close_timeout`` (on ``websockets`` a cancelled caller's
+    reader is gone and the handshake cannot complete, so this bound is what a cancelled socket
+    costs; picows and trio-websocket read without the caller's task).
+
+    ``engine`` picks the client library on asyncio: ``"picows"`` or ``"websockets"``
+    (:data:`CLIENT_ENGINES`); ``None`` means :data:`DEFAULT_ENGINE` (picows unless the
+    ``VOICEGRAPH_WS_CLIENT`` environment variable names the other). Trio always uses
+    trio-websocket."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"WebSocket URL must start with ws:// or wss://, got {url!r}")
-    opener = _connect_trio if current_backend() == "trio" else _connect_asyncio
+    engine = DEFAULT_ENGINE if engine is None else check_engine(engine)
+    opener: Callable[..., AbstractAsyncContextManager[MessageSocket]]
+    if current_backend() == "trio":
+        opener = _connect_trio
+    elif engine == "picows":
+        opener = _connect_picows
+    else:
+        opener = _connect_asyncio
     async with opener(url, headers, connect_timeout, max_message_size, close_timeout) as sock:
+        yield sock
+
+
+@asynccontextmanager
+async def _connect_picows(
+    url: str,
+    headers: Mapping[str, str] | None,
+    connect_timeout: float,
+    max_message_size: int,
+    close_timeout: float,
+) -> AsyncIterator[MessageSocket]:
+    from ._picows import connect_picows
+
+    async with connect_picows(
+        url,
+        headers,
+        tls=tls_context() if url.startswith("wss:") else None,  # one context per process
+        connect_timeout=connect_timeout,
+        max_message_size=max_message_size,
+        close_timeout=close_timeout,
+    ) as sock:
         yield sock
 
 
@@ -181,9 +260,6 @@ async def _connect_trio(
     )
 
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    # No outer timeout scope here: the context manager opens a nursery that outlives this
-    # block, and a cancel scope exited around a still-open nursery corrupts trio's scope stack.
-    # trio-websocket enforces connect_timeout itself (ConnectionTimeout).
     cm = open_websocket_url(
         url,
         ssl_context=tls_context() if url.startswith("wss:") else None,
@@ -192,36 +268,46 @@ async def _connect_trio(
         connect_timeout=connect_timeout,
         disconnect_timeout=close_timeout,
     )
-    try:
-        conn = await cm.__aenter__()
-    except ConnectionTimeout:
-        raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
-    except ConnectionRejected as exc:
-        raise SocketClosed(
-            exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
-        ) from None
-    except HandshakeError as exc:
-        # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
-        # failure, a refused connection) is its cause: keep it in the message and the chain.
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, OSError):
-            raise SocketClosed(None, f"cannot connect: {describe(cause)}") from exc
-        raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
-    except OSError as exc:
-        raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
-    client = WebSocketClient(conn)
-    try:
-        yield client
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await cm.__aexit__(None, None, None)
-            except Exception:  # closing a broken socket is not an error here
-                pass
+    # trio-websocket's own connect_timeout does not end a handshake the server never answers
+    # (its reader task keeps the context manager's nursery open): this scope does. It encloses
+    # the whole context manager, nursery included, so it nests properly; once connected its
+    # deadline is lifted for the socket's life.
+    with anyio.CancelScope(deadline=anyio.current_time() + connect_timeout) as guard:
+        try:
+            conn = await cm.__aenter__()
+        except ConnectionTimeout:
+            raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
+        except ConnectionRejected as exc:
+            raise SocketClosed(
+                exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
+            ) from None
+        except HandshakeError as exc:
+            # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
+            # failure, a refused connection) is its cause: keep it in the message and chain.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise SocketClosed(None, f"cannot connect: {describe(cause)}") from exc
+            raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
+        except OSError as exc:
+            raise SocketClosed(None, f"cannot connect: {describe(exc)}") from exc
+        guard.deadline = math.inf
+        try:
+            if guard.cancel_called:  # the deadline passed just as the handshake completed
+                raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s")
+            yield WebSocketClient(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await cm.__aexit__(None, None, None)
+                except Exception:  # closing a broken socket is not an error here
+                    pass
+    if guard.cancelled_caught:
+        raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s")
 
 
 class AsyncioWebSocketClient:
-    """:class:`MessageSocket` over a ``websockets`` asyncio client connection."""
+    """:class:`MessageSocket` over a ``websockets`` asyncio client connection
+    (``engine="websockets"``)."""
 
     def __init__(self, conn: Any) -> None:
         from websockets.exceptions import ConnectionClosed
