@@ -63,6 +63,6 @@ def test_warm_imports_what_calls_import_lazily() -> None:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["missing"] == []
     # before warm() none of the heavy ones was loaded: building the runtime keeps them lazy
-    assert {"quart", "httpcore", "websockets.asyncio.client"} <= set(got["names"]) - set(
+    assert {"quart", "httpcore", "voicegraph._picows"} <= set(got["names"]) - set(
         got["cold"]
     )

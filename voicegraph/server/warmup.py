@@ -34,9 +34,10 @@ _ALWAYS = (
 )
 _CARRIERS = {"twilio": "voicegraph.transports.twilio", "plivo": "voicegraph.transports.plivo"}
 _BACKEND = {
-    "asyncio": ("quart", "websockets.asyncio.client"),
+    "asyncio": ("quart",),
     "trio": ("quart", "quart_trio", "trio_websocket"),
 }
+_ASYNCIO_CLIENT = {"picows": "voicegraph._picows", "websockets": "websockets.asyncio.client"}
 _OPTIONAL = ("webrtcvad",)  # the WebRTC analyser's library, when installed
 
 
@@ -46,7 +47,12 @@ def warm_modules(runtime: AgentRuntime, backend: str | None = None) -> list[str]
     names += sorted(
         {_CARRIERS[i.telephony] for i in runtime.interfaces if i.telephony in _CARRIERS}
     )
-    names += _BACKEND[backend or current_backend()]
+    backend = backend or current_backend()
+    names += _BACKEND[backend]
+    if backend == "asyncio":
+        from ..wsio import DEFAULT_ENGINE
+
+        names.append(_ASYNCIO_CLIENT[DEFAULT_ENGINE])  # the provider sockets' client
     names += [n for n in _OPTIONAL if importlib.util.find_spec(n) is not None]
     return names
 
