@@ -425,3 +425,35 @@ def test_webrtc_decides_whole_20_ms_frames_as_it_does_rechunked_ones() -> None:
     by_half = [w for i in range(0, signal.size, 80) for w in halves.analyse(signal[i : i + 80])]
     assert by_window == by_half
     assert {p for p, _ in by_window} == {0.0, 1.0}  # both decisions occur, so both were compared
+
+
+def test_webrtc_reading_pcm_bytes_decides_as_it_does_from_samples() -> None:
+    t = np.arange(8000) / 8000
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12))
+    hum = (6000 * voiced / np.abs(voiced).max()).astype(np.int16)
+    signal = np.concatenate([np.zeros(4000, dtype=np.int16), hum, np.zeros(4000, dtype=np.int16)])
+    data = signal.astype("<i2").tobytes()
+    by_samples, by_bytes = WebRTCAnalyser(), WebRTCAnalyser()
+    by_samples.configure(8000, "medium")
+    by_bytes.configure(8000, "medium")
+    for step in (160, 100):  # whole 20 ms windows (the fast path), then frames to re-chunk
+        a = [
+            w for i in range(0, signal.size, step) for w in by_samples.analyse(signal[i : i + step])
+        ]
+        b = [
+            w
+            for i in range(0, len(data), 2 * step)
+            for w in by_bytes.analyse_pcm(data[i : i + 2 * step])
+        ]
+        assert a == b and {p for p, _ in a} == {0.0, 1.0}
+
+
+def test_frame_level_for_the_early_pause_agrees_with_the_numpy_formula() -> None:
+    from voicegraph.nodes.audio.vad import _level_db
+
+    rng = np.random.default_rng(7)
+    for amplitude in (30, 300, 3000, 30000):
+        x = np.clip(rng.normal(0, amplitude, 160), -32768, 32767).astype("<i2")
+        f = x.astype(np.float64)
+        expected = 10 * np.log10(float(np.dot(f, f)) / f.size / 32768.0**2 + 1e-10)
+        assert _level_db(x.tobytes()) == pytest.approx(expected, abs=0.2)  # dB

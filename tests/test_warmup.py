@@ -51,8 +51,11 @@ def test_warm_imports_what_calls_import_lazily() -> None:
             names = warm_modules(runtime)
             cold = [n for n in names if n in sys.modules]
             warm(runtime)
+            from voicegraph import wsio
+            from voicegraph.nodes.llm import openai_chat
             print(json.dumps({"names": names, "cold": cold,
-                              "missing": [n for n in names if n not in sys.modules]}))
+                              "missing": [n for n in names if n not in sys.modules],
+                              "tls": [len(wsio._tls), len(openai_chat._tls)]}))
 
         anyio.run(main)
         """
@@ -62,7 +65,6 @@ def test_warm_imports_what_calls_import_lazily() -> None:
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["missing"] == []
+    assert got["tls"] == [1, 1]  # both CA bundles loaded before any call needs them
     # before warm() none of the heavy ones was loaded: building the runtime keeps them lazy
-    assert {"quart", "httpcore", "voicegraph._picows"} <= set(got["names"]) - set(
-        got["cold"]
-    )
+    assert {"quart", "httpcore", "voicegraph._picows"} <= set(got["names"]) - set(got["cold"])

@@ -164,6 +164,12 @@ class WebRTCAnalyser:
         self._vad = self._module.Vad(mode)
         self._pending = np.zeros(0, dtype=np.int16)
 
+    def analyse_pcm(self, data: bytes) -> list[tuple[float, float]]:
+        """:meth:`analyse` of PCM16 LE bytes: one whole window goes to WebRTC as it is."""
+        if len(data) == 2 * self._window and not self._pending.size and self._vad is not None:
+            return [(1.0 if self._vad.is_speech(data, self.sample_rate) else 0.0, 0.02)]
+        return self.analyse(np.frombuffer(data, dtype="<i2"))
+
     def analyse(self, samples: np.ndarray[Any, Any]) -> list[tuple[float, float]]:
         if self._vad is None:
             raise RuntimeError("WebRTCAnalyser.configure() must be called before analyse()")

@@ -49,6 +49,7 @@ from voicegraph.frames import (
 from voicegraph.node import In, Out, Stage
 
 from .analysers import Analyser, EnergyAnalyser, require_rate
+from .g711 import _AUDIOOP
 from .pcm import AudioInputError, check_audio
 
 __all__ = [
@@ -68,6 +69,15 @@ BINARY_WINDOWS = 5
 """Windows (of 20 ms) over which a binary analyser's decisions are averaged (100 ms)."""
 
 Sensitivity = Literal["low", "medium", "high"]
+
+
+def _level_db(data: bytes) -> float:
+    """The level of PCM16 LE ``data`` in dBFS (the C codec's RMS where there is one)."""
+    if _AUDIOOP is not None:
+        rms = float(_AUDIOOP.rms(data, 2))
+        return 10.0 * math.log10(rms * rms / 32768.0**2 + 1e-10)
+    x = np.frombuffer(data, dtype="<i2").astype(np.float32)
+    return 10.0 * math.log10(float(np.dot(x, x)) / len(x) / 32768.0**2 + 1e-10)
 
 
 class VADProfile(msgspec.Struct, frozen=True):
@@ -167,6 +177,9 @@ class VAD(Stage):
             if getattr(self.analyser, "binary", False)
             else None
         )
+        self._recent_sum = 0.0
+        # an analyser that reads PCM16 bytes as they come (WebRTC's) skips the numpy view
+        self._analyse_pcm = getattr(self.analyser, "analyse_pcm", None)
 
     def process(self, port: str, frame: Frame) -> Frame | Iterable[Frame] | None:
         if type(frame) is not AudioFrame:
@@ -183,10 +196,17 @@ class VAD(Stage):
         event: Frame | None = None
         hint: Frame | None = None
         recent = self._recent
-        for p, seconds in self.analyser.analyse(np.frombuffer(data, dtype="<i2")):
+        analyse_pcm = self._analyse_pcm
+        windows = (
+            analyse_pcm(data)
+            if analyse_pcm is not None
+            else self.analyser.analyse(np.frombuffer(data, dtype="<i2"))
+        )
+        for p, seconds in windows:
             if recent is not None:
+                self._recent_sum += p - recent[0]  # the window that drops out of the average
                 recent.append(p)
-                p = sum(recent) / BINARY_WINDOWS
+                p = self._recent_sum / BINARY_WINDOWS
             self.probability = p
             if self._step(p, seconds):
                 cls = SpeechStarted if self.speaking else SpeechStopped
@@ -206,8 +226,7 @@ class VAD(Stage):
 
     def _pause_hint(self, frame: AudioFrame) -> Frame | None:
         """SpeechPaused once quiet for ``pause``; SpeechResumed when voice comes back."""
-        x = np.frombuffer(frame.data, dtype="<i2").astype(np.float32)
-        level = 10.0 * math.log10(float(np.dot(x, x)) / len(x) / 32768.0**2 + 1e-10)
+        level = _level_db(frame.data)
         prof = self.profile
         if self.probability < prof.stop_threshold or level < self._level - PAUSE_DROP_DB:
             self._quiet += frame.duration

@@ -1,4 +1,4 @@
-"""Import, before the first call, what calls import on first use.
+"""Import, before the first call, what calls import on first use (and build the TLS contexts).
 
 Many modules load lazily so that ``import voicegraph`` stays light: the web framework behind the
 webhooks, the presets, the audio nodes (soxr, WebRTC VAD), httpx's connection core, the
@@ -61,3 +61,9 @@ def warm(runtime: AgentRuntime) -> None:
     """Import :func:`warm_modules` now (once per process; later calls cost a dict lookup each)."""
     for name in warm_modules(runtime):
         importlib.import_module(name)
+    # The process's shared TLS contexts: loading the CA certificates is 20-70 ms of CPU
+    from ..nodes.llm import openai_chat
+    from ..wsio import tls_context
+
+    tls_context()
+    openai_chat._tls_context()
