@@ -40,7 +40,7 @@ from voicegraph.testing import virtual_clock
 
 MULAW8 = AudioFormat("mulaw", 8000)
 # Most specifications below are of playback truth at its finest: a mark after every chunk.
-PER_CHUNK = PlayoutOptions(mark_interval=0.0)
+PER_CHUNK = PlayoutOptions(chunk=0.02, lead=0.1, mark_interval=0.0, tick=0.005)
 PCM24K = AudioFormat("pcm16", 24000)
 ECHO_DELAY = 0.03
 
@@ -244,6 +244,18 @@ def audio_out(carrier: FakeCarrier) -> list[AudioFrame]:
     return [a.frame for a in carrier.arrivals]
 
 
+def acknowledged(carrier: FakeCarrier, before: float) -> float:
+    """Seconds of audio sent ahead of the last mark the carrier echoed as played by ``before``."""
+    echoed = {name for t, name, played in carrier.echoes if t < before and played}
+    sent = known = 0.0
+    for f in carrier.received:
+        if isinstance(f, AudioFrame):
+            sent += f.duration
+        elif isinstance(f, PlaybackMark) and f.name in echoed:
+            known = sent
+    return known
+
+
 @pytest.mark.anyio
 async def test_audio_delivered_at_once_reaches_the_carrier_without_gaps() -> None:
     run = await run_call(burst(0.0, speech(MULAW8, 2.0, 1), 1))
@@ -289,8 +301,18 @@ async def test_by_default_a_mark_follows_each_tenth_of_a_second_and_the_end_of_a
     None
 ):
     run = await run_call(burst(0.0, speech(MULAW8, 0.45, 1), 1), playout=Playout(MULAW8))
-    kinds = ["A" if isinstance(f, AudioFrame) else "M" for f in run.carrier.received]
-    assert "".join(kinds) == "AAAAAM" * 4 + "AAAM"  # 23 chunks: every 5th, then the last
+    got = run.carrier.received
+    sizes = [len(f.data) for f in got if isinstance(f, AudioFrame)]
+    assert sum(sizes) == 3600 and max(sizes) == 480  # messages of up to 60 ms
+    unmarked = 0.0
+    for i, f in enumerate(got):
+        if isinstance(f, AudioFrame):
+            unmarked += f.duration
+            last = i == len(got) - 2
+            # a mark right after the message that completes 0.1 s, and after the last one
+            assert isinstance(got[i + 1], PlaybackMark) is (unmarked >= 0.1 - 1e-9 or last)
+            if isinstance(got[i + 1], PlaybackMark):
+                unmarked = 0.0
     [pos] = run.events
     assert pos.complete and pos.played == pytest.approx(0.45)
 
@@ -303,10 +325,12 @@ async def test_with_marks_per_interval_a_clear_reports_the_audio_before_the_last
     items = burst(0.0, speech(MULAW8, 2.0, 3), 3) + [(t_interrupt, "control", Interrupt())]
     run = await run_call(items, playout=Playout(MULAW8))
     echoed = [name for t, name, played in run.carrier.echoes if t < t_interrupt and played]
-    assert len(echoed) == 5  # marks after each 0.1 s of audio, echoed 0.03 s after it ends
+    assert len(echoed) == 4  # marks after each 0.1 s or more, echoed 0.03 s after it played
     [pos] = run.events
-    # The caller heard 0.52 s (26 chunks ended before the clear); 0.5 s is known.
-    assert pos.played == pytest.approx(0.5)
+    # The caller heard 0.537 s; what is known is the audio before the last echoed mark
+    # (a barge-in reports less than was heard, never more).
+    assert 0.537 - 0.1 - 0.06 - 0.03 <= pos.played <= 0.537
+    assert pos.played == pytest.approx(acknowledged(run.carrier, t_interrupt))
     assert not pos.complete and pos.sent > pos.played
 
 

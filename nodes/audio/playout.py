@@ -97,14 +97,14 @@ class Playout(Actor):
     def __init__(
         self,
         carrier_format: AudioFormat,
-        lead: float = 0.1,
-        chunk: float = 0.02,
+        lead: float = 0.14,
+        chunk: float = 0.06,
         *,
         options: PlayoutOptions | None = None,
     ) -> None:
         super().__init__()
         if options is None:
-            tick = min(0.005, (lead - chunk) / 2) if lead >= chunk else 0.0
+            tick = min(0.02, (lead - chunk) / 2) if lead >= chunk else 0.0
             options = PlayoutOptions(lead=lead, chunk=chunk, tick=tick)
         self.options = opts = options
         self.carrier_format = carrier_format

@@ -30,13 +30,13 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
     call (:mod:`voicegraph.pacer`); at most ``(lead - chunk) / 2``. ``0`` uses a timer of
     this call's own, exactly at the deadline."""
 
-    lead: float = 0.1
-    chunk: float = 0.02
+    lead: float = 0.14
+    chunk: float = 0.06
     max_queued: float = 600.0
     max_unacked: int = 3000
     mark_prefix: str = "vg"
     mark_interval: float = 0.1
-    tick: float = 0.005
+    tick: float = 0.02
 
     def __post_init__(self) -> None:
         if not 0.005 <= self.chunk <= 0.2:
