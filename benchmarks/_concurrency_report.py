@@ -28,7 +28,9 @@ def within_budget(r: dict[str, Any]) -> bool:
 
 def report(sweep: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
     """Print one sweep's tables and notes; return its targets."""
-    name, runs, observe = sweep["backend"], sweep["runs"], sweep["observability"]
+    runs, observe = sweep["runs"], sweep["observability"]
+    streams = "media listener" if sweep["setup"].get("media") else "streams through the ASGI app"
+    name = f"{sweep['backend']}, {streams}"
     best = max((r["calls"] for r in runs if within_budget(r)), default=0)
     sweep["max_calls_within_budget"] = best
     print(

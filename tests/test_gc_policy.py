@@ -134,3 +134,25 @@ async def test_a_serving_runtime_owns_full_collections_and_gives_them_back_at_st
             if GENERATIONAL:
                 assert policy.owns_full_collections
     assert gc.get_freeze_count() == 0  # stopped: the collector has everything back
+
+
+def test_the_deploy_guide_example_builds_its_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import types
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "gc_policy=" in b)
+    urls = {
+        "deepgram": "ws://127.0.0.1:9",
+        "chat": "http://127.0.0.1:9/v1",
+        "cartesia": "ws://127.0.0.1:9",
+    }
+    lines = types.ModuleType("lines")  # the guide's module of CallInterface objects
+    lines.LINES = [rig.interface("cascading", urls, rig.Latencies())]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lines", lines)
+    scope: dict = {}
+    exec(compile(code, "deploy.md", "exec"), scope)
+    policy = scope["runtime"].gc_policy
+    assert isinstance(policy, GcPolicy)
+    assert (policy.every_calls, policy.max_interval) == (100, 120)
