@@ -51,6 +51,11 @@ class _Count:
 
 
 async def main(cfg: dict[str, Any]) -> None:
+    from voicegraph.server import GcPolicy
+
+    # no full garbage collection mid-run (a process lives for one N): its pause would be
+    # counted as the server's latency
+    GcPolicy().start()
     ks, n, turns = cfg["ks"], cfg["n"], cfg["turns"]
     speech = payloads(rig.speech_chunks(cfg["speech"]))
     ramp = min(4.0, 0.03 * n)
