@@ -83,3 +83,50 @@ async def test_paced_receive_until_returns_a_frame_that_arrives_before_the_deadl
         tg.start_soon(later)
         assert await inbox.receive_until(1.0, grid=0.01) == ("in", frame)
     assert anyio.current_time() == pytest.approx(0.03)
+
+
+@pytest.mark.anyio
+async def test_a_waker_with_a_deadline_returns_at_it_or_at_a_wake_whichever_is_first() -> None:
+    from voicegraph.backends import new_waker
+
+    waker = new_waker()
+    start = anyio.current_time()
+    await waker.wait_until(start + 0.25)
+    assert anyio.current_time() == pytest.approx(start + 0.25)
+
+    async def wake_soon() -> None:
+        await anyio.sleep(0.05)
+        waker.wake()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wake_soon)
+        t0 = anyio.current_time()
+        await waker.wait_until(t0 + 10.0)
+        assert anyio.current_time() == pytest.approx(t0 + 0.05)  # woken, not timed out
+    with anyio.move_on_after(0.1):  # cancelling a waiter is safe; its timer goes with it
+        await waker.wait_until(anyio.current_time() + 5.0)
+    waker.wake()  # nobody waits: lost, harmless
+
+
+@pytest.mark.anyio
+async def test_the_ticker_sleeps_without_a_cancel_scope_per_tick() -> None:
+    # A cancel scope per tick meant a timer, a cancellation and a caught CancelledError for
+    # every grid step of every busy process; the ticker now sleeps on a waker's deadline.
+    from voicegraph import pacer as module
+
+    pacer = current_pacer()
+    fired: list[float] = []
+    scopes: list[object] = []
+    real = module.anyio.CancelScope
+    module.anyio.CancelScope = lambda *a, **k: scopes.append(k) or real(*a, **k)  # type: ignore[assignment]
+    try:
+        for k in range(20):
+            pacer.call_at(0.01 + k * 0.02, lambda: fired.append(anyio.current_time()), grid=0.02)
+        await anyio.sleep(0.5)
+    finally:
+        module.anyio.CancelScope = real  # type: ignore[misc]
+    assert len(fired) == 20
+    from voicegraph.backends import current_backend
+
+    if current_backend() == "asyncio":  # Trio's own cancel scopes are what its waker uses
+        assert scopes == []

@@ -97,6 +97,11 @@ class Waker(Protocol):
 
     def wait(self) -> Awaitable[None]: ...
 
+    def wait_until(self, deadline: float) -> Awaitable[None]:
+        """Like :meth:`wait`, but also over once ``anyio.current_time()`` reaches
+        ``deadline``."""
+        ...
+
     def wake(self) -> None: ...
 
 
@@ -122,12 +127,26 @@ class _FutureWaker:
         self._future = future = self._loop.create_future()
         return future  # type: ignore[no-any-return]
 
+    async def wait_until(self, deadline: float) -> None:
+        # a loop timer settles the future: no cancel scope, no cancellation to deliver
+        self._future = future = self._loop.create_future()
+        timer = self._loop.call_at(deadline, _settle, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
     def wake(self) -> None:
         future = self._future
         if future is not None:
             self._future = None
             if not future.done():  # done: its waiter was cancelled
                 future.set_result(None)
+
+
+def _settle(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _EventWaker:
@@ -142,6 +161,13 @@ class _EventWaker:
     def wait(self) -> Awaitable[None]:
         self._event = event = self._new()
         return event.wait()
+
+    async def wait_until(self, deadline: float) -> None:
+        import anyio
+
+        self._event = event = self._new()
+        with anyio.CancelScope(deadline=deadline):
+            await event.wait()
 
     def wake(self) -> None:
         event = self._event

@@ -116,6 +116,7 @@ class Inbox:
         self._ops = 0
         self._queued = 0
         self._closed_rx = False
+        self._open_lanes = 0  # ports with a writer still open (end of input at none)
         self.dropped_after_close = 0
 
     # -- set-up (graph build time)
@@ -137,12 +138,17 @@ class Inbox:
         return name in self._lanes
 
     def add_writer(self, port: str) -> None:
-        self._lanes[port].writers += 1
+        lane = self._lanes[port]
+        lane.writers += 1
+        if lane.writers == 1:
+            self._open_lanes += 1
 
     def close_writer(self, port: str) -> None:
         """One writer of ``port`` is done. Wakes the receiver so it can notice end of input."""
         lane = self._lanes[port]
         lane.writers -= 1
+        if lane.writers == 0:
+            self._open_lanes -= 1
         self._wake()
 
     def set_wake_batch(self, port: str, frames: int) -> None:
@@ -262,7 +268,7 @@ class Inbox:
                         lane.space.set()
                         lane.space = None
                     return lane.name, frame
-        if self._closed_rx or all(lane.writers <= 0 for lane in self._order):
+        if self._closed_rx or self._open_lanes <= 0:
             raise EndOfInput
         return None
 

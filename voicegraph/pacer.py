@@ -9,7 +9,9 @@ wake-up of the ticker, which then wakes every due waiter at once.
 
 The ticker runs only while deadlines are pending (it is started again by the next one) and
 never raises. Waiters do not create cancel scopes: they wait on their own event, which the
-ticker (or a frame arriving) sets. See :meth:`voicegraph.channel.Inbox.receive_until`.
+ticker (or a frame arriving) sets. The ticker sleeps on a backend waker with a deadline (on
+asyncio a loop timer settling a future), not in a cancel scope: no cancellation per tick. See
+:meth:`voicegraph.channel.Inbox.receive_until`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 import anyio
 from anyio.lowlevel import RunVar
 
-from .backends import spawn_system_task
+from .backends import Waker, new_waker, spawn_system_task
 
 __all__ = ["Pacer", "PacerHandle", "current_pacer"]
 
@@ -86,7 +88,8 @@ class Pacer:
         self._live = 0  # handles in the heap neither fired nor cancelled
         self._running = False
         self._sleeping_until = math.inf
-        self._changed: anyio.Event | None = None
+        self._changed: Waker | None = None
+        self._waker: Waker | None = None
         self.wakeups = 0
         """Times the ticker woke (a figure for benchmarks)."""
 
@@ -104,8 +107,12 @@ class Pacer:
             self._running = True
             spawn_system_task(self._tick)
         elif when < self._sleeping_until and self._changed is not None:
-            self._changed.set()  # the ticker sleeps past this one: wake it to re-aim
+            self._changed.wake()  # the ticker sleeps past this one: wake it to re-aim
         return handle
+
+    def _new_waker(self) -> Waker:
+        self._waker = waker = new_waker()
+        return waker
 
     def _compact(self) -> None:
         # Waiters re-arm often (a frame arrived, the deadline moved); drop what they left behind.
@@ -131,9 +138,8 @@ class Pacer:
                     return
                 target = heap[0][0]
                 self._sleeping_until = target
-                self._changed = changed = anyio.Event()
-                with anyio.CancelScope(deadline=target):  # exactly on the grid (see on_grid)
-                    await changed.wait()
+                self._changed = changed = self._waker or self._new_waker()
+                await changed.wait_until(target)  # exactly on the grid (see on_grid)
                 self._changed = None
                 self._sleeping_until = math.inf
                 self.wakeups += 1
