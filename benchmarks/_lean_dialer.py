@@ -58,32 +58,25 @@ class LeanDialer:
     async def dial(self, path: str = "/call/incoming") -> LeanCall:
         """The webhook (signed), then the stream its TwiML names, as Twilio does."""
         from voicegraph.server.signatures import compute_twilio_signature
-        from voicegraph.testing import CallRejected
+        from voicegraph.testing._simcall import post_webhook
         from voicegraph.testing.twilio_caller import twilio_webhook_form
 
         call_sid = "CA" + secrets.token_hex(16)
         form = twilio_webhook_form(call_sid, self.account_sid, self.from_, self.to)
         signed = (self.public_url or self.base_url) + path
         sig = compute_twilio_signature(signed, form, self._auth_token)
-        resp = await self._http.post(
-            self.base_url + path, data=form, headers={"X-Twilio-Signature": sig}
-        )
-        if resp.status_code != 200:
-            raise CallRejected(f"webhook answered HTTP {resp.status_code}", resp.status_code)
-        return await self.open_stream(ET.fromstring(resp.text), call_sid)
+        headers = {"X-Twilio-Signature": sig}
+        twiml = await post_webhook(self.base_url + path, form, headers, self.timeout, self._http)
+        return await self.open_stream(twiml, call_sid)
 
     async def open_stream(self, twiml: ET.Element, call_sid: str) -> LeanCall:
         """Open the stream of the TwiML ``<Connect><Stream>``: the signed handshake, then
         ``connected`` and ``start``. The call ticks on :attr:`clock` from then on."""
         from voicegraph.server.signatures import compute_twilio_signature
-        from voicegraph.testing import CallRejected
         from voicegraph.testing._simcall import local_target
+        from voicegraph.testing.twilio_caller import stream_of
 
-        stream = twiml.find("./Connect/Stream")
-        if stream is None or not stream.get("url"):
-            raise CallRejected("TwiML has no <Connect><Stream url=...>", 200)
-        url = stream.get("url", "")
-        params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+        url, params = stream_of(twiml)
         sig = compute_twilio_signature(url, None, self._auth_token)
         target = local_target(url, self.base_url, self.public_url or self.base_url)
         _, call = await ws_connect(

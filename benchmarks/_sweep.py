@@ -9,13 +9,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 
 from voicegraph.server import GcPolicy
+from voicegraph.server.gc_policy import held
 
 from . import _rig as rig
 from ._procs import ROOT, LoadProc, cpu_by_pid, get_stats, server_process, wait_idle
@@ -186,14 +186,6 @@ class _Times:
         self.first_audio = first_audio
 
 
-@asynccontextmanager
-async def _stopping(policy: GcPolicy) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        policy.stop()
-
-
 async def run_sweep(
     sweep: list[int],
     turns: int,
@@ -221,7 +213,7 @@ async def run_sweep(
     servers = 1 + (observe is not None) + (versus is not None)
     total = sum(sweep) * turns * 2 * servers + 110
     quiet_gc = GcPolicy()
-    async with rig.run_fakes("cascading", lat, turns=total) as fakes, _stopping(quiet_gc):
+    async with rig.run_fakes("cascading", lat, turns=total) as fakes:
         config = {
             "mode": "cascading",
             "urls": fakes.urls,
@@ -249,46 +241,48 @@ async def run_sweep(
                     await run_n(u, 2, 1, lat, 0.4, client, 0.2, 1, load_cpus)
                     await wait_idle(client, u)
             idle_rss = (await get_stats(client, url, gc=True))["rss_bytes"]
+            media_rss = url_media and (await get_stats(client, url_media, gc=True))["rss_bytes"]
             # The fakes are on the clock too: their full garbage collections (74 ms seen at 75
             # calls) would count as the server's latency. Run them between the N, as a server's
             # GcPolicy does between calls.
-            quiet_gc.start()
-            media_rss = url_media and (await get_stats(client, url_media, gc=True))["rss_bytes"]
-            for n in sweep:
-                r = await run_n(
-                    url, n, turns, lat, speech, client, desync, procs, load_cpus, idle_rss
-                )
-                results.append(r)
-                _progress(r)
-                await wait_idle(client, url)
-                quiet_gc.collect()
-                saturated = r["framework_added_ms"]["p50"] > SATURATED_MS
-                if observe is not None and obs is not None:
-                    on = await run_n(obs, n, turns, lat, speech, client, desync, procs, load_cpus)
-                    await wait_idle(client, obs)
-                    observe.append(_observability_row(r, on))
-                    _progress(on, " (metrics + tracing)")
-                if versus is not None and url_media is not None:
-                    m = await run_n(
-                        url_media,
-                        n,
-                        turns,
-                        lat,
-                        speech,
-                        client,
-                        desync,
-                        procs,
-                        load_cpus,
-                        media_rss or 0,
+            with held(quiet_gc):
+                for n in sweep:
+                    r = await run_n(
+                        url, n, turns, lat, speech, client, desync, procs, load_cpus, idle_rss
                     )
-                    await wait_idle(client, url_media)
-                    versus.append(_listener_row(r, m))
-                    _progress(m, f" (media listener, {setup.get('compare_media')})")
-                    saturated = saturated and m["framework_added_ms"]["p50"] > SATURATED_MS
-                if saturated:
-                    # the server is past saturation: larger N only take longer to say so
-                    print(f"  stopping the sweep: p50 above {SATURATED_MS:g} ms at N={n}")
-                    break
+                    results.append(r)
+                    _progress(r)
+                    await wait_idle(client, url)
+                    quiet_gc.collect()
+                    saturated = r["framework_added_ms"]["p50"] > SATURATED_MS
+                    if observe is not None and obs is not None:
+                        on = await run_n(
+                            obs, n, turns, lat, speech, client, desync, procs, load_cpus
+                        )
+                        await wait_idle(client, obs)
+                        observe.append(_observability_row(r, on))
+                        _progress(on, " (metrics + tracing)")
+                    if versus is not None and url_media is not None:
+                        m = await run_n(
+                            url_media,
+                            n,
+                            turns,
+                            lat,
+                            speech,
+                            client,
+                            desync,
+                            procs,
+                            load_cpus,
+                            media_rss or 0,
+                        )
+                        await wait_idle(client, url_media)
+                        versus.append(_listener_row(r, m))
+                        _progress(m, f" (media listener, {setup.get('compare_media')})")
+                        saturated = saturated and m["framework_added_ms"]["p50"] > SATURATED_MS
+                    if saturated:
+                        # the server is past saturation: larger N only take longer to say so
+                        print(f"  stopping the sweep: p50 above {SATURATED_MS:g} ms at N={n}")
+                        break
     return results
 
 

@@ -62,12 +62,14 @@ async def test_fragmented_messages_arrive_whole(engine: str) -> None:
             assert await sock.receive() == b"\x00" * 300 + b"\x01" * 300
 
 
-async def test_fragments_adding_up_past_the_limit_close_the_socket_with_1009(engine: str) -> None:
+async def oversize_closes(engine: str, message: Any) -> tuple[int | None, list[int | None]]:
+    """The peer sends ``message`` (over 1024 bytes) to a client limited to 1024: the close code
+    the client reports, and the ones the peer saw."""
     seen: list[int | None] = []
     told = anyio.Event()
 
     async def oversize(ws: Any) -> None:
-        await ws.send([b"x" * 600, b"x" * 600])  # each frame under the limit, the whole over
+        await ws.send(message)
         await ws.wait_closed()
         seen.append(ws.close_code)
         told.set()
@@ -80,29 +82,16 @@ async def test_fragments_adding_up_past_the_limit_close_the_socket_with_1009(eng
                 await sock.receive()
         with anyio.fail_after(10):
             await told.wait()
-    assert info.value.code == 1009
-    assert seen == [1009]  # the peer was told why
+    return info.value.code, seen
+
+
+async def test_fragments_adding_up_past_the_limit_close_the_socket_with_1009(engine: str) -> None:
+    # each frame under the limit, the whole over; the peer is told why
+    assert await oversize_closes(engine, [b"x" * 600, b"x" * 600]) == (1009, [1009])
 
 
 async def test_one_frame_over_the_limit_tells_the_peer_1009(engine: str) -> None:
-    seen: list[int | None] = []
-    told = anyio.Event()
-
-    async def oversize(ws: Any) -> None:
-        await ws.send(b"x" * 4096)
-        await ws.wait_closed()
-        seen.append(ws.close_code)
-        told.set()
-
-    async with peer(oversize) as port:
-        async with connect_websocket(
-            f"ws://127.0.0.1:{port}/", max_message_size=1024, engine=engine
-        ) as sock:
-            with pytest.raises(SocketClosed) as info:
-                await sock.receive()
-        with anyio.fail_after(10):
-            await told.wait()
-    assert (info.value.code, seen) == (1009, [1009])
+    assert await oversize_closes(engine, b"x" * 4096) == (1009, [1009])
 
 
 async def test_our_close_code_and_reason_reach_the_peer(engine: str) -> None:

@@ -212,21 +212,23 @@ class Playout(Actor):
             return math.inf
         if isinstance(self._queue[0], _Done):
             return -math.inf
-        return self._play_end + self._next_message_seconds() - self.options.lead
+        return self._play_end + self._next_message()[0] - self.options.lead
 
-    def _next_message_seconds(self) -> float:
-        """Seconds the next message would carry: the queued pieces of the head's utterance,
-        up to ``chunk``."""
+    def _next_message(self) -> tuple[float, int]:
+        """Seconds and pieces the next message would carry: the queued pieces of the head's
+        utterance, up to ``chunk``."""
         queue = self._queue
         head = queue[0]
         total = head.seconds  # type: ignore[union-attr]
         limit = self.options.chunk + _EPS
+        n = 1
         for i in range(1, len(queue)):
             item = queue[i]
             if isinstance(item, _Done) or item.utt != head.utt or total + item.seconds > limit:
                 break
             total += item.seconds
-        return total
+            n = i + 1
+        return total, n
 
     async def handle(self, port: str, frame: Frame) -> None:
         if isinstance(frame, AudioFrame):
@@ -317,10 +319,10 @@ class Playout(Actor):
                     await self._maybe_complete(item.utt, u)
                 continue
             now = anyio.current_time()
-            seconds = self._next_message_seconds() if len(queue) > 1 else item.seconds
+            seconds, pieces = self._next_message() if len(queue) > 1 else (item.seconds, 1)
             if now + _EPS < self._play_end + seconds - lead:
                 return  # sending now would put more than `lead` in the carrier's buffer
-            data = self._take(seconds)
+            data = self._take(pieces)
             self._queued_seconds -= seconds
             u = self._marks.progress(item.utt)
             if u.chunks_sent and self._play_end < now - _EPS:
@@ -352,22 +354,13 @@ class Playout(Actor):
                 self.publish(TimelineMark(turn=item.utt, stage="first_audio_sent"))
             self._marks.sent(item.utt, u, seconds)
 
-    def _take(self, seconds: float) -> bytes:
-        """Pop the head pieces that make ``seconds`` (one utterance's, as counted by
-        :meth:`_next_message_seconds`) and join them."""
+    def _take(self, pieces: int) -> bytes:
+        """Pop the ``pieces`` head pieces (one utterance's, as counted by
+        :meth:`_next_message`) and join them."""
         queue = self._queue
-        first = queue.popleft()
-        assert isinstance(first, _Chunk)
-        left = seconds - first.seconds
-        if left < _EPS:
-            return first.data
-        parts = [first.data]
-        while left > _EPS:
-            piece = queue.popleft()
-            assert isinstance(piece, _Chunk)
-            parts.append(piece.data)
-            left -= piece.seconds
-        return b"".join(parts)
+        if pieces == 1:
+            return queue.popleft().data  # type: ignore[union-attr]
+        return b"".join(queue.popleft().data for _ in range(pieces))  # type: ignore[union-attr]
 
     async def _ack(self, name: str) -> None:
         for utt, (u, first) in self._marks.ack(name).items():

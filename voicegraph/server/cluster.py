@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .gc_policy import held
 from .state import CallRecord, StateUnavailable
 from .stream_token import StreamTokenError
 from .warmup import warm
@@ -126,15 +127,12 @@ async def background(runtime: AgentRuntime) -> AsyncIterator[None]:
         if obs:
             runtime._running["observability"] = True
             tg.start_soon(runtime.observability.run, runtime)
-        policy = runtime.gc_policy
-        if policy is not None:
-            policy.start()  # after warm(): what start-up built is frozen with the modules
-        try:
-            yield
-        finally:
-            if policy is not None:
-                policy.stop()
-            tg.cancel_scope.cancel()
+        # after warm(): what start-up built is frozen with the modules
+        with held(runtime.gc_policy):
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
             if state:
                 runtime._running["state"] = False
             if obs:

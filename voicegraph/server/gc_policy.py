@@ -27,9 +27,11 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["GcPolicy"]
+__all__ = ["GcPolicy", "held"]
 
 logger = logging.getLogger("voicegraph.server")
 
@@ -121,3 +123,16 @@ class GcPolicy:
         self.last_pause = end - began
         if self.last_pause > 0.05:
             logger.info("full garbage collection took %.0f ms", 1000 * self.last_pause)
+
+
+@contextmanager
+def held(policy: GcPolicy | None) -> Iterator[None]:
+    """``policy`` started for the block and stopped after it (``None``: nothing to do)."""
+    if policy is None:
+        yield
+        return
+    policy.start()
+    try:
+        yield
+    finally:
+        policy.stop()

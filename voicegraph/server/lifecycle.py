@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 
 from .asgi import bound_urls, hypercorn_config, listen_socket, serve_hypercorn
+from .gc_policy import held
 from .warmup import warm
 
 if TYPE_CHECKING:
@@ -80,25 +81,6 @@ async def serve(
 ) -> None:
     """Serve ``runtime.app`` until shutdown, then drain (see :meth:`AgentRuntime.serve`)."""
     warm(runtime)  # the first call's imports, before any call can wait on them
-    policy = runtime.gc_policy
-    if policy is not None:
-        policy.start()  # before the first call: what start-up built is frozen with the modules
-    try:
-        await _serve(runtime, host, port, handle_signals, reuse_port, task_status, on_ready)
-    finally:
-        if policy is not None:
-            policy.stop()
-
-
-async def _serve(
-    runtime: AgentRuntime,
-    host: str,
-    port: int,
-    handle_signals: bool,
-    reuse_port: bool,
-    task_status: anyio.abc.TaskStatus[list[str]],
-    on_ready: Callable[[list[str]], None] | None,
-) -> None:
     sock = listen_socket(host, port, reuse_port=reuse_port)
     binds = bound_urls(sock)
     # calls were drained before the listeners close
@@ -113,26 +95,28 @@ async def _serve(
         await shutdown.wait()
         await drain(runtime)
 
-    async with anyio.create_task_group() as tg:
+    # before the first call: what start-up built is frozen with the modules
+    with held(runtime.gc_policy):
+        async with anyio.create_task_group() as tg:
 
-        async def server() -> None:
-            await serve_hypercorn(runtime.app, config, trigger)
-            tg.cancel_scope.cancel()  # drained and closed: stop watching signals
+            async def server() -> None:
+                await serve_hypercorn(runtime.app, config, trigger)
+                tg.cancel_scope.cancel()  # drained and closed: stop watching signals
 
-        if handle_signals:
-            await tg.start(_watch_signals, runtime, shutdown)
-        if runtime.observability is not None:
-            # marked before the server starts, so its ASGI lifespan does not start it too
-            runtime._running["observability"] = True
-            tg.start_soon(_observe, runtime, shutdown)
-        if runtime.media is not None:
-            media = partial(runtime.media.serve, runtime, reuse_port=reuse_port)
-            binds = [*binds, await tg.start(media)]
-        tg.start_soon(server)
-        logger.info("serving on %s", ", ".join(binds))
-        task_status.started(binds)
-        if on_ready is not None:
-            on_ready(binds)
+            if handle_signals:
+                await tg.start(_watch_signals, runtime, shutdown)
+            if runtime.observability is not None:
+                # marked before the server starts, so its ASGI lifespan does not start it too
+                runtime._running["observability"] = True
+                tg.start_soon(_observe, runtime, shutdown)
+            if runtime.media is not None:
+                media = partial(runtime.media.serve, runtime, reuse_port=reuse_port)
+                binds = [*binds, await tg.start(media)]
+            tg.start_soon(server)
+            logger.info("serving on %s", ", ".join(binds))
+            task_status.started(binds)
+            if on_ready is not None:
+                on_ready(binds)
 
 
 async def _observe(runtime: AgentRuntime, shutdown: anyio.Event) -> None:

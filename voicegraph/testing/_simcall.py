@@ -40,13 +40,17 @@ class CallRejected(Exception):
 
 
 async def post_webhook(
-    url: str, form: dict[str, str], headers: dict[str, str], timeout: float
+    url: str, form: dict[str, str], headers: dict[str, str], timeout: float, client: Any = None
 ) -> ET.Element:
-    """POST ``form`` to ``url`` and parse the XML answer; ``CallRejected`` unless it is 200 XML."""
+    """POST ``form`` to ``url`` and parse the XML answer; ``CallRejected`` unless it is 200 XML.
+    ``client``: an ``httpx.AsyncClient`` to post with (default: a new one for this request)."""
     import httpx
 
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    if client is not None:
         resp = await client.post(url, data=form, headers=headers)
+    else:
+        async with httpx.AsyncClient(timeout=timeout) as own:
+            resp = await own.post(url, data=form, headers=headers)
     body = resp.text[:MAX_ANSWER]
     if resp.status_code != 200:
         raise CallRejected(f"webhook answered HTTP {resp.status_code}", resp.status_code, body)

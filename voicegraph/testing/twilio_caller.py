@@ -192,6 +192,16 @@ class TwilioCall(SimulatedCall):
         )
 
 
+def stream_of(twiml: ET.Element) -> tuple[str, dict[str, str]]:
+    """The URL and ``<Parameter>`` s of the TwiML's ``<Connect><Stream>``; raises
+    :class:`CallRejected` when there is none."""
+    stream = twiml.find("./Connect/Stream")
+    if stream is None or not stream.get("url"):
+        raise CallRejected("TwiML has no <Connect><Stream url=...>", 200, _text(twiml))
+    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    return stream.get("url", ""), params
+
+
 class TwilioCaller(Dialer):
     """Places simulated Twilio Media Streams calls to a server at ``base_url``.
 
@@ -262,11 +272,7 @@ class TwilioCaller(Dialer):
     ) -> AsyncIterator[TwilioCall]:
         """Open the stream an :meth:`answer` named, as Twilio does (again, to replay it), on
         ``via`` (default: ``base_url``)."""
-        stream = twiml.find("./Connect/Stream")
-        if stream is None or not stream.get("url"):
-            raise CallRejected("TwiML has no <Connect><Stream url=...>", 200, _text(twiml))
-        url = stream.get("url", "")
-        params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+        url, params = stream_of(twiml)
         headers = {"X-Twilio-Signature": compute_twilio_signature(url, None, self._auth_token)}
         target = local_target(
             url, (via or self.base_url).rstrip("/"), self.public_url or self.base_url
