@@ -99,6 +99,7 @@ async def test_a_tool_awaiting_asyncio_streams_answers_the_llm_in_a_live_call() 
                 with anyio.fail_after(10):  # the tool's answer goes back to the LLM
                     while len(chat.requests) < 2:
                         await call.send_silence(0.2)
+        assert agent.llm._client is None  # the runtime closed the line's pool as it stopped
     assert asked == ["umbrella"]
     tool_messages = [m for m in chat.requests[1].messages or [] if m.role == "tool"]
     assert [msgspec.json.decode(str(m.content)) for m in tool_messages] == [

@@ -10,10 +10,18 @@ import anyio
 import pytest
 
 from voicegraph.llm import LLM, Finish, LLMError, TextDelta, ToolCall
-from voicegraph.nodes.llm import OpenAIChatLLM
+from voicegraph.nodes.llm import OpenAIChatLLM, _http
 from voicegraph.testing.fake_chat import ChatFault, ChatReply, FakeChatCompletions, ScriptedToolCall
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, params=_http.HTTP_ENGINES)
+def http_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on each asyncio HTTP client (the process default is patched)."""
+    monkeypatch.setattr(_http, "DEFAULT_HTTP_ENGINE", request.param)
+    return str(request.param)
+
 
 USER = [{"role": "user", "content": "What is the status of order 42?"}]
 TOOLS = [

@@ -1,7 +1,7 @@
 """Streaming chat completions against any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama...).
 
-Implements :class:`voicegraph.llm.LLM` over httpx: ``POST {base_url}/chat/completions`` with
-``stream: true``, parsing the server-sent events (``data: {chunk}`` lines, ending with
+Implements :class:`voicegraph.llm.LLM` over HTTP (aiohttp on asyncio, httpx on Trio; see
+:mod:`._http`): ``POST {base_url}/chat/completions`` with ``stream: true``, parsing the server-sent events (``data: {chunk}`` lines, ending with
 ``data: [DONE]``) into typed chunks at the boundary.
 """
 
@@ -18,7 +18,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
-import httpx
 import msgspec
 
 from voicegraph.llm import (
@@ -32,6 +31,7 @@ from voicegraph.llm import (
 )
 
 from ..providers.base import Secret
+from ._http import HTTPEngineError, Reply, StreamingClient, TransportFailure, check_http_engine
 
 __all__ = ["OpenAIChatLLM"]
 
@@ -39,6 +39,7 @@ log = logging.getLogger("voicegraph.nodes.llm.openai_chat")
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_DRAIN_S = 0.5  # longest wait for a body's end after [DONE]
 
 
 # ------------------------------------------------------------------ wire structs
@@ -115,6 +116,8 @@ def _tls_context() -> ssl.SSLContext:
     call's client would otherwise load the CA bundle again: ~25 ms of CPU that stalls every
     other call on the event loop."""
     if not _tls:
+        import httpx
+
         _tls.append(httpx.create_ssl_context())
     return _tls[0]
 
@@ -157,6 +160,8 @@ class OpenAIChatLLM:
         max_reply_chars: int = 100_000,
         extra_body: dict[str, Any] | None = None,
         first_token_timeout: float | None = 10.0,
+        max_connections: int = 1000,
+        engine: str | None = None,
     ) -> None:
         if not model:
             raise ValueError("OpenAIChatLLM needs a model name, e.g. model='gpt-4o-mini'")
@@ -184,11 +189,24 @@ class OpenAIChatLLM:
         if first_token_timeout is not None and first_token_timeout <= 0:
             raise ValueError("first_token_timeout must be above 0 seconds (or None: off)")
         self.first_token_timeout = first_token_timeout
+        if not 1 <= max_connections <= 100_000:
+            raise ValueError(f"max_connections must be between 1 and 100000, got {max_connections}")
+        self.max_connections = max_connections
+        self.engine = None if engine is None else check_http_engine(engine)
         self.metrics = LLMMetrics()
-        self._client: httpx.AsyncClient | None = None
+        self._client: StreamingClient | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIChatLLM(model={self.model!r}, base_url={self.base_url!r})"
+
+    def check_backend(self, backend: str) -> None:
+        """Raise :class:`~voicegraph.nodes.llm._http.HTTPEngineError` if ``engine`` cannot run on
+        ``backend`` (``"asyncio"`` or ``"trio"``); the runtime calls this before serving."""
+        if backend == "trio" and self.engine == "aiohttp":
+            raise HTTPEngineError(
+                "OpenAIChatLLM(engine='aiohttp') runs on asyncio only; on Trio pass "
+                "engine='httpx' or leave engine unset"
+            )
 
     async def __aenter__(self) -> OpenAIChatLLM:
         return self
@@ -200,18 +218,20 @@ class OpenAIChatLLM:
         """Close the connection pool. The client can still be used afterwards (it reopens)."""
         client, self._client = self._client, None
         if client is not None:
-            with anyio.CancelScope(shield=True):
-                await client.aclose()
+            await client.aclose()
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> StreamingClient:
         if self._client is None:
             headers = {"Accept": "text/event-stream"}
             if self._key:
                 headers["Authorization"] = f"Bearer {self._key.reveal()}"
-            self._client = httpx.AsyncClient(
+            self._client = StreamingClient(
                 headers=headers,
-                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-                verify=_tls_context(),
+                timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
+                tls=_tls_context(),
+                max_connections=self.max_connections,
+                engine=self.engine,
             )
         return self._client
 
@@ -250,14 +270,9 @@ class OpenAIChatLLM:
                     # The first event is awaited under the watchdog, outside any yield.
                     with anyio.move_on_after(self.first_token_timeout or math.inf) as watch:
                         response = await stack.enter_async_context(
-                            client.stream(
-                                "POST",
-                                url,
-                                content=body,
-                                headers={"Content-Type": "application/json"},
-                            )
+                            client.post(url, body, {"Content-Type": "application/json"})
                         )
-                        if response.status_code != 200:
+                        if response.status != 200:
                             raise await _http_error(response)
                         events = self._events(response, sent)
                         stack.push_async_callback(events.aclose)
@@ -286,13 +301,12 @@ class OpenAIChatLLM:
                     self.metrics.errors += 1
                     raise
                 delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
-            except httpx.TransportError as exc:
+            except TransportFailure as exc:
                 # Only reached before the response started: _events converts its own errors.
                 if attempt >= self.max_retries:
                     self.metrics.errors += 1
                     raise LLMError(
-                        f"cannot reach {self.base_url}: {type(exc).__name__}"
-                        f" after {attempt + 1} attempt(s)"
+                        f"cannot reach {self.base_url}: {exc} after {attempt + 1} attempt(s)"
                     ) from None
                 delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
             attempt += 1
@@ -300,17 +314,16 @@ class OpenAIChatLLM:
             log.warning("chat request failed; retry %d/%d", attempt, self.max_retries)
             await anyio.sleep(delay)
 
-    async def _events(
-        self, response: httpx.Response, sent: float
-    ) -> AsyncGenerator[LLMEvent, None]:
+    async def _events(self, response: Reply, sent: float) -> AsyncGenerator[LLMEvent, None]:
         pending: dict[int, _Pending] = {}
         finish_reason = ""
         usage: dict[str, int] | None = None
         first = True
         chars = 0
         done = False
+        lines = response.lines()
         try:
-            async for line in response.aiter_lines():
+            async for line in lines:
                 if not line.startswith("data:"):
                     continue  # SSE comments, event names and keep-alives
                 data = line[5:].strip()
@@ -364,10 +377,10 @@ class OpenAIChatLLM:
                                         200,
                                     )
                                 p.arguments.append(tc.function.arguments)
-        except httpx.TimeoutException:
-            raise LLMError(f"stream stalled: no data for {self.timeout:g}s", 200) from None
-        except httpx.TransportError as exc:
-            raise LLMError(f"stream broken mid-reply: {type(exc).__name__}", 200) from None
+        except TransportFailure as exc:
+            if exc.timeout:
+                raise LLMError(f"stream stalled: no data for {self.timeout:g}s", 200) from None
+            raise LLMError(f"stream broken mid-reply: {exc}", 200) from None
         if not done and not finish_reason:
             raise LLMError("stream ended before the reply was complete", 200)
         for index in sorted(pending):
@@ -376,19 +389,29 @@ class OpenAIChatLLM:
                 raise LLMError("server sent a tool call without a function name", 200)
             yield ToolCall(p.id or f"call_{index}", p.name, "".join(p.arguments) or "{}")
         yield Finish(finish_reason or "stop", usage)
+        if done:
+            await _drain(lines)
 
 
-async def _http_error(response: httpx.Response) -> LLMError:
-    status = response.status_code
-    try:
-        raw = await response.aread()
-    except httpx.TransportError:
-        raw = b""
+async def _drain(lines: AsyncGenerator[str, None]) -> None:
+    """Read what follows ``[DONE]`` (the body's end: the last chunk of a chunked response), so
+    that the connection goes back to the pool rather than being closed with the body unread;
+    a server that keeps the stream open past ``[DONE]`` costs at most :data:`_DRAIN_S`."""
+    with anyio.move_on_after(_DRAIN_S):
+        try:
+            async for _ in lines:
+                pass
+        except TransportFailure:
+            pass  # the reply was complete; the pool drops this connection
+    await lines.aclose()
+
+
+async def _http_error(response: Reply) -> LLMError:
+    status = response.status
+    raw = await response.read(65536)
     message = ""
     try:
         message = _error_decoder.decode(raw[:65536]).error.message
     except (msgspec.DecodeError, msgspec.ValidationError):
         message = raw[:300].decode("utf-8", "replace").strip()
-    return LLMError(
-        message or response.reason_phrase or "request failed", status, status in _RETRY_STATUS
-    )
+    return LLMError(message or response.reason or "request failed", status, status in _RETRY_STATUS)

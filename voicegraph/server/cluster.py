@@ -23,7 +23,7 @@ import anyio
 from .gc_policy import held
 from .state import CallRecord, StateUnavailable
 from .stream_token import StreamTokenError
-from .warmup import warm
+from .warmup import close_clients, warm
 
 if TYPE_CHECKING:
     from ..interface import CallInterface
@@ -118,25 +118,33 @@ async def background(runtime: AgentRuntime) -> AsyncIterator[None]:
     runs (the runtime's own ASGI lifespan and a FastAPI lifespan, say) adds nothing. Enter and
     leave it in one task, as a lifespan does."""
     warm(runtime)  # mounted in another server, the lifespan is the first moment to do it
+    clients = not runtime._running.get("clients")
+    runtime._running["clients"] = True
     state = not runtime._running.get("state")
     obs = runtime.observability is not None and not runtime._running.get("observability")
-    async with anyio.create_task_group() as tg:
-        if state:
-            runtime._running["state"] = True
-            await tg.start(partial(runtime.state.run, partial(deliver, runtime)))
-        if obs:
-            runtime._running["observability"] = True
-            tg.start_soon(runtime.observability.run, runtime)
-        # after warm(): what start-up built is frozen with the modules
-        with held(runtime.gc_policy):
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
             if state:
-                runtime._running["state"] = False
+                runtime._running["state"] = True
+                await tg.start(partial(runtime.state.run, partial(deliver, runtime)))
             if obs:
-                runtime._running["observability"] = False
+                runtime._running["observability"] = True
+                tg.start_soon(runtime.observability.run, runtime)
+            # after warm(): what start-up built is frozen with the modules
+            with held(runtime.gc_policy):
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+                if state:
+                    runtime._running["state"] = False
+                if obs:
+                    runtime._running["observability"] = False
+    finally:
+        if clients:  # the outermost entry: the calls are over
+            runtime._running["clients"] = False
+            with anyio.CancelScope(shield=True):
+                await close_clients(runtime)
 
 
 async def deliver(runtime: AgentRuntime, call_id: str, message: dict[str, Any]) -> None:

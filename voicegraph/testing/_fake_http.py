@@ -24,9 +24,13 @@ def _raw_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list
 
 
 class HTTPRequest:
-    """One HTTP request: ``method``, ``path``, ``query``, ``headers`` (lower-case), ``body``."""
+    """One HTTP request: ``method``, ``path``, ``query``, ``headers`` (lower-case), ``body``,
+    and ``client``: the client's ``(host, port)``, one port per connection (``None`` if the
+    server did not say)."""
 
     def __init__(self, scope: _Scope, body: bytes) -> None:
+        peer = scope.get("client")
+        self.client: tuple[str, int] | None = (str(peer[0]), int(peer[1])) if peer else None
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -50,7 +50,8 @@ class FakeChatCompletions(FakeServer):
     to its next ``times`` requests.
 
     Use as ``async with``; :attr:`base_url` ends in ``/v1``. Every request is recorded in
-    :attr:`requests` (accepted or not); :attr:`errors` lists the error messages sent back.
+    :attr:`requests` (accepted or not); :attr:`errors` lists the error messages sent back;
+    :attr:`peers` the client address of each request (a new port is a new connection).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class FakeChatCompletions(FakeServer):
         self.tokens_per_second = tokens_per_second
         self.faults = list(faults)
         self.requests: list[ChatRequest] = []
+        self.peers: list[tuple[str, int] | None] = []
         self.errors: list[str] = []
         self.completed = 0
         """Streams that ran to ``data: [DONE]``."""
@@ -96,6 +98,7 @@ class FakeChatCompletions(FakeServer):
                 _Reject(404, f"Invalid URL ({request.method} {request.path})").body,
             )
             return
+        self.peers.append(request.client)
         try:
             req, reply, fault = self._accept(request.body, request.headers.get("authorization", ""))
         except _Reject as rej:

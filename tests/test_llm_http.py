@@ -1,0 +1,113 @@
+"""The chat LLM's HTTP client: which library serves which backend, a bounded connection pool
+shared by a line's calls, and a runtime that refuses a client its backend cannot run and closes
+its agents' pools when it stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from e2ekit import interface
+
+from voicegraph import Agent, AgentRuntime
+from voicegraph.llm import TextDelta
+from voicegraph.nodes.llm import OpenAIChatLLM, _http
+from voicegraph.server.warmup import check_clients, close_clients
+from voicegraph.testing.fake_chat import FakeChatCompletions
+
+USER = [{"role": "user", "content": "Is the shop open?"}]
+
+
+async def reply_text(llm: OpenAIChatLLM) -> str:
+    return "".join([e.text async for e in llm.stream(USER) if isinstance(e, TextDelta)])
+
+
+def test_an_unknown_engine_is_refused_naming_both() -> None:
+    with pytest.raises(_http.HTTPEngineError, match="'aiohttp' or 'httpx'"):
+        OpenAIChatLLM(api_key="k", base_url="http://127.0.0.1:9/v1", engine="requests")
+
+
+def test_the_environment_variable_is_checked_at_import() -> None:
+    with pytest.raises(_http.HTTPEngineError, match="VOICEGRAPH_HTTP_CLIENT='curl'"):
+        _http.http_engine_from_env({"VOICEGRAPH_HTTP_CLIENT": "curl"})
+    assert _http.http_engine_from_env({}) == "aiohttp"
+    assert _http.http_engine_from_env({"VOICEGRAPH_HTTP_CLIENT": "httpx"}) == "httpx"
+
+
+def test_max_connections_is_bounded() -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        OpenAIChatLLM(api_key="k", base_url="http://127.0.0.1:9/v1", max_connections=0)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.anyio
+async def test_trio_streams_a_reply_with_httpx() -> None:
+    async with FakeChatCompletions(["We open at nine."]) as fake:
+        async with fake.llm() as llm:
+            assert await reply_text(llm) == "We open at nine."
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.anyio
+async def test_a_runtime_on_trio_refuses_an_aiohttp_client_before_serving() -> None:
+    llm = OpenAIChatLLM(api_key="k", base_url="http://127.0.0.1:9/v1", engine="aiohttp")
+    runtime = AgentRuntime(
+        [interface("twilio", pipeline="managed", agent=Agent("You answer.", llm))],
+        public_url="http://127.0.0.1",
+    )
+    with pytest.raises(_http.HTTPEngineError, match="engine='httpx'"):
+        check_clients(runtime)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", _http.HTTP_ENGINES)
+async def test_max_connections_holds_requests_beyond_the_pool(engine: str) -> None:
+    async with FakeChatCompletions(["First.", "Second.", "Third."], ttfb=0.2) as fake:
+        async with fake.llm(max_connections=1, engine=engine) as llm:
+            busiest = 0
+            replies: list[str] = []
+
+            async def one() -> None:
+                replies.append(await reply_text(llm))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(one)
+                while len(replies) < 3:
+                    busiest = max(busiest, fake._active)
+                    await anyio.sleep(0.01)
+    assert sorted(replies) == ["First.", "Second.", "Third."]
+    assert busiest == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", _http.HTTP_ENGINES)
+async def test_calls_share_the_lines_client_and_the_runtime_closes_it(engine: str) -> None:
+    async with FakeChatCompletions(["Yes.", "Until six."]) as fake:
+        llm: Any = fake.llm(engine=engine)
+        runtime = AgentRuntime(
+            [interface("twilio", pipeline="managed", agent=Agent("You answer.", llm))],
+            public_url="http://127.0.0.1",
+        )
+        for iface in runtime.interfaces:  # two calls' agents: copies sharing one client
+            first, second = iface.new_agent(), iface.new_agent()
+            assert first.llm is second.llm is llm
+            assert await reply_text(first.llm) == "Yes."
+            assert await reply_text(second.llm) == "Until six."
+        assert llm._client is not None
+        await close_clients(runtime)
+        assert llm._client is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", _http.HTTP_ENGINES)
+async def test_turns_reuse_one_connection(engine: str) -> None:
+    """The body's end is read after ``[DONE]``, so the connection goes back to the pool: a
+    turn does not pay for a new TCP (and, against the real service, TLS) handshake."""
+    async with FakeChatCompletions(["One.", "Two.", "Three."]) as fake:
+        async with fake.llm(engine=engine) as llm:
+            for expected in ("One.", "Two.", "Three."):
+                assert await reply_text(llm) == expected
+    assert len(fake.peers) == 3
+    assert len(set(fake.peers)) == 1
