@@ -111,3 +111,30 @@ async def test_turns_reuse_one_connection(engine: str) -> None:
                 assert await reply_text(llm) == expected
     assert len(fake.peers) == 3
     assert len(set(fake.peers)) == 1
+
+
+def test_proxies_come_from_the_environment_once_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "llm.internal")
+    client = _http.StreamingClient(
+        headers={}, timeout=1, connect_timeout=1, tls=_http_tls(), max_connections=1
+    )
+    assert client._proxy("https://api.openai.com/v1/chat/completions") == (
+        "http://proxy.internal:3128"
+    )
+    assert client._proxy("https://llm.internal/v1/chat/completions") is None  # NO_PROXY
+    assert client._proxy("http://127.0.0.1:8000/v1/chat/completions") is None  # no HTTP_PROXY
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    # read once per origin: a pool keeps the route it started with, as httpx's client does
+    assert client._proxy("http://127.0.0.1:8000/v1/chat/completions") is None
+    assert client._proxy("http://127.0.0.1:8001/v1/chat/completions") == (
+        "http://proxy.internal:3128"
+    )
+
+
+def _http_tls() -> Any:
+    from voicegraph.nodes.llm.openai_chat import _tls_context
+
+    return _tls_context()

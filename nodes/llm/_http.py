@@ -6,8 +6,10 @@ waits for the event loop (each wait queues behind every call's ready work): an h
 reaches the socket after 8 turns of the loop, aiohttp's after 3, and aiohttp spends less than
 half of httpx's CPU per streamed reply (docs/benchmarks.md). httpx serves Trio (aiohttp is
 asyncio only) and asyncio when chosen with ``engine="httpx"`` or the ``VOICEGRAPH_HTTP_CLIENT``
-environment variable. Both honour the ``HTTP(S)_PROXY`` / ``NO_PROXY`` variables, verify TLS
-with the same context, and keep one connection pool per client (per event loop).
+environment variable. Both honour the ``HTTP(S)_PROXY`` / ``NO_PROXY`` variables, read when the
+pool opens (aiohttp's own reading of them runs in a thread on every request: a hand-off to a
+thread and back in each turn's latency), verify TLS with the same context, and keep one
+connection pool per client (per event loop).
 
 Library errors are turned into :class:`TransportFailure` here, so the caller handles one type.
 """
@@ -19,6 +21,8 @@ import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
 
 from voicegraph.backends import current_backend
 
@@ -114,6 +118,7 @@ class StreamingClient:
         self._httpx: Any = None
         self._aiohttp: Any = None
         self._loop: Any = None
+        self._proxies: dict[str, str | None] = {}  # per scheme://host:port
 
     def post(
         self, url: str, body: bytes, headers: Mapping[str, str]
@@ -190,11 +195,25 @@ class StreamingClient:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=self._connect_timeout, sock_read=self._timeout
                 ),
-                trust_env=True,  # proxies from the environment, as httpx does
+                trust_env=False,  # proxies: _proxy(), once per origin
                 read_bufsize=MAX_LINE // 2,  # lines up to twice this are read whole
                 auto_decompress=True,
             )
         return self._aiohttp
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy for ``url`` from ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (as httpx
+        reads them), looked up once per origin."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            if len(self._proxies) >= 64:
+                self._proxies.clear()
+            proxy = getproxies_environment().get(parts.scheme)
+            if proxy and proxy_bypass_environment(parts.hostname or ""):
+                proxy = None
+            self._proxies[origin] = proxy or None
+        return self._proxies[origin]
 
     @asynccontextmanager
     async def _post_aiohttp(
@@ -204,7 +223,7 @@ class StreamingClient:
 
         session = self._session()
         try:
-            async with session.post(url, data=body, headers=headers) as r:
+            async with session.post(url, data=body, headers=headers, proxy=self._proxy(url)) as r:
                 yield _AiohttpReply(r)
         except TimeoutError as exc:  # aiohttp's connect and read timeouts derive from it
             raise TransportFailure(type(exc).__name__, timeout=True) from None
