@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bargein, concurrency, engine, sockets, textmode, voice
+from benchmarks import bargein, concurrency, engine, llm_http, sockets, textmode, voice
 from voicegraph.cli import main as cli_main
 
 
@@ -153,6 +153,16 @@ def test_textmode_quick_reports_a_five_turn_conversation_with_two_tool_calls(
     data = _load(tmp_path, "textmode")
     assert [(r["turns"], r["tool_calls"]) for r in data["runs"]] == [(5, 2)] * 3
     assert _finite(data["median_s"])
+
+
+def test_llm_http_quick_measures_both_clients_on_one_pooled_connection(tmp_path: Path) -> None:
+    assert llm_http.main(["--quick", "--out", str(tmp_path)]) == 0
+    clients = _load(tmp_path, "llm_http")["clients"]
+    assert set(clients) == {"aiohttp", "httpx"}
+    for figures in clients.values():
+        assert figures["cpu_us"] > 0 and figures["first_event_us"] > 0
+        assert figures["loop_turns"] >= 1
+        assert figures["connections"] == 0  # every reply reused the warm-up's connection
 
 
 def test_sockets_quick_measures_the_websocket_clients_per_message(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ BACKEND_ADAPTERS = {
     "voicegraph/testing/clock.py": "an asyncio event loop on virtual time (Trio has MockClock)",
     "voicegraph/server/_media_picows.py": "picows is an asyncio library (the media listener)",
     "voicegraph/testing/_fakeserver_picows.py": "picows is an asyncio library (the fakes' engine)",
+    "nodes/llm/_http.py": "aiohttp on asyncio (its pool belongs to one event loop), httpx on Trio",
 }
 IMPORTS_OF_A_BACKEND = re.compile(
     r"^\s*(?:import|from)\s+(?:asyncio|trio|trio_websocket|uvloop)\b", re.M
