@@ -193,7 +193,13 @@ def main(argv: list[str]) -> int:
     print(
         table(
             f"chat LLM HTTP clients, {n} streamed replies per round, median of {rounds} round(s)",
-            ["client", "CPU µs / reply", "first event µs", "loop turns to server", "new connections"],
+            [
+                "client",
+                "CPU µs / reply",
+                "first event µs",
+                "loop turns to server",
+                "new connections",
+            ],
             rows,
         )
     )
