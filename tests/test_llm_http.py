@@ -138,3 +138,48 @@ def _http_tls() -> Any:
     from voicegraph.nodes.llm.openai_chat import _tls_context
 
     return _tls_context()
+
+
+_SSE_REPLY = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", _http.HTTP_ENGINES)
+async def test_a_connection_dropped_before_any_response_is_retried_at_once(engine: str) -> None:
+    """The server closes the first connection on receiving the request (as one closing an idle
+    kept-alive connection does); the request goes again at once on a new connection, without the
+    backoff (an hour here: a wait would hang the test)."""
+    import asyncio
+
+    events = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"Open."}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    requests: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        requests.append(length)
+        if len(requests) > 1:
+            writer.write(_SSE_REPLY % (len(events), events))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        llm = OpenAIChatLLM(
+            api_key="k", base_url=f"http://127.0.0.1:{port}/v1", engine=engine, backoff=3600
+        )
+        async with llm:
+            with anyio.fail_after(60):
+                assert await reply_text(llm) == "Open."
+    assert len(requests) == 2
+    assert llm.metrics.retries == 1

@@ -134,7 +134,9 @@ class OpenAIChatLLM:
     is the liveness watchdog: a request whose first event has not arrived by then is abandoned
     and sent once more (nothing was said yet, so the retry repeats nothing); a second stall
     raises :class:`~voicegraph.llm.LLMStalled`, which ends the call with an apology. Failures before the response starts (connection errors,
-    408/409/429/5xx) are retried up to ``max_retries`` times with jittered exponential backoff;
+    408/409/429/5xx) are retried up to ``max_retries`` times with jittered exponential backoff
+    (a connection dropped before any response is retried once at once: most often it is a pooled
+    connection the server had just closed);
     once a reply has started streaming, a failure raises instead, because a retry would repeat
     text the caller may already have heard. ``max_reply_chars`` bounds one reply.
 
@@ -300,7 +302,7 @@ class OpenAIChatLLM:
                 if not exc.retryable or attempt >= self.max_retries:
                     self.metrics.errors += 1
                     raise
-                delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+                delay = self._backoff(attempt)
             except TransportFailure as exc:
                 # Only reached before the response started: _events converts its own errors.
                 if attempt >= self.max_retries:
@@ -308,11 +310,16 @@ class OpenAIChatLLM:
                     raise LLMError(
                         f"cannot reach {self.base_url}: {exc} after {attempt + 1} attempt(s)"
                     ) from None
-                delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+                # A connection dropped before any response is most often a pooled one the server
+                # had just closed: the first retry goes at once, on a new connection.
+                delay = 0.0 if attempt == 0 and not exc.timeout else self._backoff(attempt)
             attempt += 1
             self.metrics.retries += 1
             log.warning("chat request failed; retry %d/%d", attempt, self.max_retries)
             await anyio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self.backoff * 2.0**attempt * (0.5 + random.random() / 2))
 
     async def _events(self, response: Reply, sent: float) -> AsyncGenerator[LLMEvent, None]:
         pending: dict[int, _Pending] = {}
