@@ -183,3 +183,21 @@ async def test_a_connection_dropped_before_any_response_is_retried_at_once(engin
                 assert await reply_text(llm) == "Open."
     assert len(requests) == 2
     assert llm.metrics.retries == 1
+
+
+def test_one_client_serves_successive_event_loops() -> None:
+    """An LLM that outlives an ``anyio.run`` (a script that runs twice, say) opens a new pool
+    on the next loop instead of using sockets of a loop that has gone."""
+
+    async def one(fake: FakeChatCompletions, llm: OpenAIChatLLM) -> str:
+        async with fake:
+            llm.base_url = fake.base_url
+            return await reply_text(llm)
+
+    llm = OpenAIChatLLM(api_key="test-key", base_url="http://127.0.0.1:9/v1", engine="aiohttp")
+    first = FakeChatCompletions(["Morning."])
+    second = FakeChatCompletions(["Evening."])
+    assert anyio.run(one, first, llm) == "Morning."
+    assert anyio.run(one, second, llm) == "Evening."
+    anyio.run(llm.aclose)
+    assert llm._client is None

@@ -174,17 +174,21 @@ class StreamingClient:
 
     # -------------------------------------------------------------- aiohttp
 
-    def _session(self) -> Any:
+    async def _session(self) -> Any:
         import asyncio
 
         import aiohttp
 
         loop = asyncio.get_running_loop()
         if self._aiohttp is not None and self._loop is not loop:
-            # a pool of an event loop that has gone (the client outlived an anyio.run): its
-            # sockets went with that loop; let the session go without awaiting on a dead loop
-            self._aiohttp.detach()
-            self._aiohttp = None
+            # The client outlived an anyio.run: its pool belongs to an event loop that has
+            # gone, and so do its sockets. Mark that pool closed (nothing to await on a dead
+            # loop) and open one on this loop.
+            old, self._aiohttp = self._aiohttp, None
+            connector = old.connector
+            old.detach()
+            if connector is not None and self._loop.is_closed():
+                await connector.close()
         if self._aiohttp is None:
             self._loop = loop
             self._aiohttp = aiohttp.ClientSession(
@@ -221,7 +225,7 @@ class StreamingClient:
     ) -> AsyncIterator[Reply]:
         import aiohttp
 
-        session = self._session()
+        session = await self._session()
         try:
             async with session.post(url, data=body, headers=headers, proxy=self._proxy(url)) as r:
                 yield _AiohttpReply(r)
