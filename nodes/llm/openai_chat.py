@@ -31,6 +31,7 @@ from voicegraph.llm import (
 )
 
 from ..providers.base import Secret
+from ._chat_wire import chunk_decoder as _chunk_decoder, error_decoder as _error_decoder
 from ._http import HTTPEngineError, Reply, StreamingClient, TransportFailure, check_http_engine
 
 __all__ = ["OpenAIChatLLM"]
@@ -40,58 +41,6 @@ log = logging.getLogger("voicegraph.nodes.llm.openai_chat")
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _DRAIN_S = 0.5  # longest wait for a body's end after [DONE]
-
-
-# ------------------------------------------------------------------ wire structs
-
-
-class _FunctionDelta(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCallDelta(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    type: str | None = None
-    function: _FunctionDelta | None = None
-
-
-class _Delta(msgspec.Struct):
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[_ToolCallDelta] | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None
-    index: int = 0
-    finish_reason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-class _Chunk(msgspec.Struct):
-    choices: list[_Choice] = []
-    usage: _Usage | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorBody
-
-
-_chunk_decoder = msgspec.json.Decoder(_Chunk)
-_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 
 
 class _Pending:
