@@ -2,8 +2,11 @@
 typical figures) and :func:`run_fakes`, which starts the ones a mode needs on 127.0.0.1.
 
 The fakes are the load side: on asyncio the WebSocket ones (Deepgram, Cartesia) are served by
-picows (``engine="picows"``), several times cheaper per message than Hypercorn, so they cost
-the load's core less; the chat fake is HTTP and stays on Hypercorn, as does everything on Trio.
+picows (``engine="picows"``), several times cheaper per message than Hypercorn, and the chat
+fake by the fakes' asyncio HTTP engine (``engine="asyncio"``: a request reaches it in fewer
+turns of the load's event loop), so they cost the load's core less and add less to the
+framework-added figures; ``chat_engine="hypercorn"`` puts the chat fake back on Hypercorn.
+Everything runs on Hypercorn on Trio.
 
 Clocks: every time here is ``time.monotonic()``, the clock ``TimelineMark`` uses.
 """
@@ -117,6 +120,7 @@ async def run_fakes(
     reply: str = AGENT_SAYS,
     tokens_per_second: float | None = None,
     transcripts: list[str] | None = None,
+    chat_engine: Literal["asyncio", "hypercorn"] = "asyncio",
 ) -> AsyncIterator[Fakes]:
     """Start the fakes ``mode`` needs on 127.0.0.1, configured with ``lat``; ``turns`` bounds
     the scripted turns (transcripts and replies); ``transcripts`` replaces the caller's
@@ -141,7 +145,10 @@ async def run_fakes(
             )
             f.chat = await stack.enter_async_context(
                 _timed_chat()(
-                    [reply] * turns, ttfb=lat.llm_ttft, tokens_per_second=tokens_per_second
+                    [reply] * turns,
+                    ttfb=lat.llm_ttft,
+                    tokens_per_second=tokens_per_second,
+                    engine=chat_engine if engine == "picows" else "hypercorn",
                 )
             )
             f.cartesia = await stack.enter_async_context(

@@ -201,7 +201,8 @@ async def run_sweep(
     tracing on, and the comparison rows are appended to ``observe``; with ``versus`` (a list),
     every N runs again on a server whose streams go through the media listener
     (``setup["compare_media"]``, its engine), and those rows are appended to ``versus``.
-    ``setup``: ``procs`` (load processes), ``server_cpus`` and ``load_cpus`` (pinning;
+    ``setup``: ``procs`` (load processes), ``chat_engine`` (the chat fake's HTTP server),
+    ``server_cpus`` and ``load_cpus`` (pinning;
     ``None``: not pinned), ``asgi`` (``"hypercorn"`` or ``"uvicorn"``), ``media`` (the main
     server's media listener engine, or ``None``), ``py_spy`` (a file for a py-spy profile of
     the server, raw folded stacks)."""
@@ -213,7 +214,8 @@ async def run_sweep(
     servers = 1 + (observe is not None) + (versus is not None)
     total = sum(sweep) * turns * 2 * servers + 110
     quiet_gc = GcPolicy()
-    async with rig.run_fakes("cascading", lat, turns=total) as fakes:
+    chat_engine = setup.get("chat_engine", "asyncio")
+    async with rig.run_fakes("cascading", lat, turns=total, chat_engine=chat_engine) as fakes:
         config = {
             "mode": "cascading",
             "urls": fakes.urls,

@@ -101,6 +101,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="DeepgramOptions.audio_batch (s) for every call (default: the library's)",
     )
     ap.add_argument(
+        "--chat-engine",
+        choices=("asyncio", "hypercorn"),
+        default="asyncio",
+        help="the chat fake's HTTP server on the load side (asyncio: the fakes' lean engine)",
+    )
+    ap.add_argument(
         "--no-gc-policy",
         action="store_true",
         help="serve with AgentRuntime(gc_policy=False): CPython's own full garbage collections",
@@ -154,6 +160,7 @@ def sweep_on(
         "py_spy": str(Path(args.py_spy).resolve()) if args.py_spy else None,
         "playout": args.playout_fields,
         "stt_batch": args.stt_batch,
+        "chat_engine": args.chat_engine,
         "gc_policy": not args.no_gc_policy,
         "media": args.media_engine if args.listener == "media" else None,
         "compare_media": args.media_engine if args.listener == "both" else None,

@@ -43,6 +43,7 @@ BACKEND_ADAPTERS = {
     "voicegraph/testing/clock.py": "an asyncio event loop on virtual time (Trio has MockClock)",
     "voicegraph/server/_media_picows.py": "picows is an asyncio library (the media listener)",
     "voicegraph/testing/_fakeserver_picows.py": "picows is an asyncio library (the fakes' engine)",
+    "voicegraph/testing/_fakeserver_http.py": "the fakes' HTTP engine is an asyncio protocol",
     "nodes/llm/_http.py": "aiohttp on asyncio (its pool belongs to one event loop), httpx on Trio",
 }
 IMPORTS_OF_A_BACKEND = re.compile(

@@ -33,7 +33,7 @@ from ._chat_protocol import (
     _sse_chunks,
     _validate,
 )
-from .fakeserver import FakeServer, HTTPRequest, HTTPResponse
+from .fakeserver import Engine, FakeServer, HTTPRequest, HTTPResponse
 
 __all__ = ["ChatFault", "ChatReply", "ChatRequest", "FakeChatCompletions", "ScriptedToolCall"]
 
@@ -47,7 +47,8 @@ class FakeChatCompletions(FakeServer):
     ``api_key`` is the only key accepted (``None``: no auth check). ``models`` restricts the
     accepted model names (``None``: any). ``ttfb`` delays the first chunk; ``tokens_per_second``
     paces the following ones (``None``: as fast as possible). ``faults`` apply in order, each
-    to its next ``times`` requests.
+    to its next ``times`` requests. ``engine``: ``"hypercorn"`` or ``"asyncio"`` (the lean
+    HTTP engine, asyncio only; see :mod:`voicegraph.testing.fakeserver`).
 
     Use as ``async with``; :attr:`base_url` ends in ``/v1``. Every request is recorded in
     :attr:`requests` (accepted or not); :attr:`errors` lists the error messages sent back;
@@ -63,8 +64,9 @@ class FakeChatCompletions(FakeServer):
         ttfb: float = 0.0,
         tokens_per_second: float | None = None,
         faults: Sequence[ChatFault] = (),
+        engine: Engine = "hypercorn",
     ) -> None:
-        super().__init__()
+        super().__init__(engine=engine)
         self.replies = list(replies)
         self.api_key = api_key
         self.models = tuple(models) if models is not None else None

@@ -6,6 +6,10 @@
   times cheaper per message, for fakes on the load side of a benchmark. It serves no HTTP: a
   fake that overrides :meth:`FakeServer.http` refuses it when constructed (stay on Hypercorn),
   and a plain HTTP ``GET`` gets the default ``404 not found``.
+* ``engine="asyncio"``: HTTP/1.1 on a plain asyncio protocol (asyncio only), for HTTP-only fakes
+  on the load side of a benchmark (the chat fake): a request reaches the fake in fewer turns of
+  the event loop than through Hypercorn. It serves no WebSocket: a fake that overrides
+  :meth:`FakeServer.websocket` or :meth:`FakeServer.handshake` refuses it when constructed.
 
 Subclass :class:`FakeServer` and override :meth:`FakeServer.handshake` with
 :meth:`FakeServer.websocket`, and/or :meth:`FakeServer.http`. Use it as an async context
@@ -52,8 +56,8 @@ __all__ = [
 logger = logging.getLogger("voicegraph.testing.fakeserver")
 
 _Scope = dict[str, Any]
-Engine = Literal["hypercorn", "picows"]
-ENGINES = ("hypercorn", "picows")
+Engine = Literal["hypercorn", "picows", "asyncio"]
+ENGINES = ("hypercorn", "picows", "asyncio")
 
 
 class FakeServerError(ValueError):
@@ -197,8 +201,8 @@ class FakeServer:
     """Base of the fakes: serves :meth:`websocket` and :meth:`http` on 127.0.0.1:0.
 
     ``max_body`` bounds HTTP request bodies (413 beyond); ``max_message`` bounds WebSocket
-    messages (the engine closes the socket beyond). ``engine``: ``"hypercorn"`` or
-    ``"picows"`` (see the module docstring); a fake that cannot run on picows says so here."""
+    messages (the engine closes the socket beyond). ``engine``: ``"hypercorn"``, ``"picows"`` or
+    ``"asyncio"`` (see the module docstring); a fake that cannot run on its engine says so here."""
 
     def __init__(
         self, *, max_body: int = 1 << 20, max_message: int = 1 << 20, engine: Engine = "hypercorn"
@@ -252,9 +256,9 @@ class FakeServer:
         from voicegraph.backends import current_backend
         from voicegraph.server.asgi import hypercorn_config, listen_socket, serve_hypercorn
 
-        if self.engine == "picows" and current_backend() != "asyncio":
+        if self.engine != "hypercorn" and current_backend() != "asyncio":
             raise FakeServerError(
-                f"{type(self).__name__}(engine='picows') runs on asyncio only: "
+                f"{type(self).__name__}(engine={self.engine!r}) runs on asyncio only: "
                 "use engine='hypercorn' on Trio"
             )
         # The socket listens before the engine runs (its port is known at once and early
@@ -266,6 +270,10 @@ class FakeServer:
             from ._fakeserver_picows import serve_picows
 
             await self._tg.start(serve_picows, self, sock, self._tg)
+        elif self.engine == "asyncio":
+            from ._fakeserver_http import serve_http
+
+            await self._tg.start(serve_http, self, sock, self._tg)
         else:
             # Hypercorn's asyncio or trio worker, as the running backend.
             config = hypercorn_config(
@@ -317,23 +325,27 @@ class FakeServer:
                     with anyio.CancelScope(shield=True):
                         await ws.close()
         elif kind == "http":
-            body = bytearray()
-            more = True
-            while more:
-                msg = await receive()
-                if msg["type"] != "http.request":
-                    return
-                body += msg.get("body", b"")
-                more = msg.get("more_body", False)
-                if len(body) > self.max_body:
-                    await HTTPResponse(send).send_text(413, "request body too large")
-                    return
-            response = HTTPResponse(send, receive)
-            await self.http(HTTPRequest(scope, bytes(body)), response)
-            if response.started:
-                await response.end()
-            else:
-                await response.send_text(500, "fake handler sent no response")
+            await self._serve_http(scope, receive, send)
+
+    async def _serve_http(self, scope: _Scope, receive: Any, send: Any) -> None:
+        """One HTTP request through :meth:`http`, over ASGI messages (both HTTP engines)."""
+        body = bytearray()
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if len(body) > self.max_body:
+                await HTTPResponse(send).send_text(413, "request body too large")
+                return
+        response = HTTPResponse(send, receive)
+        await self.http(HTTPRequest(scope, bytes(body)), response)
+        if response.started:
+            await response.end()
+        else:
+            await response.send_text(500, "fake handler sent no response")
 
 
 def _check_engine(cls: type[FakeServer], engine: str) -> Engine:
@@ -341,6 +353,13 @@ def _check_engine(cls: type[FakeServer], engine: str) -> Engine:
     name = cls.__name__
     if engine == "hypercorn":
         return "hypercorn"
+    if engine == "asyncio":
+        if cls.websocket is not FakeServer.websocket or cls.handshake is not FakeServer.handshake:
+            raise FakeServerError(
+                f"{name} serves WebSockets, which engine='asyncio' does not: use engine='picows' "
+                "or engine='hypercorn'"
+            )
+        return "asyncio"
     if engine != "picows":
         raise FakeServerError(f"engine must be one of {ENGINES}, got {engine!r}")
     if cls.http is not FakeServer.http:
