@@ -20,6 +20,9 @@ ENGINES = ("hypercorn", "asyncio")
 BODY = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
 
+@pytest.mark.parametrize(
+    "anyio_backend", ["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+)
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_the_openai_library_reads_the_stream(engine: Any) -> None:
     from openai import AsyncOpenAI

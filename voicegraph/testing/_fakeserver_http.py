@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import anyio
@@ -51,8 +51,8 @@ class _Request:
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests as bytes arrive; a task answers them in order."""
 
-    def __init__(self, fake: FakeServer, tg: anyio.abc.TaskGroup) -> None:
-        self.fake, self.tg = fake, tg
+    def __init__(self, fake: FakeServer, arrived: _Arrivals) -> None:
+        self.fake, self.arrived = fake, arrived
         self.buf = bytearray()
         self.requests: collections.deque[_Request] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -64,11 +64,10 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else None
-        self.tg.start_soon(self._serve)
+        self.arrived.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -241,6 +240,29 @@ class _Connection(asyncio.Protocol):
         return bool(state["done"]) and not self.lost
 
 
+class _Arrivals:
+    """New connections, handed from the protocol's callback (where no task runs, so anyio
+    cannot start one) to the task that starts their tasks."""
+
+    def __init__(self) -> None:
+        self.new: collections.deque[_Connection] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def add(self, conn: _Connection) -> None:
+        self.new.append(conn)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def next(self) -> _Connection:
+        while not self.new:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.new.popleft()
+
+
 async def serve_http(
     fake: FakeServer,
     sock: Any,
@@ -251,9 +273,11 @@ async def serve_http(
     """Serve ``fake``'s HTTP on the listening ``sock`` until cancelled; connections' tasks run
     in ``tg`` (the fake's, cancelled when it stops)."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(fake, tg), sock=sock)
+    arrived = _Arrivals()
+    server = await loop.create_server(lambda: _Connection(fake, arrived), sock=sock)
     task_status.started()
     try:
-        await anyio.sleep_forever()
+        while True:
+            tg.start_soon((await arrived.next())._serve)
     finally:
         server.close()
