@@ -288,7 +288,13 @@ class _AiohttpReply:
     async def read(self, limit: int) -> bytes:
         import aiohttp
 
+        out = bytearray()
         try:
-            return bytes(await self._r.content.read(limit))
+            while len(out) < limit:  # read() returns what has arrived: loop to the body's end
+                chunk = await self._r.content.read(limit - len(out))
+                if not chunk:
+                    break
+                out += chunk
         except (aiohttp.ClientError, TimeoutError):
-            return b""
+            pass  # what arrived is the error's text; the status says the rest
+        return bytes(out)
