@@ -24,6 +24,8 @@ from urllib.parse import unquote
 
 import anyio
 
+from voicegraph.backends import Waker, new_waker
+
 if TYPE_CHECKING:
     from .fakeserver import FakeServer
 
@@ -55,7 +57,9 @@ class _Connection(asyncio.Protocol):
         self.fake, self.arrived = fake, arrived
         self.buf = bytearray()
         self.requests: collections.deque[_Request] = collections.deque()
-        self.waiter: asyncio.Future[None] | None = None
+        # made by the connection's task (a protocol callback has no backend to ask); a wake
+        # before it exists is not needed: the task checks its condition before it waits
+        self.waker: Waker | None = None
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] | None = None
         self.lost = False
@@ -85,8 +89,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        if self.waker is not None:
+            self.waker.wake()
 
     # -- parsing
 
@@ -162,27 +166,24 @@ class _Connection(asyncio.Protocol):
 
     # -- answering
 
-    async def _next(self) -> _Request | None:
+    async def _next(self, waker: Waker) -> _Request | None:
         while not self.requests:
             if self.lost or self.refused:
                 return None
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await waker.wait()
         return self.requests.popleft()
 
     async def _serve(self) -> None:
+        self.waker = waker = new_waker()
         try:
-            while (request := await self._next()) is not None:
-                if not await self._answer(request) or request.close:
+            while (request := await self._next(waker)) is not None:
+                if not await self._answer(request, waker) or request.close:
                     break
         finally:
             if self.transport is not None:
                 self.transport.close()
 
-    async def _answer(self, request: _Request) -> bool:
+    async def _answer(self, request: _Request, waker: Waker) -> bool:
         """Run the fake's handler for ``request``; ``False``: the connection must close."""
         transport = self.transport
         assert transport is not None
@@ -195,11 +196,7 @@ class _Connection(asyncio.Protocol):
                 delivered = True
                 return {"type": "http.request", "body": request.body, "more_body": False}
             while not self.lost:  # nothing more to read: only the client's leaving is news
-                self.waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self.waiter
-                finally:
-                    self.waiter = None
+                await waker.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
@@ -244,22 +241,17 @@ class _Arrivals:
     """New connections, handed from the protocol's callback (where no task runs, so anyio
     cannot start one) to the task that starts their tasks."""
 
-    def __init__(self) -> None:
+    def __init__(self, waker: Waker) -> None:
         self.new: collections.deque[_Connection] = collections.deque()
-        self.waiter: asyncio.Future[None] | None = None
+        self.waker = waker
 
     def add(self, conn: _Connection) -> None:
         self.new.append(conn)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.waker.wake()
 
     async def next(self) -> _Connection:
         while not self.new:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await self.waker.wait()
         return self.new.popleft()
 
 
@@ -273,7 +265,7 @@ async def serve_http(
     """Serve ``fake``'s HTTP on the listening ``sock`` until cancelled; connections' tasks run
     in ``tg`` (the fake's, cancelled when it stops)."""
     loop = asyncio.get_running_loop()
-    arrived = _Arrivals()
+    arrived = _Arrivals(new_waker())
     server = await loop.create_server(lambda: _Connection(fake, arrived), sock=sock)
     task_status.started()
     try:
