@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
@@ -164,13 +164,9 @@ class StreamingClient:
                     max_keepalive_connections=self._max_connections,
                 ),
             )
-        try:
+        with _failures((httpx.TimeoutException,), (httpx.TransportError,)):
             async with self._httpx.stream("POST", url, content=body, headers=headers) as r:
                 yield _HttpxReply(r)
-        except httpx.TimeoutException as exc:
-            raise TransportFailure(type(exc).__name__, timeout=True) from None
-        except httpx.TransportError as exc:
-            raise TransportFailure(type(exc).__name__) from None
 
     # -------------------------------------------------------------- aiohttp
 
@@ -223,16 +219,32 @@ class StreamingClient:
     async def _post_aiohttp(
         self, url: str, body: bytes, headers: Mapping[str, str]
     ) -> AsyncIterator[Reply]:
-        import aiohttp
 
         session = await self._session()
-        try:
+        with _failures(*_aiohttp_errors()):
             async with session.post(url, data=body, headers=headers, proxy=self._proxy(url)) as r:
                 yield _AiohttpReply(r)
-        except TimeoutError as exc:  # aiohttp's connect and read timeouts derive from it
-            raise TransportFailure(type(exc).__name__, timeout=True) from None
-        except aiohttp.ClientError as exc:
-            raise TransportFailure(type(exc).__name__) from None
+
+
+@contextmanager
+def _failures(
+    timeouts: tuple[type[Exception], ...], errors: tuple[type[Exception], ...]
+) -> Iterator[None]:
+    """A library's ``timeouts`` and transport ``errors`` raised in the block, as
+    :class:`TransportFailure` (the caller handles one type)."""
+    try:
+        yield
+    except timeouts as exc:
+        raise TransportFailure(type(exc).__name__, timeout=True) from None
+    except errors as exc:
+        raise TransportFailure(type(exc).__name__) from None
+
+
+def _aiohttp_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    import aiohttp
+
+    # aiohttp's connect and read timeouts derive from TimeoutError
+    return (TimeoutError,), (aiohttp.ClientError,)
 
 
 class _HttpxReply:
@@ -244,13 +256,9 @@ class _HttpxReply:
     async def lines(self) -> AsyncGenerator[str, None]:
         import httpx
 
-        try:
+        with _failures((httpx.TimeoutException,), (httpx.TransportError,)):
             async for line in self._r.aiter_lines():
                 yield line
-        except httpx.TimeoutException as exc:
-            raise TransportFailure(type(exc).__name__, timeout=True) from None
-        except httpx.TransportError as exc:
-            raise TransportFailure(type(exc).__name__) from None
 
     async def read(self, limit: int) -> bytes:
         import httpx
@@ -273,17 +281,12 @@ class _AiohttpReply:
         self.reason: str = response.reason or ""
 
     async def lines(self) -> AsyncGenerator[str, None]:
-        import aiohttp
-
-        try:
-            async for raw in self._r.content:
-                yield raw.decode("utf-8", "replace").rstrip("\r\n")
-        except TimeoutError as exc:
-            raise TransportFailure(type(exc).__name__, timeout=True) from None
-        except aiohttp.ClientError as exc:
-            raise TransportFailure(type(exc).__name__) from None
-        except ValueError:  # aiohttp's "line too long"
-            raise TransportFailure(f"a line of the stream exceeds {MAX_LINE} bytes") from None
+        with _failures(*_aiohttp_errors()):
+            try:
+                async for raw in self._r.content:
+                    yield raw.decode("utf-8", "replace").rstrip("\r\n")
+            except ValueError:  # aiohttp's "line too long"
+                raise TransportFailure(f"a line of the stream exceeds {MAX_LINE} bytes") from None
 
     async def read(self, limit: int) -> bytes:
         import aiohttp
