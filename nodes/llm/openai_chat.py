@@ -1,8 +1,9 @@
 """Streaming chat completions against any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama...).
 
 Implements :class:`voicegraph.llm.LLM` over HTTP (aiohttp on asyncio, httpx on Trio; see
-:mod:`._http`): ``POST {base_url}/chat/completions`` with ``stream: true``, parsing the server-sent events (``data: {chunk}`` lines, ending with
-``data: [DONE]``) into typed chunks at the boundary.
+:mod:`._http`): ``POST {base_url}/chat/completions`` with ``stream: true``, parsing the
+server-sent events (``data: {chunk}`` lines, ending with ``data: [DONE]``) into typed chunks at
+the boundary.
 """
 
 from __future__ import annotations
@@ -367,7 +368,7 @@ async def _http_error(response: Reply) -> LLMError:
     raw = await response.read(65536)
     message = ""
     try:
-        message = _error_decoder.decode(raw[:65536]).error.message
+        message = _error_decoder.decode(raw).error.message
     except (msgspec.DecodeError, msgspec.ValidationError):
         message = raw[:300].decode("utf-8", "replace").strip()
     return LLMError(message or response.reason or "request failed", status, status in _RETRY_STATUS)
