@@ -4,7 +4,8 @@ against httpx (``engine="httpx"``, and always on Trio), through ``OpenAIChatLLM`
     python -m benchmarks llm_http [--requests N] [--rounds R] [--quick]
 
 A loopback server in this process answers each ``POST /chat/completions`` with a chunked
-server-sent-events reply (5 content chunks, usage, ``[DONE]``) as the real service sends it; it
+server-sent-events reply (the chat fake's events: role, a chunk per token, finish, usage,
+``[DONE]``) as the real service sends it; it
 parses nothing but the request's end, so nearly all the CPU measured is the client's. For each
 client, ``R`` rounds of ``N`` sequential replies (clients alternate between rounds; the median
 round is reported):
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import itertools
 import statistics
 import time
 from typing import Any
@@ -33,21 +34,18 @@ ENGINES = ("aiohttp", "httpx")
 
 
 def _sse() -> bytes:
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        body = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
-        return b"data: " + json.dumps(body).encode() + b"\n\n"
+    """The chat fake's events for one reply (usage included, as ``OpenAIChatLLM`` asks), one
+    HTTP chunk per event, as a streaming server writes them."""
+    from voicegraph.testing._chat_protocol import (
+        ChatReply,
+        ChatRequest,
+        _sse_chunks,
+        _StreamOptions,
+    )
 
-    parts = [chunk({"role": "assistant", "content": ""})]
-    parts += [chunk({"content": w}) for w in ("Sure, ", "for ", "what ", "time", "?")]
-    parts.append(chunk({}, "stop"))
-    usage = {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
-    parts.append(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
-    parts.append(b"data: [DONE]\n\n")
-    out = b""
-    for p in parts:  # one HTTP chunk per event, as a streaming server writes them
-        out += b"%x\r\n%s\r\n" % (len(p), p)
-    return out + b"0\r\n\r\n"
+    req = ChatRequest(model="gpt-4o-mini", stream=True, stream_options=_StreamOptions(True))
+    events = _sse_chunks(req, ChatReply(text="Sure, for what time?"), itertools.count(1))
+    return b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
 
 
 REPLY = (
