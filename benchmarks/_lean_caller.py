@@ -190,7 +190,7 @@ class LeanCall(WSListener):
         if self._hung_up:
             return
         self._hung_up = True
-        self.clock.calls.pop(self, None)
+        self.clock.leave(self)
         transport = self.transport
         if transport is None:
             return
@@ -259,7 +259,7 @@ class LeanCall(WSListener):
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
         }
         self._send(_encode(self._event("start", start)))
-        self.clock.calls[self] = None
+        self.clock.join(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -288,7 +288,7 @@ class LeanCall(WSListener):
         if not self._hung_up:
             self.closed_by_server = True  # with or without a close frame
         self.closed = True
-        self.clock.calls.pop(self, None)
+        self.clock.leave(self)
         self._wake()
 
     def _message(self, raw: Any) -> None:

@@ -2,9 +2,10 @@
 
     python -m benchmarks._load CONFIG_JSON
 
-``CONFIG_JSON``: ``{"url", "ks", "n", "turns", "speech", "desync", "cpus"}`` (``ks``: the
-indexes of this process's callers among all ``n``, which set their ramp-up slots; ``cpus``:
-the cores to pin to, or none). The callers are :mod:`benchmarks._lean_caller`'s: they share
+``CONFIG_JSON``: ``{"url", "ks", "n", "turns", "speech", "desync", "cpus", "phases"}``
+(``ks``: the indexes of this process's callers among all ``n``, which set their ramp-up slots;
+``cpus``: the cores to pin to, or none; ``phases``: slots of the callers' 20 ms clock, see
+:mod:`benchmarks._lean_clock`). The callers are :mod:`benchmarks._lean_caller`'s: they share
 one 20 ms clock and read the server's messages in callbacks. This process runs on asyncio (on
 uvloop where installed) whatever backend the server is measured on: picows, which keeps the
 callers lean, is asyncio only.
@@ -30,7 +31,7 @@ from typing import Any
 
 from . import _rig as rig
 from ._lean_caller import CallEnded, LeanCall, payloads
-from ._lean_clock import Clock
+from ._lean_clock import PHASES, Clock
 from ._lean_dialer import LeanDialer
 
 
@@ -63,7 +64,7 @@ async def main(cfg: dict[str, Any]) -> None:
     go, hang_up = asyncio.Event(), asyncio.Event()
     calls: dict[str, LeanCall] = {}
     failures: list[str] = []
-    clock = Clock()
+    clock = Clock(cfg.get("phases", PHASES))
 
     def finish() -> None:
         if finished.n == 0:

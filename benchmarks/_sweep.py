@@ -18,6 +18,7 @@ from voicegraph.server import GcPolicy
 from voicegraph.server.gc_policy import held
 
 from . import _rig as rig
+from ._lean_clock import PHASES
 from ._procs import ROOT, LoadProc, cpu_by_pid, get_stats, server_process, wait_idle
 
 __all__ = ["SATURATED_MS", "load_limits", "run_n", "run_sweep"]
@@ -42,9 +43,11 @@ async def run_n(
     procs: int = 2,
     cpus: list[int] | None = None,
     idle_rss: int = 0,
+    phases: int = PHASES,
 ) -> dict[str, Any]:
     """N concurrent callers in ``procs`` load processes, ``turns`` turns each; the
-    measurements of this N. Load CPU covers this process (the fakes) and the load processes."""
+    measurements of this N. Load CPU covers this process (the fakes) and the load processes.
+    ``phases``: slots of each load process's 20 ms clock (see :mod:`benchmarks._lean_clock`)."""
     procs = max(1, min(procs, n))
     window: dict[str, Any] = {}
     results: list[dict[str, Any]] = []
@@ -59,6 +62,7 @@ async def run_n(
                 "speech": speech,
                 "desync": desync,
                 "cpus": cpus,
+                "phases": phases,
             }
             cmd = [sys.executable, "-m", "benchmarks._load", json.dumps(cfg)]
             proc = await stack.enter_async_context(
@@ -210,6 +214,7 @@ async def run_sweep(
 
     setup = setup or {}
     procs, load_cpus = setup.get("procs", 2), setup.get("load_cpus")
+    phases = setup.get("caller_phases", PHASES)
     results = []
     servers = 1 + (observe is not None) + (versus is not None)
     total = sum(sweep) * turns * 2 * servers + 110
@@ -250,7 +255,17 @@ async def run_sweep(
             with held(quiet_gc):
                 for n in sweep:
                     r = await run_n(
-                        url, n, turns, lat, speech, client, desync, procs, load_cpus, idle_rss
+                        url,
+                        n,
+                        turns,
+                        lat,
+                        speech,
+                        client,
+                        desync,
+                        procs,
+                        load_cpus,
+                        idle_rss,
+                        phases,
                     )
                     results.append(r)
                     _progress(r)
@@ -259,7 +274,16 @@ async def run_sweep(
                     saturated = r["framework_added_ms"]["p50"] > SATURATED_MS
                     if observe is not None and obs is not None:
                         on = await run_n(
-                            obs, n, turns, lat, speech, client, desync, procs, load_cpus
+                            obs,
+                            n,
+                            turns,
+                            lat,
+                            speech,
+                            client,
+                            desync,
+                            procs,
+                            load_cpus,
+                            phases=phases,
                         )
                         await wait_idle(client, obs)
                         observe.append(_observability_row(r, on))
@@ -276,6 +300,7 @@ async def run_sweep(
                             procs,
                             load_cpus,
                             media_rss or 0,
+                            phases,
                         )
                         await wait_idle(client, url_media)
                         versus.append(_listener_row(r, m))

@@ -12,14 +12,17 @@ early once the median framework-added latency passes 500 ms (the server is satur
 
     python -m benchmarks concurrency [--quick] [--sweep 5,10,20,30,50,100,150,200] [--turns N]
         [--backend asyncio|trio|both] [--observability] [--listener hypercorn|media|both]
-        [--media-engine picows|websockets]
+        [--media-engine picows|websockets] [--caller-phases K]
 
 ``--observability`` also runs every N against a second server process with Prometheus metrics
 and OpenTelemetry tracing on, and reports the extra server CPU per call they cost (target:
 at most 10 %). ``--listener both`` runs every N twice, back to back: the carrier streams
 through Hypercorn (the ASGI app) and through the media listener
 (``AgentRuntime(media=MediaListener(engine=...))``), and prints the two side by side; on a
-shared, noisy machine compare their ratio, not absolute figures.
+shared, noisy machine compare their ratio, not absolute figures. ``--caller-phases`` (default
+10): each load process sends its callers' media in that many slots spread over every 20 ms, as
+independent carrier streams arrive; 1 sends them all at once (a burst every 20 ms, harsher
+than a carrier).
 
 The parts: :mod:`benchmarks._procs` (server and load processes), :mod:`benchmarks._sweep`
 (one N, the sweep), :mod:`benchmarks._concurrency_report` (tables and targets).
@@ -35,6 +38,7 @@ from typing import Any
 
 from . import _rig as rig
 from ._concurrency_report import BUDGET_MS, compare, compare_listeners, report
+from ._lean_clock import PHASES
 from ._procs import get_stats, server_process, wait_idle
 from ._sweep import run_sweep
 from .common import BACKEND_ENV, backend, quiet_voicegraph, run as run_on_backend, write_json
@@ -51,6 +55,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--speech", type=float, default=1.0)
     ap.add_argument("--desync", type=float, default=1.5, help="max random start offset (s)")
+    ap.add_argument(
+        "--caller-phases",
+        type=int,
+        default=PHASES,
+        help="slots over each 20 ms in which the simulated callers send their media (calls "
+        "spread over them, as independent carrier streams are); 1: every caller of a load "
+        f"process at once (default {PHASES})",
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument(
@@ -125,6 +137,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         raise SystemExit(f"--sweep {args.sweep!r}: give comma-separated whole numbers") from None
     if not args.sweep_n or args.sweep_n[0] < 1 or args.sweep_n[-1] > 1000:
         raise SystemExit("--sweep: each N must be between 1 and 1000")
+    if not 1 <= args.caller_phases <= 20:
+        raise SystemExit("--caller-phases: give 1..20 slots per 20 ms")
     try:
         args.playout_fields = (
             {k.strip(): float(v) for k, v in (kv.split("=") for kv in args.playout.split(","))}
@@ -161,13 +175,15 @@ def sweep_on(
         "playout": args.playout_fields,
         "stt_batch": args.stt_batch,
         "chat_engine": args.chat_engine,
+        "caller_phases": args.caller_phases,
         "gc_policy": not args.no_gc_policy,
         "media": args.media_engine if args.listener == "media" else None,
         "compare_media": args.media_engine if args.listener == "both" else None,
     }
     print(
         f"concurrency sweep {args.sweep_n}, {args.turns} turn(s) per call, backend {name}, "
-        f"{args.asgi}, streams on {args.listener}, {args.load_procs} load process(es), server cores "
+        f"{args.asgi}, streams on {args.listener}, {args.load_procs} load process(es) "
+        f"(callers' media in {args.caller_phases} phase(s) per 20 ms), server cores "
         f"{pins['server_cpus'] or 'any'}, load cores {pins['load_cpus'] or 'any'}",
         flush=True,
     )

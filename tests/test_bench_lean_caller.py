@@ -350,3 +350,45 @@ def test_the_clock_reports_how_late_its_recorded_ticks_ran() -> None:
     clock.late_ms[0], clock.late_ms[2], clock.late_ms[40] = 90, 9, 1
     late = clock.lateness()
     assert (late["ticks"], late["p50"], late["p99"], late["max"]) == (100, 0.0, 2.0, 40.0)
+
+
+class _Ticks:
+    """A stand-in call that records the slot of the clock's firing that ticked it."""
+
+    def __init__(self, clock: Clock, log: list[tuple[int, int]], name: int) -> None:
+        self.clock, self.log, self.name = clock, log, name
+
+    def tick(self, now: float) -> None:
+        fired = (self.clock._next - 1) % self.clock.phases  # the slot this firing ticks
+        self.log.append((fired, self.name))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("phases", [1, 10])
+async def test_the_clock_spreads_its_calls_over_the_20_ms_in_its_phases(phases: int) -> None:
+    clock = Clock(phases)
+    log: list[tuple[int, int]] = []
+    calls = [_Ticks(clock, log, k) for k in range(25)]
+    for c in calls:
+        clock.join(c)  # type: ignore[arg-type]
+    clock.leave(calls[0])  # type: ignore[arg-type]
+    clock.leave(calls[0])  # type: ignore[arg-type]  # a second leave is a no-op
+    assert clock.calls == 24
+    sizes = [24] if phases == 1 else [3, 3, 3, 3, 2, 2, 2, 2, 2, 2]
+    assert sorted(len(s) for s in clock.slots) == sorted(sizes)
+    slot_of = {c.name: k for k, s in enumerate(clock.slots) for c in s}  # type: ignore[attr-defined]
+    clock.start()
+    await until(lambda: len(log) >= 3 * 24)
+    clock.stop()
+    # each call ticks in its own slot's firings only, once per round of the slots
+    assert all(slot_of[name] == fired for fired, name in log)
+    counts = [sum(name == k for _, name in log) for k in range(1, 25)]
+    assert max(counts) - min(counts) <= 1
+    assert all(name != 0 for _, name in log)
+
+
+def test_the_clock_takes_1_to_20_phases() -> None:
+    with pytest.raises(ValueError, match="phases must be 1..20"):
+        Clock(0)
+    with pytest.raises(ValueError, match="phases must be 1..20"):
+        Clock(21)

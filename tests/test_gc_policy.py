@@ -38,6 +38,26 @@ def test_start_freezes_what_is_alive_and_stop_gives_it_back() -> None:
     assert not policy.owns_full_collections
 
 
+@pytest.mark.skipif(not GENERATIONAL, reason="3.14+: CPython's own incremental collector runs")
+def test_young_collections_are_kept_short_while_the_policy_holds() -> None:
+    before = gc.get_threshold()
+    policy = GcPolicy()
+    assert policy.young == (150, 2)
+    policy.start()
+    try:
+        assert gc.get_threshold()[:2] == (150, 2)
+    finally:
+        policy.stop()
+    assert gc.get_threshold() == before
+    own = GcPolicy(young=None)  # CPython's own young thresholds, full collections still owned
+    own.start()
+    try:
+        assert gc.get_threshold()[:2] == before[:2]
+        assert gc.get_threshold()[2] >= 1_000_000
+    finally:
+        own.stop()
+
+
 def test_two_runtimes_of_one_process_restore_the_collector_when_the_last_stops() -> None:
     before = gc.get_threshold()
     a, b = GcPolicy(), GcPolicy()
@@ -101,6 +121,10 @@ def test_a_policy_not_started_never_collects() -> None:
     [
         ({"every_calls": 0}, "every_calls must be 1..100000"),
         ({"max_interval": 0.5}, "max_interval must be 1..86400"),
+        ({"young": (5, 3)}, "young must be"),
+        ({"young": (300, 0)}, "young must be"),
+        ({"young": (300,)}, "young must be"),
+        ({"young": (300.0, 3)}, "young must be"),
     ],
 )
 def test_bad_settings_are_refused_when_built(kwargs: dict, message: str) -> None:

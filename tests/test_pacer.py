@@ -9,7 +9,7 @@ from enginekit import BOTH_BACKENDS
 
 from voicegraph.channel import Inbox
 from voicegraph.frames import AudioFrame
-from voicegraph.pacer import current_pacer, on_grid
+from voicegraph.pacer import PHASE_STEP, Pacer, current_pacer, on_grid
 from voicegraph.testing import virtual_clock
 
 
@@ -22,6 +22,49 @@ def test_a_deadline_is_rounded_up_to_the_grid_and_one_on_it_stays() -> None:
     assert on_grid(0.0512, 0.005) == pytest.approx(0.055)
     assert on_grid(0.06000000001, 0.005) == pytest.approx(0.06)
     assert on_grid(0.0512, 0.0) == 0.0512
+
+
+def test_a_phase_shifts_the_grid() -> None:
+    assert on_grid(0.0512, 0.02, 0.004) == pytest.approx(0.064)
+    assert on_grid(0.064, 0.02, 0.004) == pytest.approx(0.064)
+    assert on_grid(0.0639, 0.02, 0.004) == pytest.approx(0.064)
+    assert on_grid(0.06401, 0.02, 0.004) == pytest.approx(0.084)
+
+
+def test_spread_hands_out_successive_whole_millisecond_slots_of_the_grid() -> None:
+    pacer = Pacer()
+    phases = [pacer.spread(0.02) for _ in range(12)]
+    assert PHASE_STEP == 0.002
+    assert phases == pytest.approx([0.002 * k for k in range(10)] + [0.0, 0.002])
+    assert all(round(p * 1000) == pytest.approx(p * 1000) for p in phases)
+    # a grid of one slot or none has nothing to spread
+    assert pacer.spread(0.002) == 0.0
+    assert pacer.spread(0.0) == 0.0
+
+
+@pytest.mark.anyio
+async def test_waiters_on_other_phases_of_one_grid_wake_at_their_own_instants() -> None:
+    pacer = current_pacer()
+    fired: dict[float, float] = {}
+    for phase in (0.0, 0.006, 0.012):
+        pacer.call_at(
+            0.1001, lambda p=phase: fired.setdefault(p, anyio.current_time()), 0.02, phase
+        )
+    await anyio.sleep(0.2)
+    assert fired == {
+        0.0: pytest.approx(0.12),
+        0.006: pytest.approx(0.106),
+        0.012: pytest.approx(0.112),
+    }
+
+
+@pytest.mark.anyio
+async def test_paced_receive_until_keeps_its_phase() -> None:
+    inbox = Inbox("test")
+    inbox.add_port("in")
+    inbox.add_writer("in")
+    assert await inbox.receive_until(0.101, grid=0.02, phase=0.004) is None
+    assert anyio.current_time() == pytest.approx(0.104)
 
 
 @pytest.mark.anyio

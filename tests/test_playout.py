@@ -645,6 +645,33 @@ async def test_a_longer_chunk_sends_fewer_messages_back_to_back() -> None:
 
 
 @pytest.mark.anyio
+async def test_calls_sharing_a_loop_send_on_their_own_slots_of_the_pacing_grid() -> None:
+    # Every call's playout is paced by the loop's one pacer on a 20 ms grid (JOINED's tick);
+    # each takes its own 2 ms slot of it, so many calls' sends do not all land at one instant.
+    runs: list[Run] = []
+
+    async def one() -> None:
+        playout = Playout(MULAW8, options=JOINED)
+        runs.append(await run_call(burst(0.0, speech(MULAW8, 1.0, 1), 1), playout=playout))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one)
+        tg.start_soon(one)
+    slots = []
+    for run in runs:
+        arrivals = run.carrier.arrivals
+        assert sum(len(a.frame.data) for a in arrivals) == 8000
+        paced = [a.at for a in arrivals if a.at > 0]  # the first lead goes at once
+        offsets = {round(at * 1000) % 20 for at in paced}
+        assert len(offsets) == 1  # each call keeps its slot
+        slots.append(offsets.pop())
+        held = [a.starts + a.frame.duration - a.at for a in arrivals]
+        assert max(held) <= 0.14 + 1e-9
+        assert run.playout.underruns == 0
+    assert sorted(slots) == [0, 2]
+
+
+@pytest.mark.anyio
 async def test_a_longer_chunk_does_not_hold_back_the_first_audio_of_a_reply() -> None:
     first = speech(MULAW8, 0.02, 1)  # only 20 ms of TTS so far
     rest = speech(MULAW8, 0.5, 1)

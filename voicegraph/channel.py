@@ -293,14 +293,15 @@ class Inbox:
         return waker
 
     async def receive_until(
-        self, deadline: float | None, grid: float = 0.0
+        self, deadline: float | None, grid: float = 0.0, phase: float = 0.0
     ) -> tuple[str, Frame] | None:
         """Like :meth:`receive`, but return ``None`` once ``anyio.current_time()`` passes
         ``deadline`` with nothing queued (``None``: no deadline, as :meth:`receive`).
 
         ``grid > 0``: the deadline may be served up to ``grid`` seconds late, by the event
         loop's shared :class:`~voicegraph.pacer.Pacer` instead of a timer of this inbox's own
-        (deadlines of many calls then share one wake-up; see :mod:`voicegraph.pacer`)."""
+        (deadlines of many calls then share one wake-up; see :mod:`voicegraph.pacer`), on the
+        grid ``phase + k * grid`` (:meth:`~voicegraph.pacer.Pacer.spread`)."""
         if deadline is None:
             return await self.receive()
         item = self.receive_nowait()
@@ -310,16 +311,18 @@ class Inbox:
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                 return await self.receive()
             return None
-        return await self._receive_paced(deadline, grid)
+        return await self._receive_paced(deadline, grid, phase)
 
-    async def _receive_paced(self, deadline: float, grid: float) -> tuple[str, Frame] | None:
+    async def _receive_paced(
+        self, deadline: float, grid: float, phase: float
+    ) -> tuple[str, Frame] | None:
         timer = self._timer
-        if timer is None or not timer.pending or timer.when != on_grid(deadline, grid):
+        if timer is None or not timer.pending or timer.when != on_grid(deadline, grid, phase):
             # One armed deadline per inbox, re-armed only when it moves: a frame arriving
             # leaves it in place for the next wait (its firing then is a harmless spurious wake).
             if timer is not None:
                 timer.cancel()
-            timer = self._timer = current_pacer().call_at(deadline, self._wake, grid)
+            timer = self._timer = current_pacer().call_at(deadline, self._wake, grid, phase)
         while True:
             self._ready = ready = self._waker or self._new_waker()
             try:

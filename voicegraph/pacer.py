@@ -32,6 +32,10 @@ logger = logging.getLogger("voicegraph.pacer")
 
 _pacer: RunVar[Pacer] = RunVar("voicegraph_pacer")
 
+PHASE_STEP = 0.002
+"""Spacing of the phases :meth:`Pacer.spread` hands out: a whole number of milliseconds, as
+uvloop's timers are."""
+
 
 def current_pacer() -> Pacer:
     """The pacer of the running event loop (created on first use)."""
@@ -67,16 +71,17 @@ class PacerHandle:
         self.cancelled = True
 
 
-def on_grid(when: float, grid: float) -> float:
-    """``when`` rounded up to a multiple of ``grid`` (unchanged for ``grid <= 0``); a value a
-    hair past a multiple (float error) stays on it, so exact deadlines are not pushed a step."""
+def on_grid(when: float, grid: float, phase: float = 0.0) -> float:
+    """``when`` rounded up to the grid ``phase + k * grid`` (unchanged for ``grid <= 0``); a
+    value a hair past a grid point (float error) stays on it, so exact deadlines are not pushed
+    a step."""
     if grid <= 0 or not math.isfinite(when):
         return when
-    steps = when / grid
+    steps = (when - phase) / grid
     # Rounded to the nanosecond: ``k * grid`` can land a hair above the decimal instant (e.g.
     # 1234.5650000000001), which uvloop's millisecond clock (``ms / 1000``) never equals; a
     # timeout there re-armed itself on every loop iteration until the next millisecond.
-    return round(math.ceil(steps - 1e-6) * grid, 9)
+    return round(math.ceil(steps - 1e-6) * grid + phase, 9)
 
 
 class Pacer:
@@ -92,11 +97,28 @@ class Pacer:
         self._waker: Waker | None = None
         self.wakeups = 0
         """Times the ticker woke (a figure for benchmarks)."""
+        self._phases = 0
 
-    def call_at(self, when: float, callback: Callable[[], None], grid: float = 0.0) -> PacerHandle:
+    def spread(self, grid: float) -> float:
+        """A phase for a new waiter on ``grid`` (for :meth:`call_at`): successive waiters get
+        successive slots, ``PHASE_STEP`` apart, so the waiters of many calls are woken a few at
+        a time through each grid step rather than all at once. A burst of every call's work at
+        one instant makes everything else that falls due then (another call's transcript or
+        reply) wait behind all of it."""
+        slots = int(grid / PHASE_STEP + 1e-9)
+        if slots <= 1:
+            return 0.0
+        phase = round((self._phases % slots) * PHASE_STEP, 9)
+        self._phases += 1
+        return phase
+
+    def call_at(
+        self, when: float, callback: Callable[[], None], grid: float = 0.0, phase: float = 0.0
+    ) -> PacerHandle:
         """Call ``callback()`` (synchronously, from the ticker) once ``anyio.current_time()``
-        reaches ``when`` rounded up to ``grid``. The callback must not raise or block."""
-        when = on_grid(when, grid)
+        reaches ``when`` rounded up to the grid ``phase + k * grid`` (see :meth:`spread`). The
+        callback must not raise or block."""
+        when = on_grid(when, grid, phase)
         handle = PacerHandle(self, when, callback)
         self._seq += 1
         self._live += 1

@@ -54,6 +54,7 @@ from voicegraph.frames import (
     bytes_per_sample,
 )
 from voicegraph.node import Actor, In, Out
+from voicegraph.pacer import current_pacer
 
 from ..convert import AudioConverter
 from .pcm import check_audio
@@ -189,6 +190,9 @@ class Playout(Actor):
 
     async def run(self) -> None:
         inbox = self.inbox
+        tick = self.options.tick
+        # this call's slot on the pacing grid: calls' sends are spread through each tick
+        phase = current_pacer().spread(tick) if tick > 0 else 0.0
         while True:
             await self._pump()
             wake = self._next_send_at()
@@ -196,7 +200,7 @@ class Playout(Actor):
                 if wake == math.inf:
                     item: tuple[str, Frame] | None = await inbox.receive()
                 else:
-                    item = await inbox.receive_until(wake, self.options.tick)
+                    item = await inbox.receive_until(wake, tick, phase)
             except EndOfInput:
                 break
             if item is not None:

@@ -27,8 +27,8 @@ class PlayoutOptions(msgspec.Struct, frozen=True):
     mark, so a barge-in reports up to ``mark_interval`` less than the caller heard (never more).
     ``mark_interval <= chunk`` marks every chunk. ``tick``: the pacing grid: a chunk is sent
     up to ``tick`` seconds after it is due, by the process-wide pacer shared with every other
-    call (:mod:`voicegraph.pacer`); at most ``(lead - chunk) / 2``. ``0`` uses a timer of
-    this call's own, exactly at the deadline."""
+    call (:mod:`voicegraph.pacer`; each call on its own 2 ms slot of the grid); at most
+    ``(lead - chunk) / 2``. ``0`` uses a timer of this call's own, exactly at the deadline."""
 
     lead: float = 0.14
     chunk: float = 0.06
