@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from contextlib import asynccontextmanager
@@ -126,6 +127,25 @@ def cpu_by_pid(pids: list[int]) -> dict[int, float]:
             out[pid] = 0.0
             continue
         out[pid] = t.user + t.system
+    return out
+
+
+def steal_by_cpu(stat: str | None = None) -> dict[int, float]:
+    """Seconds each CPU of this virtual machine has been kept waiting by the hypervisor so far
+    (``steal`` in ``/proc/stat``; ``stat``: that file's text); empty where the system does not
+    say (not Linux)."""
+    if stat is None:
+        try:
+            with open("/proc/stat") as f:
+                stat = f.read()
+        except OSError:
+            return {}
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for line in stat.splitlines():
+        parts = line.split()
+        if len(parts) > 8 and parts[0].startswith("cpu") and parts[0][3:].isdigit():
+            out[int(parts[0][3:])] = int(parts[8]) / hz
     return out
 
 

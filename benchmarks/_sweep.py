@@ -19,7 +19,15 @@ from voicegraph.server.gc_policy import held
 
 from . import _rig as rig
 from ._lean_clock import PHASES
-from ._procs import ROOT, LoadProc, cpu_by_pid, get_stats, server_process, wait_idle
+from ._procs import (
+    ROOT,
+    LoadProc,
+    cpu_by_pid,
+    get_stats,
+    server_process,
+    steal_by_cpu,
+    wait_idle,
+)
 
 __all__ = ["SATURATED_MS", "load_limits", "run_n", "run_sweep"]
 
@@ -74,7 +82,12 @@ async def run_n(
         with anyio.fail_after(60 + ramp):
             for p in load:
                 await p.expect("CONNECTED")
-        window["start"] = (await get_stats(client, url), time.monotonic(), cpu_by_pid(pids))
+        window["start"] = (
+            await get_stats(client, url),
+            time.monotonic(),
+            cpu_by_pid(pids),
+            steal_by_cpu(),
+        )
         for p in load:
             await p.tell("GO")
         first = anyio.Event()
@@ -92,6 +105,7 @@ async def run_n(
                         await get_stats(client, url),
                         time.monotonic(),
                         cpu_by_pid(pids),
+                        steal_by_cpu(),
                     )
 
                 tg.start_soon(measure)
@@ -104,7 +118,7 @@ async def run_n(
             for p in load:
                 results.append(json.loads(await p.expect("RESULT")))
                 await p.proc.wait()
-    (s0, w0, c0), (s1, w1, c1) = window["start"], window["end"]
+    (s0, w0, c0, st0), (s1, w1, c1, st1) = window["start"], window["end"]
     wall = max(w1 - w0, 1e-9)
     server_cpu = 100 * (s1["cpu_s"] - s0["cpu_s"]) / wall
     share = [100 * (c1[pid] - c0[pid]) / wall for pid in pids]  # the fakes', then the callers'
@@ -144,6 +158,11 @@ async def run_n(
         "callers_clock_late_ms": clock_late,
         "load_processes": procs,
         "load_cores": load_cores,
+        # ms per second the hypervisor kept each core of this VM waiting (/proc/stat steal):
+        # a shared machine's pauses, which land in every process's latency at once
+        "steal_ms_per_s": {
+            str(cpu): round(1000 * (st1[cpu] - st0[cpu]) / wall, 2) for cpu in st1 if cpu in st0
+        },
         "load_limited": bool(limits),
         "load_limits": limits,
         "server_rss_bytes": s0["rss_bytes"],
@@ -371,6 +390,12 @@ def _progress(r: dict[str, Any], note: str = "") -> None:
         "load process CPU "
         f"{r['load_process_cpu_percent']:.0f}% (callers {r['callers_cpu_percent']:.0f}%, their "
         f"clock p99 {r['callers_clock_late_ms']['p99']:.0f} ms late)"
+        + (
+            ", hypervisor steal "
+            + ", ".join(f"core {c} {ms:.1f} ms/s" for c, ms in r["steal_ms_per_s"].items())
+            if r.get("steal_ms_per_s")
+            else ""
+        )
         + (" LOAD-LIMITED" if r["load_limited"] else ""),
         flush=True,
     )

@@ -188,3 +188,22 @@ def test_a_benchmark_main_puts_the_voicegraph_log_level_back_even_when_it_fails(
     with pytest.raises(SystemExit):
         main([])
     assert seen == [logging.ERROR] and log.level == before
+
+
+def test_hypervisor_steal_is_read_per_cpu_from_proc_stat() -> None:
+    import os
+
+    from benchmarks._procs import steal_by_cpu
+
+    hz = os.sysconf("SC_CLK_TCK")
+    stat = (
+        "cpu  1968361 2223 210421 6176381 12247 0 49355 1067 0 0\n"
+        "cpu0 840243 611 74239 3274109 1817 0 22510 498 0 0\n"
+        "cpu1 1128117 1611 136181 2902272 10429 0 26844 569 0 0\n"
+        "intr 123 4 5\n"
+        "ctxt 42\n"
+    )
+    assert steal_by_cpu(stat) == {0: 498 / hz, 1: 569 / hz}
+    assert steal_by_cpu("cpu0 1 2 3\n") == {}  # a kernel without the steal field
+    here = steal_by_cpu()
+    assert all(isinstance(k, int) and v >= 0 for k, v in here.items())
