@@ -268,59 +268,30 @@ async def run_sweep(
                     await wait_idle(client, u)
             idle_rss = (await get_stats(client, url, gc=True))["rss_bytes"]
             media_rss = url_media and (await get_stats(client, url_media, gc=True))["rss_bytes"]
+
+            async def measure(u: str, n: int, rss: int = 0) -> dict[str, Any]:
+                return await run_n(
+                    u, n, turns, lat, speech, client, desync, procs, load_cpus, rss, phases
+                )
+
             # The fakes are on the clock too: their full garbage collections (74 ms seen at 75
             # calls) would count as the server's latency. Run them between the N, as a server's
             # GcPolicy does between calls.
             with held(quiet_gc):
                 for n in sweep:
-                    r = await run_n(
-                        url,
-                        n,
-                        turns,
-                        lat,
-                        speech,
-                        client,
-                        desync,
-                        procs,
-                        load_cpus,
-                        idle_rss,
-                        phases,
-                    )
+                    r = await measure(url, n, idle_rss)
                     results.append(r)
                     _progress(r)
                     await wait_idle(client, url)
                     quiet_gc.collect()
                     saturated = r["framework_added_ms"]["p50"] > SATURATED_MS
                     if observe is not None and obs is not None:
-                        on = await run_n(
-                            obs,
-                            n,
-                            turns,
-                            lat,
-                            speech,
-                            client,
-                            desync,
-                            procs,
-                            load_cpus,
-                            phases=phases,
-                        )
+                        on = await measure(obs, n)
                         await wait_idle(client, obs)
                         observe.append(_observability_row(r, on))
                         _progress(on, " (metrics + tracing)")
                     if versus is not None and url_media is not None:
-                        m = await run_n(
-                            url_media,
-                            n,
-                            turns,
-                            lat,
-                            speech,
-                            client,
-                            desync,
-                            procs,
-                            load_cpus,
-                            media_rss or 0,
-                            phases,
-                        )
+                        m = await measure(url_media, n, media_rss or 0)
                         await wait_idle(client, url_media)
                         versus.append(_listener_row(r, m))
                         _progress(m, f" (media listener, {setup.get('compare_media')})")
