@@ -8,11 +8,13 @@
 pin the process to; ``asgi``: ``"hypercorn"`` (default, as ``AgentRuntime.serve``) or
 ``"uvicorn"``; ``media``: serve the streams through a media listener on this engine,
 ``"picows"`` or ``"websockets"``); ``playout``: PlayoutOptions fields for every call; ``stt_batch``:
-DeepgramOptions.audio_batch). It serves an
+DeepgramOptions.audio_batch; ``gc_probe``: time every garbage collection, see
+:mod:`benchmarks._gcprobe`). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
 process's CPU seconds, RSS, live task count, active and started calls, and -- when
-``collect`` -- each call's timeline marks and live drop counts. Query: ``gc=1`` collects
+``collect`` -- each call's timeline marks and live drop counts, and with ``gc_probe`` the
+collections' pauses since the previous request. Query: ``gc=1`` collects
 first; with ``"tracemalloc": true``, ``snapshot=1`` takes a baseline and ``top=N`` lists the N
 largest allocation growths since. SIGTERM shuts it down
 gracefully. It runs on the backend of ``$VOICEGRAPH_BENCH_BACKEND`` (``--backend``; asyncio by
@@ -63,6 +65,9 @@ def rss_bytes() -> int:
 _snapshot: list[Any] = []
 
 
+_gc_pauses: list[Any] = []  # the GcPauses of --gc-probe, when on
+
+
 def stats(runtime: Any, log: rig.ServerLog, query: str) -> dict[str, Any]:
     import tracemalloc
     from urllib.parse import parse_qs
@@ -79,6 +84,8 @@ def stats(runtime: Any, log: rig.ServerLog, query: str) -> dict[str, Any]:
         "started_calls": log.started,
         "full_gcs": gc.get_stats()[2]["collections"],  # oldest generation, whoever ran them
     }
+    if _gc_pauses:  # the collections' pauses since the last stats (a window's, at its end)
+        out["gc_pauses"] = _gc_pauses[0].take()
     if "snapshot" in q and tracemalloc.is_tracing():
         _snapshot[:] = [tracemalloc.take_snapshot()]
     if "top" in q and _snapshot:
@@ -138,6 +145,11 @@ async def start(config: dict[str, Any]) -> None:
 
         tracemalloc.start(8)
     lat = rig.Latencies(**config["latencies"])
+    if config.get("gc_probe"):
+        from ._gcprobe import GcPauses
+
+        _gc_pauses[:] = [GcPauses()]
+        _gc_pauses[0].start()
     if config.get("playout"):
         playout_options(config["playout"])
     log = rig.ServerLog(keep_calls=bool(config.get("collect", True)))

@@ -163,6 +163,8 @@ async def run_n(
         "steal_ms_per_s": {
             str(cpu): round(1000 * (st1[cpu] - st0[cpu]) / wall, 2) for cpu in st1 if cpu in st0
         },
+        # with --gc-probe: the server's collections over the window, by generation
+        "server_gc_pauses": s1.get("gc_pauses"),
         "load_limited": bool(limits),
         "load_limits": limits,
         "server_rss_bytes": s0["rss_bytes"],
@@ -252,6 +254,7 @@ async def run_sweep(
             "playout": setup.get("playout"),
             "stt_batch": setup.get("stt_batch"),
             "gc_policy": setup.get("gc_policy", True),
+            "gc_probe": setup.get("gc_probe", False),
         }
         media = {"media": setup.get("compare_media")}
         async with (
@@ -367,6 +370,17 @@ def _progress(r: dict[str, Any], note: str = "") -> None:
             if r.get("steal_ms_per_s")
             else ""
         )
+        + _gc_line(r.get("server_gc_pauses"))
         + (" LOAD-LIMITED" if r["load_limited"] else ""),
         flush=True,
+    )
+
+
+def _gc_line(pauses: dict[str, dict[str, float]] | None) -> str:
+    if not pauses:
+        return ""
+    return ", GC pauses " + ", ".join(
+        f"{name} {p['n']} (p50 {p['p50_ms']:.2f} ms, max {p['max_ms']:.1f} ms)"
+        for name, p in pauses.items()
+        if p["n"]
     )

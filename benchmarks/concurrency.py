@@ -124,6 +124,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="serve with AgentRuntime(gc_policy=False): CPython's own full garbage collections",
     )
     ap.add_argument(
+        "--gc-probe",
+        action="store_true",
+        help="time every garbage collection of the server; report each N's pauses by generation",
+    )
+    ap.add_argument(
         "--observability",
         action="store_true",
         help="also run each N with metrics + tracing on; report the extra CPU per call",
@@ -177,6 +182,7 @@ def sweep_on(
         "chat_engine": args.chat_engine,
         "caller_phases": args.caller_phases,
         "gc_policy": not args.no_gc_policy,
+        "gc_probe": args.gc_probe,
         "media": args.media_engine if args.listener == "media" else None,
         "compare_media": args.media_engine if args.listener == "both" else None,
     }

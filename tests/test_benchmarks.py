@@ -69,11 +69,15 @@ def test_bargein_quick_sees_clear_tts_cancel_and_llm_close_for_every_interruptio
 
 
 def test_concurrency_quick_measures_each_n_of_the_sweep(tmp_path: Path) -> None:
-    assert concurrency.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert concurrency.main(["--quick", "--gc-probe", "--out", str(tmp_path)]) == 0
     data = _load(tmp_path, "concurrency")
     assert [r["calls"] for r in data["runs"]] == [2, 4]
     for r in data["runs"]:
         assert r["failed_calls"] == 0, r["failures"]
+        # --gc-probe: the server's collections over the window, by generation
+        young = r["server_gc_pauses"]["young"]
+        assert young["n"] > 0 and 0 < young["p50_ms"] <= young["max_ms"]
+        assert set(r["server_gc_pauses"]) == {"young", "middle", "full"}
         assert r["turns"] == r["calls"]
         assert r["server_cpu_percent"] > 0
         assert isinstance(r["dropped_frames"], int)
@@ -207,3 +211,31 @@ def test_hypervisor_steal_is_read_per_cpu_from_proc_stat() -> None:
     assert steal_by_cpu("cpu0 1 2 3\n") == {}  # a kernel without the steal field
     here = steal_by_cpu()
     assert all(isinstance(k, int) and v >= 0 for k, v in here.items())
+
+
+def test_the_gc_probe_times_each_collection_by_generation_per_window() -> None:
+    import gc
+
+    from benchmarks._gcprobe import GcPauses
+
+    probe = GcPauses()
+    probe.start()
+    probe.start()  # idempotent: one callback
+    enabled = gc.isenabled()
+    gc.disable()  # only the collections below
+    try:
+        assert gc.callbacks.count(probe._callback) == 1
+        probe.take()  # a new window
+        gc.collect(0)
+        gc.collect(1)
+        gc.collect(1)
+        got = probe.take()
+        assert (got["young"]["n"], got["middle"]["n"], got["full"]["n"]) == (1, 2, 0)
+        assert 0 < got["middle"]["p50_ms"] <= got["middle"]["max_ms"] <= got["middle"]["total_ms"]
+        assert got["middle"]["per_s"] > 0 and got["full"]["max_ms"] == 0.0
+        assert probe.take()["middle"]["n"] == 0  # each take starts a new window
+    finally:
+        probe.stop()
+        if enabled:
+            gc.enable()
+    assert probe._callback not in gc.callbacks

@@ -24,8 +24,8 @@ into the oldest generation). The young and middle generations' collections keep 
   middle one everything that survived the young ones since the last middle one. With
   CPython's ``(700, 10)`` they took 0.9 ms (young) and 5-9 ms (middle) at 150 calls on the
   benchmark VM; at 60 % load a 6 ms pause holds every call's next step for 6 ms and leaves a
-  backlog that takes about as long again to clear. At ``(150, 2)``: 0.2 ms and 0.7 ms
-  (at most 2.5 and 3.6 ms), more often, for about twice the collector's CPU (2.3 % of a core
+  backlog that takes about as long again to clear. At ``(150, 2)``: 0.2 ms and 0.7 ms at the
+  median (rarely up to 5 ms), more often, for about twice the collector's CPU (2.3 % of a core
   at 150 calls instead of 1.1 %). Cycles that outlive two young collections wait for the
   next full collection.
 
