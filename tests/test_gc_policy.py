@@ -125,6 +125,8 @@ def test_a_policy_not_started_never_collects() -> None:
         ({"young": (300, 0)}, "young must be"),
         ({"young": (300,)}, "young must be"),
         ({"young": (300.0, 3)}, "young must be"),
+        ({"young": 300}, "young must be"),
+        ({"young": "ab"}, "young must be"),
     ],
 )
 def test_bad_settings_are_refused_when_built(kwargs: dict, message: str) -> None:

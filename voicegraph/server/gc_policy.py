@@ -83,9 +83,10 @@ class GcPolicy:
                 f"GcPolicy max_interval must be 1..86400 seconds, got {self.max_interval}"
             )
         if self.young is not None:
-            young = tuple(self.young)
+            young = self.young
             if (
-                len(young) != 2
+                not isinstance(young, (tuple, list))
+                or len(young) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in young)
                 or not 10 <= young[0] <= 100_000
                 or not 1 <= young[1] <= 1000
