@@ -364,16 +364,17 @@ def _progress(r: dict[str, Any], note: str = "") -> None:
         "load process CPU "
         f"{r['load_process_cpu_percent']:.0f}% (callers {r['callers_cpu_percent']:.0f}%, their "
         f"clock p99 {r['callers_clock_late_ms']['p99']:.0f} ms late)"
-        + (
-            ", hypervisor steal "
-            + ", ".join(f"core {c} {ms:.1f} ms/s" for c, ms in r["steal_ms_per_s"].items())
-            if r.get("steal_ms_per_s")
-            else ""
-        )
+        + _steal_line(r.get("steal_ms_per_s"))
         + _gc_line(r.get("server_gc_pauses"))
         + (" LOAD-LIMITED" if r["load_limited"] else ""),
         flush=True,
     )
+
+
+def _steal_line(steal: dict[str, float] | None) -> str:
+    if not steal:
+        return ""
+    return ", hypervisor steal " + ", ".join(f"core {c} {ms:.1f} ms/s" for c, ms in steal.items())
 
 
 def _gc_line(pauses: dict[str, dict[str, float]] | None) -> str:
