@@ -10,6 +10,8 @@ second of call:
   frame, end of input or a deadline woke it (a task switch each);
 * ``timer`` -- of those, wakes by the node's own deadline (keep-alive, playout pacing, turn
   timers), not by a frame;
+* ``direct`` -- frames the node's direct handler took in the sender's call while the node
+  waited (:meth:`~voicegraph.channel.Inbox.set_direct`; a function call, no hop, no wake);
 * ``fused`` -- frames a fused stage processed in its sender's task (a function call, no wake).
 
 The carrier reader (``carrier_in``) is woken by its socket, once per carrier message; its
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,16 +34,19 @@ import anyio
 from . import _rig as rig
 from .common import backend, run as run_on_backend, table, write_json
 
+KINDS = ("hops", "wakes", "timer", "direct", "fused")
+
 
 class Count:
     """Receives, waits and deadline wakes of one inbox owner (a node name)."""
 
-    __slots__ = ("hops", "timer", "wakes")
+    __slots__ = ("direct", "hops", "timer", "wakes")
 
     def __init__(self) -> None:
         self.hops = 0
         self.wakes = 0
         self.timer = 0
+        self.direct = 0
 
 
 @contextmanager
@@ -51,12 +56,16 @@ def counting() -> Iterator[dict[str, Count]]:
 
     counts: dict[str, Count] = {}
     receive, receive_until = Inbox.receive, Inbox.receive_until
+    set_direct = Inbox.set_direct
 
-    def entry(inbox: Inbox) -> tuple[Count, bool]:
+    def count(inbox: Inbox) -> Count:
         c = counts.get(inbox.owner)
         if c is None:
             c = counts[inbox.owner] = Count()
-        return c, inbox.qsize() == 0
+        return c
+
+    def entry(inbox: Inbox) -> tuple[Count, bool]:
+        return count(inbox), inbox.qsize() == 0
 
     @functools.wraps(receive)
     async def counted_receive(self: Inbox) -> tuple[str, Any]:
@@ -68,10 +77,10 @@ def counting() -> Iterator[dict[str, Count]]:
 
     @functools.wraps(receive_until)
     async def counted_receive_until(
-        self: Inbox, deadline: float | None, grid: float = 0.0
+        self: Inbox, deadline: float | None, grid: float = 0.0, phase: float = 0.0
     ) -> tuple[str, Any] | None:
         c, empty = entry(self)
-        item = await receive_until(self, deadline, grid)
+        item = await receive_until(self, deadline, grid, phase)
         if item is None:
             c.timer += 1
         else:
@@ -79,9 +88,24 @@ def counting() -> Iterator[dict[str, Count]]:
         c.wakes += empty
         return item
 
-    patched: dict[str, Callable[..., Awaitable[Any]]] = {
+    @functools.wraps(set_direct)
+    def counted_set_direct(self: Inbox, port: str, handler: Callable[[Any], bool] | None) -> None:
+        if handler is None:
+            set_direct(self, port, None)
+            return
+        c, take = count(self), handler
+
+        def counted(frame: Any) -> bool:
+            took = take(frame)
+            c.direct += took
+            return took
+
+        set_direct(self, port, counted)
+
+    patched: dict[str, Callable[..., Any]] = {
         "receive": counted_receive,
         "receive_until": counted_receive_until,
+        "set_direct": counted_set_direct,
     }
     for name, fn in patched.items():
         setattr(Inbox, name, fn)
@@ -89,6 +113,7 @@ def counting() -> Iterator[dict[str, Count]]:
         yield counts
     finally:
         Inbox.receive, Inbox.receive_until = receive, receive_until  # type: ignore[method-assign]
+        Inbox.set_direct = set_direct  # type: ignore[method-assign]
 
 
 async def measure(calls: int, listen: float) -> dict[str, Any]:
@@ -145,11 +170,12 @@ async def measure(calls: int, listen: float) -> dict[str, Any]:
             "hops": cnt.hops / seconds,
             "wakes": cnt.wakes / seconds,
             "timer": cnt.timer / seconds,
+            "direct": cnt.direct / seconds,
             "fused": 0.0,
         }
     for name, n in sorted(fused.items()):
-        nodes[name] = {"hops": 0.0, "wakes": 0.0, "timer": 0.0, "fused": n / seconds}
-    total = {k: sum(v[k] for v in nodes.values()) for k in ("hops", "wakes", "timer", "fused")}
+        nodes[name] = {"hops": 0.0, "wakes": 0.0, "timer": 0.0, "direct": 0.0, "fused": n / seconds}
+    total = {k: sum(v[k] for v in nodes.values()) for k in KINDS}
     return {
         "calls": len(log.calls),
         "call_seconds": seconds,
@@ -169,20 +195,16 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.calls, args.listen = 1, 1.0
     result = run_on_backend(measure, args.calls, args.listen)
-    rows = [
-        [name, f"{v['hops']:.1f}", f"{v['wakes']:.1f}", f"{v['timer']:.1f}", f"{v['fused']:.1f}"]
-        for name, v in result["nodes"].items()
-    ]
-    t = result["total"]
-    rows.append(
-        ["TOTAL", f"{t['hops']:.1f}", f"{t['wakes']:.1f}", f"{t['timer']:.1f}", f"{t['fused']:.1f}"]
-    )
+    rows = [[name, *(f"{v[k]:.1f}" for k in KINDS)] for name, v in result["nodes"].items()]
+    rows.append(["TOTAL", *(f"{result['total'][k]:.1f}" for k in KINDS)])
     title = (
         f"wake-ups per call-second ({backend()}, {result['calls']} call(s), "
         f"{result['call_seconds']:.1f} call-s; carrier_in sent "
         f"{result['carrier_in_frames_out_per_s']:.1f} frames/s)"
     )
-    print(table(title, ["node", "hops/s", "wakes/s", "of which timer", "fused/s"], rows))
+    print(
+        table(title, ["node", "hops/s", "wakes/s", "of which timer", "direct/s", "fused/s"], rows)
+    )
     path = write_json("wakeups", result, args.out)
     print(f"wrote {path}")
     return 0

@@ -182,3 +182,83 @@ def test_edges_into_one_port_must_agree_on_policy() -> None:
     inbox.add_port("in", capacity=8, policy="block")
     with pytest.raises(ValueError, match="share policy"):
         inbox.add_port("in", capacity=8, policy="drop_oldest")
+
+
+# ------------------------------------------------------------------- direct handler
+
+
+@pytest.mark.anyio
+async def test_a_direct_handler_takes_frames_only_while_the_receiver_waits_on_an_empty_inbox() -> (
+    None
+):
+    inbox = Inbox("sink")
+    inbox.add_port("in", capacity=8)
+    inbox.add_writer("in")
+    taken: list[float] = []
+    accept = True
+
+    def direct(frame: object) -> bool:
+        if accept:
+            taken.append(frame.timestamp)  # type: ignore[attr-defined]
+        return accept
+
+    inbox.set_direct("in", direct)
+    await inbox.send("in", audio(0))  # nobody waits: queued, the handler is not asked
+    assert taken == [] and inbox.qsize() == 1
+    assert (await inbox.receive())[1].timestamp == 0.0
+    got: list[float] = []
+
+    async def receiver() -> None:
+        while True:
+            try:
+                got.append((await inbox.receive())[1].timestamp)
+            except EndOfInput:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(receiver)
+        await anyio.wait_all_tasks_blocked()
+        await inbox.send("in", audio(1))  # the receiver waits, nothing queued: taken
+        await inbox.send("in", audio(2))
+        assert taken == [1.0, 2.0] and inbox.qsize() == 0
+        accept = False
+        await inbox.send("in", audio(3))  # declined: queued, the receiver is woken for it
+        await inbox.send("in", audio(4))  # queued behind it: the handler is not asked
+        accept = True
+        await inbox.send("in", audio(5))
+        assert taken == [1.0, 2.0]
+        await anyio.wait_all_tasks_blocked()
+        await inbox.send("in", audio(6))  # drained and waiting again: taken
+        inbox.close_writer("in")
+    assert taken == [1.0, 2.0, 6.0]
+    assert got == [3.0, 4.0, 5.0]
+    assert inbox.ports["in"].received == 7  # the direct ones count as received
+
+
+@pytest.mark.anyio
+async def test_a_direct_handler_never_overtakes_a_queued_control_frame() -> None:
+    inbox = Inbox("sink")
+    inbox.add_port("in", capacity=8)
+    inbox.add_writer("in")
+    taken: list[float] = []
+    inbox.set_direct("in", lambda f: taken.append(f.timestamp) is None)  # type: ignore[attr-defined]
+    order: list[str] = []
+
+    async def receiver() -> None:
+        while True:
+            try:
+                order.append(type((await inbox.receive())[1]).__name__)
+            except EndOfInput:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(receiver)
+        await anyio.wait_all_tasks_blocked()
+        await inbox.send("in", Interrupt())  # control: queued, wakes the receiver
+        await inbox.send("in", audio(1))  # the control frame is still queued: queued too
+        await anyio.wait_all_tasks_blocked()
+        inbox.set_direct("in", None)
+        await inbox.send("in", audio(2))  # removed: queued
+        inbox.close_writer("in")
+    assert taken == []
+    assert order == ["Interrupt", "AudioFrame", "AudioFrame"]

@@ -234,6 +234,26 @@ async def test_keepalive_is_sent_while_the_caller_is_silent() -> None:
 
 
 @pytest.mark.anyio
+async def test_no_keepalive_while_speech_streams_frame_by_frame() -> None:
+    """Speech goes out frame by frame (on asyncio from the sender's call, without waking the
+    node): each send moves the keep-alive deadline, so none is due."""
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await c.play(silence(0.1))
+            await c.vad(SpeechStarted())
+            for frame in tone(0.6):
+                await c.play([frame])
+                await anyio.sleep(0.02)
+            await c.vad(SpeechStopped())
+
+        _, _, result = await run_stt(dg, script, keepalive_interval=0.1)
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    assert "KeepAlive" not in dg.kinds()
+    assert sum(m.size for m in dg.received if m.kind == "audio") == 160 * 35
+
+
+@pytest.mark.anyio
 async def test_first_keepalive_before_any_audio_is_a_silence_frame() -> None:
     async with FakeDeepgram() as dg:
 

@@ -1,5 +1,7 @@
 """DeepgramSTT asks its inbox for one wake-up per audio batch outside speech, and for every
-frame during speech: fewer task switches, the same audio on the wire."""
+frame during speech: fewer task switches, the same audio on the wire. On a socket that can
+send without waiting (picows, asyncio's default) the audio goes out from the sender's call
+while the node waits (its inbox's direct handler), and the node is not woken for it at all."""
 
 from __future__ import annotations
 
@@ -48,24 +50,59 @@ async def test_silence_wakes_the_stt_once_per_100_ms_batch_not_per_frame() -> No
     assert steady[0] <= 11  # ten batches; without wake batching, fifty wakes
 
 
-async def test_speech_still_goes_out_frame_by_frame() -> None:
+async def test_speech_still_goes_out_frame_by_frame(anyio_backend: str) -> None:
+    during: list[int] = []
     async with FakeDeepgram(["hello"]) as dg:
-
-        async def script(c: Caller) -> None:
-            await play_yielding(c, silence(0.1))
-            await c.vad(SpeechStarted())
-            for frame in tone(0.2):  # at the carrier's pace, so each frame can wake the node
-                await c.play([frame])
-                await anyio.sleep(0.02)
-            await c.vad(SpeechStopped())
-
         with counting() as counts:
+
+            async def script(c: Caller) -> None:
+                await play_yielding(c, silence(0.1))
+                await c.vad(SpeechStarted())
+                await wait_for(lambda: any(m.kind == "audio" for m in dg.received))
+                before = counts["stt"].wakes
+                for frame in tone(0.2):  # at the carrier's pace, so each frame can wake the node
+                    await c.play([frame])
+                    await anyio.sleep(0.02)
+                during.append(counts["stt"].wakes - before)
+                await c.vad(SpeechStopped())
+
             _, _, result = await run_stt(dg, script)
         audio = [m.size for m in dg.received if m.kind == "audio"]
     assert result.reason == "completed", result.error  # type: ignore[attr-defined]
     # the silence goes out at the speech start (which overtakes what is still queued), then
     # each frame on its own
     assert sum(audio) == 160 * 15 and audio[0] <= 800 and set(audio[1:]) == {160}
-    # woken for each of the ten speech frames, give or take two a busy scheduler coalesces;
-    # batched like the silence, the whole call would take about five wakes
-    assert counts["stt"].wakes >= 8
+    if anyio_backend == "asyncio":
+        # sent by the direct handler from the sender's call: the node slept through them
+        assert during[0] <= 1
+    else:
+        # trio-websocket cannot send without waiting: woken for each of the ten speech
+        # frames, give or take two a busy scheduler coalesces
+        assert during[0] >= 8
+
+
+async def test_silence_goes_out_in_batches_through_the_direct_handler_too(
+    anyio_backend: str,
+) -> None:
+    """The direct handler batches exactly as the node does: 100 ms messages between turns,
+    every frame counted as received by the node."""
+    during: list[int] = []
+    async with FakeDeepgram(["hello"]) as dg:
+        with counting() as counts:
+
+            async def script(c: Caller) -> None:
+                await play_yielding(c, silence(0.2))
+                await wait_for(lambda: any(m.kind == "audio" for m in dg.received))
+                before = counts["stt"].wakes
+                for frame in silence(1.0):
+                    await c.play([frame])
+                    await anyio.sleep(0.005)
+                during.append(counts["stt"].wakes - before)
+
+            stt, _, result = await run_stt(dg, script)
+        audio = [m.size for m in dg.received if m.kind == "audio"]
+    assert result.reason == "completed", result.error  # type: ignore[attr-defined]
+    assert sum(audio) == 160 * 60 and set(audio[:-1]) == {800}
+    assert stt.inbox.ports["audio"].received == 60
+    if anyio_backend == "asyncio":
+        assert during[0] <= 1  # not one wake per 100 ms batch either

@@ -187,6 +187,16 @@ class PicowsSocket(WSListener):
         else:
             transport.send(WSMsgType.BINARY, message)
 
+    def send_nowait(self, message: str | bytes) -> bool:
+        """Send ``message`` now if that needs no wait: the socket is open and its write
+        buffer under the high-water mark. False: nothing was sent (``send`` would wait, or
+        raise)."""
+        transport = self._transport
+        if self.closed or self._gone or transport is None or not self._writable.is_set():
+            return False
+        transport.send(_TEXT if isinstance(message, str) else _BINARY, message)
+        return True
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
             return

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "BackendError",
     "check_backend",
+    "clock",
     "Waker",
     "current_backend",
     "new_waker",
@@ -53,6 +54,18 @@ def current_backend() -> str:
 
     name = sniffio.current_async_library()
     return "trio" if name == "trio" else "asyncio"
+
+
+def clock() -> Callable[[], float]:
+    """The running event loop's clock, the one ``anyio.current_time()`` reads, as a plain
+    function: for hot paths that read it per frame (no backend look-up per reading)."""
+    if current_backend() == "trio":
+        import trio
+
+        return trio.current_time
+    import asyncio
+
+    return asyncio.get_running_loop().time
 
 
 def backend_options(backend: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ dropped) and makes later sends count as dropped instead of waiting forever.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 import anyio
@@ -72,6 +73,7 @@ class _Lane:
     __slots__ = (
         "batch",
         "capacity",
+        "direct",
         "index",
         "items",
         "name",
@@ -93,6 +95,7 @@ class _Lane:
         self.stats = PortStats()
         self.writers = 0
         self.batch = 1  # media frames queued before the receiver is woken
+        self.direct: Callable[[Frame], bool] | None = None  # see Inbox.set_direct
 
 
 class Inbox:
@@ -164,6 +167,14 @@ class Inbox:
         if len(lane.items) >= lane.batch:
             self._wake()
 
+    def set_direct(self, port: str, handler: Callable[[Frame], bool] | None) -> None:
+        """Let ``handler`` take ``port``'s frames at once, in the sender's call, while the
+        receiver waits with nothing queued: no task is woken for them. ``handler(frame)``
+        returns True when it took the frame (counted as received), False to have it queued as
+        usual; it must not raise or block, and it must do with the frame exactly what the
+        receiver would have done had it been woken for it. ``None`` removes it."""
+        self._lanes[port].direct = handler
+
     @property
     def ports(self) -> dict[str, PortStats]:
         return {lane.name: lane.stats for lane in self._order}
@@ -190,8 +201,15 @@ class Inbox:
             if self._ready is not None:
                 self._ready.wake()
                 self._ready = None
+        elif (
+            (lane := self._lanes[port]).direct is not None
+            and self._ready is not None
+            and not self._queued
+            and not self._control
+            and lane.direct(frame)
+        ):
+            lane.stats.received += 1  # taken by the receiver's direct handler
         else:
-            lane = self._lanes[port]
             items = lane.items
             if len(items) >= lane.capacity:
                 if lane.policy == "drop_oldest" and self._drop_oldest_media(lane):

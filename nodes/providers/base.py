@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
+from voicegraph.backends import clock
 from voicegraph.channel import EndOfInput
 from voicegraph.events import ProviderEvent, ProviderWhat
 from voicegraph.node import Actor
@@ -102,6 +103,8 @@ class WebSocketProvider(Actor):
         self._up = anyio.Event()
         self._last_sent = 0.0
         self._last_received = 0.0
+        self._send_now: Callable[[str | bytes], bool] | None = None  # see transmit_nowait
+        self._now: Callable[[], float] = anyio.current_time  # the loop's clock, from run
         self._fatal: BaseException | None = None
         self._watch: StallWatch | None = None
         self._attempt_start = 0.0
@@ -174,10 +177,21 @@ class WebSocketProvider(Actor):
             await sock.send(message)
         except SocketClosed:
             if self._sock is sock:
-                self._sock = None
+                self._sock = self._send_now = None
             self._hold(message, buffer)
             return False
-        self._last_sent = anyio.current_time()
+        self._last_sent = self._now()
+        return True
+
+    def transmit_nowait(self, message: str | bytes) -> bool:
+        """Send ``message`` now if the socket is up and takes it without waiting (a socket
+        with ``send_nowait``, such as the picows one, under its high-water mark). Returns
+        whether it was sent; if not, nothing happened: :meth:`transmit` it instead. For
+        synchronous paths such as an inbox's direct handler."""
+        send = self._send_now
+        if send is None or not send(message):
+            return False
+        self._last_sent = self._now()
         return True
 
     async def wait_closed(self) -> None:
@@ -227,6 +241,7 @@ class WebSocketProvider(Actor):
     # ---------------------------------------------------------------- run
 
     async def run(self) -> None:
+        self._now = clock()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._guard, self._connection_loop, tg.cancel_scope)
             if self.stall_timeout:
@@ -258,7 +273,9 @@ class WebSocketProvider(Actor):
                     # per provider, re-armed only when it moves to the next grid step.
                     item = await inbox.receive_until(self._last_sent + interval, interval / 20)
                     if item is None:
-                        await self._keepalive()
+                        if self._now() >= self._last_sent + interval:
+                            await self._keepalive()
+                        # else a direct send (transmit_nowait) moved the deadline: wait again
                         continue
                     port, frame = item
             except EndOfInput:
@@ -413,6 +430,7 @@ class WebSocketProvider(Actor):
             # Published synchronously after the buffer ran empty: nothing can slip in between.
             self._handover = False
             self._sock = sock
+            self._send_now = getattr(sock, "send_nowait", None)
             self._up.set()
             self._last_sent = self._last_received = anyio.current_time()
             if reconnect:
@@ -424,5 +442,6 @@ class WebSocketProvider(Actor):
         finally:
             self._handover = False
             self._sock = None
+            self._send_now = None
             if self._up.is_set():
                 self._up = anyio.Event()

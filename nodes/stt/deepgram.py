@@ -5,6 +5,9 @@ caller stopped; ``KeepAlive`` while no audio flows; ``CloseStream`` at end of in
 back as :class:`~voicegraph.frames.Transcript` (interim and final, with word timings) and
 ``UtteranceEnd`` as :class:`~voicegraph.frames.EndOfTurn`. Reconnects, buffering and metrics
 are the base's (:mod:`voicegraph.nodes.providers.base`).
+
+One piece: the options and the node that reads them, whose audio path (the node's ``handle``
+and its inbox's direct handler) shares one pending batch and one speaking state.
 """
 
 from __future__ import annotations
@@ -294,6 +297,38 @@ class DeepgramSTT(WebSocketProvider):
                 f"and sample_rate ({self._format}) match the audio sent",
             )
         return None  # NET-0000/NET-0001 and plain closes: reconnect
+
+    async def run(self) -> None:
+        self.inbox.set_direct("audio", self._direct_audio)
+        try:
+            await super().run()
+        finally:
+            self.inbox.set_direct("audio", None)
+
+    def _direct_audio(self, frame: Frame) -> bool:
+        """What :meth:`handle` does with an audio frame, done in the sender's call while this
+        node waits with nothing queued (see :meth:`~voicegraph.channel.Inbox.set_direct`): no
+        task switch per caller frame. Declines (the frame is queued for :meth:`handle`) for
+        anything else: other frames, a format error to raise, a socket that is down or
+        would make the send wait."""
+        if type(frame) is not AudioFrame or self._send_now is None:
+            return False
+        data, fmt = frame.data, self._format
+        if not data or frame.encoding != fmt.encoding or frame.sample_rate != fmt.sample_rate:
+            return False
+        pending = self._pending
+        limit = self._batch_bytes_speaking if self._speaking else self._batch_bytes
+        if len(pending) + len(data) < limit:
+            pending += data
+            return True
+        message = bytes(pending) + data if pending else data
+        if not self.transmit_nowait(message):
+            if pending:
+                self.inbox.set_wake_batch("audio", 1)  # the queued frame completes a batch
+            return False
+        pending.clear()
+        self._note_audio(len(message))
+        return True
 
     async def handle(self, port: str, frame: Frame) -> None:
         if type(frame) is AudioFrame:
