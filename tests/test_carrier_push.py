@@ -16,7 +16,7 @@ from enginekit import BOTH_BACKENDS
 from hypothesis import given, settings, strategies as st
 from transport_kit import Collect, reader_graph, run_call
 
-from voicegraph import AudioFrame, Call, Frame, Hangup, Out
+from voicegraph import AudioFrame, Call, Frame, Hangup, In, Out
 from voicegraph.testing.memsocket import socket_pair
 from voicegraph.transports import (
     ProtocolError,
@@ -315,12 +315,13 @@ class FakePicowsTransport:
         self.is_close_frame_sent = False
         self.close_codes: list[int] = []
         self.disconnected = False
+        self.sent: list[tuple[int, str | bytes]] = []
 
     def set_write_buffer_limits(self, high: int) -> None:
         pass
 
     def send(self, kind: object, message: str | bytes) -> None:
-        pass
+        self.sent.append((int(kind), message))  # type: ignore[call-overload]
 
     def send_close(self, code: object, message: bytes = b"") -> None:
         self.is_close_frame_sent = True
@@ -362,6 +363,21 @@ async def test_a_picows_receiver_gets_queued_then_live_messages_without_pausing_
     sock.on_ws_disconnected(transport)  # type: ignore[attr-defined]
     sock.on_ws_disconnected(transport)  # type: ignore[attr-defined]
     assert len(ends) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_picows_send_nowait_sends_only_what_needs_no_wait() -> None:
+    sock, transport = picows_socket()
+    assert sock.send_nowait(b"audio") and sock.send_nowait("text")  # type: ignore[attr-defined]
+    assert [m for _, m in transport.sent] == [b"audio", "text"]
+    assert [k for k, _ in transport.sent] == [2, 1]  # RFC 6455 opcodes: binary, text
+    sock.pause_writing()  # type: ignore[attr-defined]  # over the high-water mark: send waits
+    assert not sock.send_nowait(b"late")  # type: ignore[attr-defined]
+    sock.resume_writing()  # type: ignore[attr-defined]
+    await sock.close()  # type: ignore[attr-defined]
+    assert not sock.send_nowait(b"after close")  # type: ignore[attr-defined]
+    assert [m for _, m in transport.sent] == [b"audio", "text"]
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -439,3 +455,101 @@ async def test_push_path_a_bug_in_translate_fails_the_call_with_that_error() -> 
     assert result.reason == "error"
     assert isinstance(result.error.exc, RuntimeError)
     assert "bug on 'hello'" in str(result.error.exc)
+
+
+# ---------------------------------------------- asyncio: delivered from the socket's callback
+
+
+class DeepCollect(Collect):
+    """A :class:`Collect` with room for ``capacity`` frames per port (no back-pressure)."""
+
+    def __init__(self, ports: list[str], capacity: int) -> None:
+        super().__init__(ports)
+        self.inputs = tuple(In(p, capacity=capacity) for p in ports)
+
+
+async def started(peer: PushPeer) -> None:
+    """Until the reader took the socket and its pump is idle (everything ready has run)."""
+    while peer.on_message is None:
+        await anyio.lowlevel.checkpoint()
+    await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_on_asyncio_a_message_reaches_the_next_inbox_within_the_sockets_callback() -> None:
+    peer = PushPeer()
+    cin, _ = twilio_media_nodes(peer, await twilio_start())  # type: ignore[arg-type]
+    sink = DeepCollect(PORTS, 8)
+    queued: list[int] = []
+
+    async def caller() -> None:
+        await started(peer)
+        peer.deliver(media(1))
+        queued.append(sink.inbox.qsize())  # no await since: no task ran in between
+        peer.hang_up()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            result = await Call(reader_graph(cin, sink)).run()
+    assert result.reason == "completed"
+    assert queued == [1]  # the pump was not needed to forward it
+    assert len(sink.frames("audio")) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_on_asyncio_an_inline_send_that_must_wait_is_finished_by_the_pump_in_order() -> None:
+    peer = PushPeer()
+    cin, _ = twilio_media_nodes(peer, await twilio_start())  # type: ignore[arg-type]
+    gate = anyio.Event()
+    sink = Collect(PORTS, gate=gate)  # one frame per port: the second send waits
+
+    async def caller() -> None:
+        await started(peer)
+        for i in range(6):
+            peer.deliver(media(i))
+        peer.deliver(dtmf("5"))
+        peer.deliver(media(6))
+        peer.hang_up()
+        gate.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            result = await Call(reader_graph(cin, sink)).run()
+    assert result.reason == "completed"
+    assert cin.dropped_audio == 0 and cin.discarded == 0
+    assert [f.data[:1] for f in sink.frames("audio")] == [bytes([i]) for i in range(7)]
+    assert [type(f).__name__ for f in sink.frames("control")] == ["DTMF", "Hangup"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_on_asyncio_callbacks_outside_any_task_and_context_deliver_everything() -> None:
+    """picows calls back from the event loop itself, in no task: the inline sends still find
+    anyio's backend (every 64th send into an inbox yields) and lose nothing."""
+    import asyncio
+    import contextvars
+
+    peer = PushPeer()
+    cin, _ = twilio_media_nodes(peer, await twilio_start())  # type: ignore[arg-type]
+    sink = DeepCollect(PORTS, 1000)
+    n = 3 * 64 + 5
+
+    def burst() -> None:
+        for i in range(n):
+            peer.deliver(media(i))
+        peer.hang_up()
+
+    async def caller() -> None:
+        await started(peer)
+        asyncio.get_running_loop().call_soon(burst, context=contextvars.Context())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            result = await Call(reader_graph(cin, sink)).run()
+    assert result.reason == "completed", result.error
+    assert [f.data[:1] for f in sink.frames("audio")] == [bytes([i % 256]) for i in range(n)]

@@ -5,8 +5,10 @@ and forwards from there in its own task (the pump), so a slow graph never holds 
 when the backlog is full the oldest caller audio is dropped (and counted in
 :attr:`CarrierIn.dropped_audio`); control and event frames are never dropped. A socket that
 offers :class:`~voicegraph.wsio.PushSocket` (the picows media listener's) hands each message to
-it in its protocol callback, so only the pump wakes per message; any other socket is read by a
-reader task of its own. A well-formed message of an event type the edge does not know is
+it in its protocol callback; on asyncio, while the pump is idle, the message's frames are sent
+on from that callback (through the fused stages and into the next actor's inbox) with no task
+woken at all, and only a send that has to wait is left to the pump. Any other socket is read by
+a reader task of its own. A well-formed message of an event type the edge does not know is
 logged once per type, counted in :attr:`CarrierIn.unknown_events` and skipped: carriers add
 event types. Any other protocol error (malformed JSON, a known event with a bad shape) closes
 the socket and raises
@@ -20,13 +22,16 @@ and ends the node; a socket the peer already closed ends it quietly.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Generator, Iterable
+from contextvars import Context, copy_context
+from typing import Any
 
 import anyio
 import msgspec
+import sniffio
 from anyio.abc import TaskGroup
 
-from voicegraph.backends import Waker, new_waker
+from voicegraph.backends import Waker, current_backend, new_waker
 from voicegraph.channel import EndOfInput
 from voicegraph.frames import AudioFormat, AudioFrame, Frame, Hangup, StreamStarted
 from voicegraph.node import Actor
@@ -79,6 +84,9 @@ class CarrierIn(Actor):
         self._error: ProtocolError | None = None
         self._crash: Exception | None = None  # a bug raised in a push callback, re-raised by run
         self._tasks: TaskGroup | None = None
+        self._idle = False  # the pump waits with nothing queued: a push may deliver inline
+        self._held: _Started | None = None  # an inline delivery that must wait: the pump's
+        self._context: Context | None = None  # the actor's, for inline deliveries
 
     def translate(self, raw: str | bytes) -> Emit:
         """Decode one socket message into ``(port, frame)`` pairs; raise ``ProtocolError``.
@@ -111,6 +119,12 @@ class CarrierIn(Actor):
                 # of one. No pause_reading either: the backlog bounds what is kept (the oldest
                 # caller audio goes; a flood of control frames ends the stream).
                 self._tasks = tg
+                if current_backend() == "asyncio":
+                    # a delivery started in the callback may finish in the pump: asyncio's
+                    # futures belong to no task (Trio's waits do). It runs in this task's
+                    # context, where anyio finds asyncio without a current task.
+                    self._context = context = copy_context()
+                    context.run(sniffio.current_async_library_cvar.set, "asyncio")
                 socket.set_receiver(self._on_message, self._on_closed)
                 try:
                     await self._pump()
@@ -193,7 +207,10 @@ class CarrierIn(Actor):
         if self._done:
             return  # after the stream's end, its error or its close (as the reader stops)
         try:
-            self._translate(raw)
+            if self._idle:
+                self._deliver_inline(raw)
+            else:
+                self._translate(raw)
         except ProtocolError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug: ends the call, as from the reader task
@@ -202,6 +219,32 @@ class CarrierIn(Actor):
         else:
             if self._ended:
                 self._finish()
+
+    def _deliver_inline(self, raw: str | bytes) -> None:
+        """Translate one message and send its frames on from this callback, while the pump
+        is idle: no wake-up of it. A send that has to wait (downstream full) is finished by the
+        pump, with whatever follows it queued behind."""
+        self.messages += 1
+        try:
+            emitted = iter(self.translate(raw))
+        except UnknownEvent as exc:
+            if not self.skip_unknown_events:
+                raise
+            self._unknown(exc)
+            return
+        run = self._context.run  # type: ignore[union-attr]  # set with the receiver
+        for port, frame in emitted:
+            coro: Coroutine[Any, Any, None] = self.send(port, frame)  # type: ignore[assignment]
+            try:
+                first = run(coro.send, None)
+            except StopIteration:
+                continue
+            self._held = _Started(coro, first)
+            self._idle = False
+            for rest in emitted:
+                self._push(*rest)
+            self._waker.wake()  # type: ignore[union-attr]  # set before any push (run)
+            return
 
     def _on_closed(self, exc: SocketClosed) -> None:
         if self._done:
@@ -232,6 +275,10 @@ class CarrierIn(Actor):
         waker = self._waker
         assert waker is not None
         while True:
+            held = self._held
+            if held is not None:
+                self._held = None
+                await held
             while queue and self._error is None:
                 port, frame = queue.popleft()
                 if isinstance(frame, AudioFrame):
@@ -239,7 +286,41 @@ class CarrierIn(Actor):
                 await self.send(port, frame)
             if self._done:
                 return
-            await waker.wait()
+            self._idle = self._context is not None and self._held is None
+            try:
+                await waker.wait()
+            finally:
+                self._idle = False
+
+
+class _Started:
+    """Await the rest of a coroutine that already ran up to its first suspension (an inline
+    delivery): what it yields goes to the awaiting task, and what the task sends or throws
+    goes back to it."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro, self._first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
 
 
 class CarrierOut(Actor):
