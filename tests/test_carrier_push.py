@@ -382,6 +382,22 @@ async def test_picows_send_nowait_sends_only_what_needs_no_wait() -> None:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
+async def test_picows_send_nowait_leaves_a_transport_error_to_send() -> None:
+    """An error from picows is not raised into whoever offered the frame (another node's
+    call): nothing was sent, and ``send`` meets it in its caller's own task."""
+    sock, transport = picows_socket()
+
+    def broken(kind: object, message: str | bytes) -> None:
+        raise RuntimeError("transport broke")
+
+    transport.send = broken  # type: ignore[method-assign]
+    assert not sock.send_nowait(b"audio")  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="transport broke"):
+        await sock.send(b"audio")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
 async def test_a_detached_picows_receiver_leaves_messages_to_receive() -> None:
     sock, _ = picows_socket()
     got: list[str | bytes] = []

@@ -194,7 +194,10 @@ class PicowsSocket(WSListener):
         transport = self._transport
         if self.closed or self._gone or transport is None or not self._writable.is_set():
             return False
-        transport.send(_TEXT if isinstance(message, str) else _BINARY, message)
+        try:
+            transport.send(_TEXT if isinstance(message, str) else _BINARY, message)
+        except Exception:  # nothing sent: ``send`` meets it again, in the caller's own task
+            return False
         return True
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
