@@ -8,6 +8,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -484,6 +485,14 @@ class DeepCollect(Collect):
         self.inputs = tuple(In(p, capacity=capacity) for p in ports)
 
 
+async def run_reader(cin: CarrierIn, sink: Collect, caller: Callable[[], Any]) -> Any:
+    """Run the reader into ``sink`` while ``caller()`` plays the peer; the call's result."""
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            return await Call(reader_graph(cin, sink)).run()
+
+
 async def started(peer: PushPeer) -> None:
     """Until the reader took the socket and its pump is idle (everything ready has run)."""
     while peer.on_message is None:
@@ -505,10 +514,7 @@ async def test_on_asyncio_a_message_reaches_the_next_inbox_within_the_sockets_ca
         queued.append(sink.inbox.qsize())  # no await since: no task ran in between
         peer.hang_up()
 
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(caller)
-            result = await Call(reader_graph(cin, sink)).run()
+    result = await run_reader(cin, sink, caller)
     assert result.reason == "completed"
     assert queued == [1]  # the pump was not needed to forward it
     assert len(sink.frames("audio")) == 1
@@ -531,10 +537,7 @@ async def test_on_asyncio_an_inline_send_that_must_wait_is_finished_by_the_pump_
         peer.hang_up()
         gate.set()
 
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(caller)
-            result = await Call(reader_graph(cin, sink)).run()
+    result = await run_reader(cin, sink, caller)
     assert result.reason == "completed"
     assert cin.dropped_audio == 0 and cin.discarded == 0
     assert [f.data[:1] for f in sink.frames("audio")] == [bytes([i]) for i in range(7)]
@@ -563,9 +566,6 @@ async def test_on_asyncio_callbacks_outside_any_task_and_context_deliver_everyth
         await started(peer)
         asyncio.get_running_loop().call_soon(burst, context=contextvars.Context())
 
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(caller)
-            result = await Call(reader_graph(cin, sink)).run()
+    result = await run_reader(cin, sink, caller)
     assert result.reason == "completed", result.error
     assert [f.data[:1] for f in sink.frames("audio")] == [bytes([i % 256]) for i in range(n)]
