@@ -171,17 +171,20 @@ class CarrierIn(Actor):
         queue.append((port, frame))
         self._waker.wake()  # type: ignore[union-attr]  # set before any push (run)
 
-    def _translate(self, raw: str | bytes) -> None:
-        """Queue what one message says (raises ``ProtocolError``, not for skipped ones)."""
+    def _emitted(self, raw: str | bytes) -> Emit:
+        """What one message says (raises ``ProtocolError``); nothing for a skipped one."""
         self.messages += 1
         try:
-            emitted = self.translate(raw)
+            return self.translate(raw)
         except UnknownEvent as exc:
             if not self.skip_unknown_events:
                 raise
             self._unknown(exc)
-            return
-        for port, frame in emitted:
+            return ()
+
+    def _translate(self, raw: str | bytes) -> None:
+        """Queue what one message says (raises ``ProtocolError``, not for skipped ones)."""
+        for port, frame in self._emitted(raw):
             self._push(port, frame)
 
     async def _read(self) -> None:
@@ -224,14 +227,7 @@ class CarrierIn(Actor):
         """Translate one message and send its frames on from this callback, while the pump
         is idle: no wake-up of it. A send that has to wait (downstream full) is finished by the
         pump, with whatever follows it queued behind."""
-        self.messages += 1
-        try:
-            emitted = iter(self.translate(raw))
-        except UnknownEvent as exc:
-            if not self.skip_unknown_events:
-                raise
-            self._unknown(exc)
-            return
+        emitted = iter(self._emitted(raw))
         run = self._context.run  # type: ignore[union-attr]  # set with the receiver
         for port, frame in emitted:
             coro: Coroutine[Any, Any, None] = self.send(port, frame)  # type: ignore[assignment]
@@ -286,7 +282,7 @@ class CarrierIn(Actor):
                 await self.send(port, frame)
             if self._done:
                 return
-            self._idle = self._context is not None and self._held is None
+            self._idle = self._context is not None  # (nothing is held: only an idle pump's is)
             try:
                 await waker.wait()
             finally:
