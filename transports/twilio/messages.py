@@ -100,8 +100,8 @@ class StopBody(msgspec.Struct):
     callSid: str = ""
 
 
-class Connected(_Event, tag="connected"):
-    """First message of a stream."""
+class Connected(_Event, tag="connected", omit_defaults=False):
+    """First message of a stream (encoded with every field, as Twilio sends it)."""
 
     protocol: str = "Call"
     version: str = "1.0.0"

@@ -65,10 +65,6 @@ def twilio_webhook_form(
     return form
 
 
-CONNECTED = '{"event":"connected","protocol":"Call","version":"1.0.0"}'
-"""The stream's first message, exactly as the Media Streams reference shows it."""
-
-
 class TwilioCall(SimulatedCall):
     """One live Media Streams call (see module docs). ``custom_parameters`` are what the TwiML's
     ``<Parameter>`` s said; ``clears`` counts ``clear`` messages received."""
@@ -97,9 +93,7 @@ class TwilioCall(SimulatedCall):
         return str(self._seq)
 
     async def _begin(self) -> None:
-        # every field, as Twilio sends it (the Struct leaves out fields at their defaults)
-        async with self._lock:
-            await self.socket.send(CONNECTED)
+        await self.send_message(m.Connected())
         body = m.StartBody(
             streamSid=self.stream_sid,
             accountSid=self.account_sid,
