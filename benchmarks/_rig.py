@@ -36,10 +36,12 @@ def interface(
     lat: Latencies,
     turns: Any = None,
     stt_batch: float | None = None,
+    stt_batch_speaking: float | None = None,
 ) -> Any:
     """The server's :class:`CallInterface` for ``mode`` against the fakes at ``urls``.
     ``turns`` (cascading): the preset's end-of-turn policy (``None``: its default);
-    ``stt_batch``: Deepgram's ``audio_batch``, else its default."""
+    ``stt_batch`` / ``stt_batch_speaking``: Deepgram's ``audio_batch`` /
+    ``audio_batch_speaking``, else their defaults."""
     from voicegraph import CallInterface
 
     common: dict[str, Any] = {
@@ -82,6 +84,11 @@ def interface(
                     base_url=urls["deepgram"],
                     endpointing=round(lat.stt_endpointing * 1000),
                     **({} if stt_batch is None else {"audio_batch": stt_batch}),
+                    **(
+                        {}
+                        if stt_batch_speaking is None
+                        else {"audio_batch_speaking": stt_batch_speaking}
+                    ),
                 ),
                 tts=CartesiaTTS(api_key="test-cartesia-key", base_url=urls["cartesia"]),
                 agent=Agent("You are a booking line.", llm, call_tools=False),

@@ -8,7 +8,8 @@
 pin the process to; ``asgi``: ``"hypercorn"`` (default, as ``AgentRuntime.serve``) or
 ``"uvicorn"``; ``media``: serve the streams through a media listener on this engine,
 ``"picows"`` or ``"websockets"``); ``playout``: PlayoutOptions fields for every call; ``stt_batch``:
-DeepgramOptions.audio_batch; ``gc_probe``: time every garbage collection, see
+DeepgramOptions.audio_batch; ``stt_batch_speaking``: its audio_batch_speaking; ``gc_probe``: time
+every garbage collection, see
 :mod:`benchmarks._gcprobe`). It serves an
 :class:`~voicegraph.AgentRuntime` on 127.0.0.1 (ephemeral port), prints ``URL <base url>`` on
 stdout, and adds one route for the load process, ``GET /bench/stats``: JSON with this
@@ -168,6 +169,7 @@ async def start(config: dict[str, Any]) -> None:
             lat,
             "fixed" if config["mode"] == "cascading" else None,
             stt_batch=config.get("stt_batch"),
+            stt_batch_speaking=config.get("stt_batch_speaking"),
         ),
         log.on_call,
         max_calls=2000,

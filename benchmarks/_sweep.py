@@ -253,6 +253,7 @@ async def run_sweep(
             "media": setup.get("media"),
             "playout": setup.get("playout"),
             "stt_batch": setup.get("stt_batch"),
+            "stt_batch_speaking": setup.get("stt_batch_speaking"),
             "gc_policy": setup.get("gc_policy", True),
             "gc_probe": setup.get("gc_probe", False),
         }

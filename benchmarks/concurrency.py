@@ -113,6 +113,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="DeepgramOptions.audio_batch (s) for every call (default: the library's)",
     )
     ap.add_argument(
+        "--stt-batch-speaking",
+        type=float,
+        default=None,
+        help="DeepgramOptions.audio_batch_speaking (s) for every call (default: the library's)",
+    )
+    ap.add_argument(
         "--chat-engine",
         choices=("asyncio", "hypercorn"),
         default="asyncio",
@@ -179,6 +185,7 @@ def sweep_on(
         "py_spy": str(Path(args.py_spy).resolve()) if args.py_spy else None,
         "playout": args.playout_fields,
         "stt_batch": args.stt_batch,
+        "stt_batch_speaking": args.stt_batch_speaking,
         "chat_engine": args.chat_engine,
         "caller_phases": args.caller_phases,
         "gc_policy": not args.no_gc_policy,

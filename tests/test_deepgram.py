@@ -12,6 +12,7 @@ from fake_kit import ENGINES, refused_handshake
 
 from voicegraph import (
     Actor,
+    AudioFormat,
     AudioFrame,
     Call,
     EndOfTurn,
@@ -32,7 +33,7 @@ from voicegraph.nodes.providers import (
     ReconnectPolicy,
     Secret,
 )
-from voicegraph.nodes.stt.deepgram import DeepgramOptions, DeepgramSTT
+from voicegraph.nodes.stt.deepgram import DeepgramOptions, DeepgramSTT, quiet_test
 from voicegraph.testing.fake_deepgram import DeepgramFaults, FakeDeepgram
 from voicegraph.testing.fakeserver import Engine
 from voicegraph.wsio import SocketClosed, connect_websocket
@@ -43,11 +44,11 @@ FAST = ReconnectPolicy(
 )
 
 
-def tone(seconds: float) -> list[bytes]:
-    """20 ms µ-law frames of a 440 Hz tone (loud enough to count as speech)."""
+def tone(seconds: float, amplitude: int = 8000) -> list[bytes]:
+    """20 ms µ-law frames of a 440 Hz tone (by default loud enough to count as speech)."""
     n = int(8000 * seconds)
     t = np.arange(n) / 8000
-    pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    pcm = (amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
     mu = pcm16_to_ulaw(pcm)
     return [mu[i : i + 160] for i in range(0, len(mu), 160)]
 
@@ -235,7 +236,7 @@ async def test_keepalive_is_sent_while_the_caller_is_silent() -> None:
 
 @pytest.mark.anyio
 async def test_no_keepalive_while_speech_streams_frame_by_frame() -> None:
-    """Speech goes out frame by frame (on asyncio from the sender's call, without waking the
+    """Speech sent frame by frame (on asyncio from the sender's call, without waking the
     node): each send moves the keep-alive deadline, so none is due."""
     async with FakeDeepgram() as dg:
 
@@ -247,7 +248,7 @@ async def test_no_keepalive_while_speech_streams_frame_by_frame() -> None:
                 await anyio.sleep(0.02)
             await c.vad(SpeechStopped())
 
-        _, _, result = await run_stt(dg, script, keepalive_interval=0.1)
+        _, _, result = await run_stt(dg, script, keepalive_interval=0.1, audio_batch_speaking=0.0)
     assert result.reason == "completed", result.error  # type: ignore[attr-defined]
     assert "KeepAlive" not in dg.kinds()
     assert sum(m.size for m in dg.received if m.kind == "audio") == 160 * 35
@@ -282,7 +283,28 @@ async def test_between_turns_audio_goes_out_in_tenth_of_a_second_messages() -> N
 
 
 @pytest.mark.anyio
-async def test_while_the_caller_speaks_each_frame_goes_out_and_speech_stopped_flushes() -> None:
+async def test_speech_goes_out_in_batches_and_the_first_quiet_frame_flushes() -> None:
+    """While the caller speaks, loud audio goes out in 100 ms messages; the first quiet frame
+    goes out at once with the batch before it, and each quiet frame after it on its own, so
+    Deepgram's endpointing counts the silence as it comes."""
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await c.vad(SpeechStarted())
+            await c.play(tone(0.26))  # 13 frames: two full batches, three frames pending
+            await c.play(silence(0.1))  # the VAD has not yet judged this a stop
+            await c.vad(SpeechStopped())
+            await wait_for(lambda: "Finalize" in dg.kinds())
+            await c.play(silence(0.06))  # batched again: held until the end of input
+
+        await run_stt(dg, script)
+    kinds = dg.kinds()
+    assert kinds[:8] == ["audio"] * 7 + ["Finalize"]
+    assert audio_sizes(dg) == [800, 800, 480 + 160, 160, 160, 160, 160, 480]
+
+
+@pytest.mark.anyio
+async def test_audio_batch_speaking_0_sends_each_frame_and_speech_stopped_flushes() -> None:
     async with FakeDeepgram() as dg:
 
         async def script(c: Caller) -> None:
@@ -292,16 +314,61 @@ async def test_while_the_caller_speaks_each_frame_goes_out_and_speech_stopped_fl
             await wait_for(lambda: "Finalize" in dg.kinds())
             await c.play(silence(0.06))  # batched again: held until the end of input
 
-        await run_stt(dg, script)
+        await run_stt(dg, script, audio_batch_speaking=0.0)
     kinds = dg.kinds()
     assert kinds[:6] == ["audio"] * 5 + ["Finalize"]
     assert audio_sizes(dg) == [160] * 5 + [480]
 
 
 @pytest.mark.anyio
+async def test_a_line_noisier_than_quiet_level_is_batched_until_the_vad_stops() -> None:
+    """Noise above ``quiet_level`` never looks quiet: the batch runs on until the VAD's
+    SpeechStopped flushes it (nothing is lost or reordered)."""
+    async with FakeDeepgram() as dg:
+
+        async def script(c: Caller) -> None:
+            await c.vad(SpeechStarted())
+            await c.play(tone(0.12))
+            await c.play(tone(0.04, amplitude=300))  # -40.8 dBFS: line noise at -50
+            await c.vad(SpeechStopped())
+            await wait_for(lambda: "Finalize" in dg.kinds())
+
+        await run_stt(dg, script, quiet_level=-50.0)
+    kinds = dg.kinds()
+    assert kinds[:3] == ["audio", "audio", "Finalize"]
+    assert audio_sizes(dg) == [800, 160 + 320]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "level", "quiet"),
+    [
+        ("mulaw", 300, True),  # -40.8 dBFS peak
+        ("mulaw", 400, False),  # -38.3 dBFS
+        ("pcm16", 300, True),
+        ("pcm16", 400, False),
+    ],
+)
+def test_quiet_test_compares_the_frame_with_quiet_level(
+    encoding: str, level: int, quiet: bool
+) -> None:
+    t = np.arange(160) / 8000
+    pcm = (level * np.sin(2 * np.pi * 200 * t)).astype("<i2").tobytes()
+    data = pcm16_to_ulaw(pcm) if encoding == "mulaw" else pcm
+    test = quiet_test(AudioFormat(encoding, 8000), -40.0)  # type: ignore[arg-type]
+    assert test(data) is quiet
+    # one click (under 1 ms of loud samples) does not make a quiet frame loud
+    click = np.zeros(160, "<i2")
+    click[:7] = 9000
+    pcm = click.tobytes()
+    assert test(pcm16_to_ulaw(pcm) if encoding == "mulaw" else pcm) is True
+
+
+@pytest.mark.anyio
 async def test_audio_batch_is_checked_at_construction() -> None:
     with pytest.raises(ValueError, match="audio_batch"):
         DeepgramOptions(audio_batch=2.0)
+    with pytest.raises(ValueError, match="quiet_level"):
+        DeepgramOptions(quiet_level=3.0)
 
 
 @pytest.mark.anyio

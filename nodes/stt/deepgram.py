@@ -13,10 +13,12 @@ and its inbox's direct handler) shares one pending batch and one speaking state.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import urlencode
 
 import msgspec
+import numpy as np
 
 from voicegraph.channel import EndOfInput
 from voicegraph.frames import (
@@ -35,6 +37,7 @@ from voicegraph.frames import (
 from voicegraph.node import In, Out
 from voicegraph.wsio import SocketClosed
 
+from ..audio.g711 import ulaw_to_pcm16
 from ..providers.base import (
     ProviderProtocolError,
     ReconnectPolicy,
@@ -81,11 +84,18 @@ class DeepgramOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds of audio per binary message while the caller is not speaking (per the local
     VAD's ``SpeechStarted``/``SpeechStopped``): fewer, larger messages cost less CPU on both
     ends. ``0`` sends each frame as it arrives."""
-    audio_batch_speaking: float = 0.0
-    """The same while the caller speaks, from ``SpeechStarted`` to ``SpeechStopped``. That span
-    holds the silence Deepgram's endpointing counts, so batching there delays the final
-    transcript by up to the batch; by default each frame goes out as it arrives. Without a
-    VAD wired to the node, ``audio_batch`` applies throughout."""
+    audio_batch_speaking: float = 0.1
+    """The same while the caller speaks, from ``SpeechStarted`` to ``SpeechStopped``, except
+    that a quiet frame (see ``quiet_level``) goes out at once with the batch before it, and so
+    does each quiet frame after it: the silence Deepgram's endpointing counts arrives frame by
+    frame, as it happens, so the final transcript is not delayed. Interim results come up to
+    one batch later. ``0`` sends each frame as it arrives. Without a VAD wired to the node,
+    ``audio_batch`` applies throughout."""
+    quiet_level: float = -40.0
+    """dBFS: while the caller speaks, a frame with less than 1 ms of samples above this level
+    is quiet and flushes the batch (a pause, or the silence that ends the turn). A line whose
+    noise is above it never looks quiet; then the VAD's ``SpeechPaused``/``SpeechStopped``
+    still flush, but Deepgram's own endpointing may see its silence up to a batch later."""
 
     def __post_init__(self) -> None:
         if self.encoding not in ("mulaw", "pcm16"):
@@ -122,8 +132,13 @@ class DeepgramOptions(msgspec.Struct, frozen=True, kw_only=True):
             if not 0 <= getattr(self, name) <= 1.0:
                 raise ValueError(
                     f"DeepgramOptions: {name}={getattr(self, name)!r} must be 0..1 s "
-                    "(0 sends each frame as it arrives; 0.1 is the default between turns)"
+                    "(0 sends each frame as it arrives; 0.1 is the default)"
                 )
+        if not -90.0 <= self.quiet_level <= 0.0:
+            raise ValueError(
+                f"DeepgramOptions: quiet_level={self.quiet_level!r} must be -90..0 dBFS "
+                "(-40 is the default: below most speech, above a phone line's noise)"
+            )
         if not 0 < self.keepalive_interval <= 9.5:
             # the keep-alive may go out up to 5 % late (see nodes.providers.base)
             raise ValueError(
@@ -211,6 +226,27 @@ CLOSE_STREAM = '{"type":"CloseStream"}'
 # --------------------------------------------------------------------- node
 
 
+def quiet_test(fmt: AudioFormat, level: float) -> Callable[[bytes], bool]:
+    """``quiet(data)``: whether fewer than 1 ms of a frame's samples reach ``level`` dBFS."""
+    threshold = round(32768 * 10 ** (level / 20))
+    least = fmt.sample_rate // 1000  # samples in 1 ms
+    if fmt.encoding == "mulaw":
+        # the codes below the level, deleted by bytes.translate (C, no per-sample Python)
+        pcm = np.frombuffer(ulaw_to_pcm16(bytes(range(256))), "<i2").astype(np.int32)
+        codes = bytes(c for c in range(256) if abs(int(pcm[c])) < threshold)
+
+        def quiet(data: bytes) -> bool:
+            return len(data.translate(None, codes)) < least
+
+        return quiet
+
+    def quiet_pcm16(data: bytes) -> bool:
+        samples = np.abs(np.frombuffer(data, "<i2").astype(np.int32))
+        return int(np.count_nonzero(samples >= threshold)) < least
+
+    return quiet_pcm16
+
+
 class DeepgramSTT(WebSocketProvider):
     """Streaming speech-to-text with Deepgram.
 
@@ -260,6 +296,7 @@ class DeepgramSTT(WebSocketProvider):
         self._batch_bytes_speaking = round(self.options.audio_batch_speaking * bytes_per_second)
         self._pending = bytearray()  # audio not yet handed to transmit (one batch at most)
         self._speaking = False
+        self._quiet = quiet_test(fmt, self.options.quiet_level)
         self.malformed = 0
         """Provider messages that could not be decoded (logged and skipped)."""
 
@@ -317,8 +354,7 @@ class DeepgramSTT(WebSocketProvider):
         if not data or frame.encoding != fmt.encoding or frame.sample_rate != fmt.sample_rate:
             return False
         pending = self._pending
-        limit = self._batch_bytes_speaking if self._speaking else self._batch_bytes
-        if len(pending) + len(data) < limit:
+        if not self._due(data):
             pending += data
             return True
         message = bytes(pending) + data if pending else data
@@ -341,18 +377,22 @@ class DeepgramSTT(WebSocketProvider):
                     f"{self._format}; set DeepgramOptions(encoding=..., sample_rate=...) to match "
                     "or connect through a converter"
                 )
-            if frame.data:  # an empty binary frame would close the stream
-                self._pending += frame.data
-                limit = self._batch_bytes_speaking if self._speaking else self._batch_bytes
-                if len(self._pending) >= limit:
+            data = frame.data
+            if data:  # an empty binary frame would close the stream
+                due = self._due(data)
+                self._pending += data
+                if due:
                     await self._send_audio()
-                # be woken when the batch can fill, not per frame (the sender queues the rest)
-                missing = -(-(limit - len(self._pending)) // len(frame.data))
-                self.inbox.set_wake_batch(port, max(1, missing))
+                if self._speaking:
+                    self.inbox.set_wake_batch(port, 1)  # each frame is tested for quiet
+                else:
+                    # be woken when the batch can fill, not per frame (the sender queues the rest)
+                    missing = -(-(self._batch_bytes - len(self._pending)) // len(data))
+                    self.inbox.set_wake_batch(port, max(1, missing))
         elif isinstance(frame, (SpeechStarted, SpeechResumed)):
             self._flushed = False
             self._speaking = True
-            self.inbox.set_wake_batch(port, 1)  # speech goes out frame by frame
+            self.inbox.set_wake_batch(port, 1)  # each frame is tested for quiet
             await self._send_audio()  # the speech onset goes out now
         elif isinstance(frame, (SpeechStopped, SpeechPaused)):
             if self._flushed:
@@ -370,6 +410,13 @@ class DeepgramSTT(WebSocketProvider):
             self._finalizes += 1
             self.metrics.request_started(self._finalizes)
             await self.transmit(FINALIZE)
+
+    def _due(self, data: bytes) -> bool:
+        """Whether the pending batch and ``data`` go out now: a full batch, or, while the
+        caller speaks, a quiet frame."""
+        if self._speaking:
+            return len(self._pending) + len(data) >= self._batch_bytes_speaking or self._quiet(data)
+        return len(self._pending) + len(data) >= self._batch_bytes
 
     async def _send_audio(self) -> None:
         """Hand the pending audio to the socket as one binary message."""
