@@ -185,6 +185,38 @@ async def test_a_connection_dropped_before_any_response_is_retried_at_once(engin
     assert llm.metrics.retries == 1
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", _http.HTTP_ENGINES)
+async def test_a_redirect_is_not_followed_and_is_reported_as_one(engine: str) -> None:
+    """The request carries the API key: neither client follows a 3xx (aiohttp would, to the
+    same origin, by default); the error says what to fix."""
+    import asyncio
+
+    from voicegraph.llm import LLMError
+
+    paths: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        paths.append(head.split(b" ")[1])
+        writer.write(
+            b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v2/chat/completions\r\n"
+            b"content-length: 0\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        llm = OpenAIChatLLM(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", engine=engine)
+        async with llm:
+            with anyio.fail_after(30), pytest.raises(LLMError, match="redirect") as info:
+                await reply_text(llm)
+    assert info.value.status == 307 and "base_url" in str(info.value)
+    assert paths == [b"/v1/chat/completions"]  # asked once, never at the new location
+
+
 def test_one_client_serves_successive_event_loops() -> None:
     """An LLM that outlives an ``anyio.run`` (a script that runs twice, say) opens a new pool
     on the next loop instead of using sockets of a loop that has gone."""

@@ -38,18 +38,25 @@ def engine(client: tuple[str, str | None]) -> str | None:
 
 
 class Peer(FakeServer):
-    """Echoes; ``/refuse`` refuses with 401; ``/big`` sends 2 KiB; ``/bye`` closes with 4001;
-    ``/headers`` sends the handshake's headers back; ``/watch`` records how the client left."""
+    """Echoes; ``/refuse`` refuses with 401; ``/moved`` redirects (302) to ``/headers`` on the
+    same peer; ``/big`` sends 2 KiB; ``/bye`` closes with 4001; ``/headers`` sends the
+    handshake's headers back (and records them); ``/watch`` records how the client left."""
 
     def __init__(self) -> None:
         super().__init__()
         self.left: list[SocketClosed] = []
         self.gone = anyio.Event()
+        self.seen_headers: list[dict[str, str]] = []
 
     async def websocket(self, ws: WebSocketPeer) -> None:
         if ws.path == "/refuse":
             await ws.reject(401)
             return
+        if ws.path == "/moved":
+            await ws.reject(302, {"location": self.ws_url + "/headers"})
+            return
+        if ws.path == "/headers":
+            self.seen_headers.append(dict(ws.headers))
         await ws.accept()
         if ws.path == "/big":
             await ws.send(b"x" * 2048)
@@ -103,6 +110,23 @@ async def test_a_refused_handshake_reports_the_http_status(engine: str | None) -
             async with connect_websocket(peer.ws_url + "/refuse", engine=engine):
                 pass
     assert (info.value.code, info.value.reason) == (401, "handshake rejected with HTTP 401")
+
+
+@pytest.mark.anyio
+async def test_a_redirect_is_refused_so_credentials_go_only_to_the_url_given(
+    engine: str | None,
+) -> None:
+    """A provider's handshake carries its API key: a redirect would send it to wherever the
+    ``Location`` points, so no client follows one."""
+    async with Peer() as peer:
+        with pytest.raises(SocketClosed) as info:
+            async with connect_websocket(
+                peer.ws_url + "/moved", {"Authorization": "Token abc"}, engine=engine
+            ):
+                pass
+    assert info.value.code == 302
+    assert "redirect" in info.value.reason and "Token" not in info.value.reason
+    assert peer.seen_headers == []  # the redirect's target never saw the key
 
 
 @pytest.mark.anyio

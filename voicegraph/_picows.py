@@ -32,7 +32,7 @@ from picows import (
     WSTransport,
 )
 
-from .wsio import SocketClosed, describe
+from .wsio import SocketClosed, describe, handshake_refused
 
 __all__ = ["INBOX", "WRITE_BUFFER", "PicowsSocket", "connect_picows"]
 
@@ -409,7 +409,7 @@ def _connect_error(exc: BaseException, connect_timeout: float) -> BaseException:
     if isinstance(exc, WSHandshakeError):
         status = getattr(getattr(exc, "response", None), "status", None)
         if status is not None and int(status) != 101:
-            return SocketClosed(int(status), f"handshake rejected with HTTP {int(status)}")
+            return handshake_refused(int(status))
     if isinstance(exc, WSError):
         return SocketClosed(None, f"handshake failed: {describe(exc)}")
     if isinstance(exc, OSError):

@@ -151,6 +151,19 @@ class WebSocketClient:
                 pass
 
 
+def handshake_refused(status: int) -> SocketClosed:
+    """The error for a handshake answered with HTTP ``status`` instead of 101. No client
+    follows a redirect: the handshake carries the provider's credentials, which go only to the
+    URL that was configured."""
+    if 300 <= status < 400:
+        return SocketClosed(
+            status,
+            f"handshake answered with a redirect (HTTP {status}), not followed: credentials "
+            "go only to the configured URL; point base_url at the service itself",
+        )
+    return SocketClosed(status, f"handshake rejected with HTTP {status}")
+
+
 def describe(exc: BaseException) -> str:
     """``exc`` and its causes as one line (``Type: text <- Cause: text``), so a log line keeps
     the root cause even where the outer error says nothing."""
@@ -278,9 +291,7 @@ async def _connect_trio(
         except ConnectionTimeout:
             raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
         except ConnectionRejected as exc:
-            raise SocketClosed(
-                exc.status_code, f"handshake rejected with HTTP {exc.status_code}"
-            ) from None
+            raise handshake_refused(exc.status_code) from None
         except HandshakeError as exc:
             # trio-websocket's HandshakeError often has no text of its own; the reason (a DNS
             # failure, a refused connection) is its cause: keep it in the message and chain.
@@ -356,8 +367,12 @@ async def _connect_asyncio(
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidHandshake, InvalidStatus
 
+    class NoRedirects(connect):  # websockets' connect is a class, used as a call
+        def process_redirect(self, exc: Exception) -> Exception | str:
+            return exc  # never followed (see handshake_refused): the 3xx goes up as it is
+
     try:
-        conn = await connect(
+        conn = await NoRedirects(
             url,
             additional_headers=dict(headers or {}),
             max_size=max_message_size,
@@ -373,7 +388,7 @@ async def _connect_asyncio(
         raise TimeoutError(f"WebSocket connect timed out after {connect_timeout}s") from None
     except InvalidStatus as exc:
         status = exc.response.status_code
-        raise SocketClosed(status, f"handshake rejected with HTTP {status}") from None
+        raise handshake_refused(status) from None
     except InvalidHandshake as exc:
         raise SocketClosed(None, f"handshake failed: {describe(exc)}") from exc
     except OSError as exc:

@@ -222,7 +222,11 @@ class StreamingClient:
 
         session = await self._session()
         with _failures(*_aiohttp_errors()):
-            async with session.post(url, data=body, headers=headers, proxy=self._proxy(url)) as r:
+            # no redirects, as with httpx: the request carries the API key (aiohttp would drop it
+            # only for another origin) and a 3xx is a misconfigured base_url, reported as such
+            async with session.post(
+                url, data=body, headers=headers, proxy=self._proxy(url), allow_redirects=False
+            ) as r:
                 yield _AiohttpReply(r)
 
 

@@ -365,6 +365,13 @@ async def _drain(lines: AsyncGenerator[str, None]) -> None:
 
 async def _http_error(response: Reply) -> LLMError:
     status = response.status
+    if 300 <= status < 400:
+        return LLMError(
+            f"the service answered with a redirect (HTTP {status}), not followed: the request "
+            "carries the API key; point base_url at the service itself",
+            status,
+            False,
+        )
     raw = await response.read(65536)
     message = ""
     try:
