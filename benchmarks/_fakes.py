@@ -86,7 +86,7 @@ class _TimedList(list):  # type: ignore[type-arg]
 def _timed_chat() -> type:
     from voicegraph.testing import FakeChatCompletions
 
-    class TimedChat(FakeChatCompletions):  # type: ignore[misc,valid-type]
+    class TimedChat(FakeChatCompletions):  # type: ignore[misc]
         """Remembers when each LLM stream ended early (the client closed it)."""
 
         closed_at: list[float]

@@ -13,16 +13,29 @@ from typing import Any
 
 # the fakes, the caller's line and the per-turn analysis live in their own modules;
 # re-exported so the benchmarks need one import
-from ._fakes import AGENT_SAYS, CALLER_SAYS, Fakes, Latencies, Mode, run_fakes  # noqa: F401
-from ._line import CHUNK, SILENCE, Line, speech_chunks, voiced  # noqa: F401
-from ._measure import (  # noqa: F401
-    CASCADING_HOPS,
-    REALTIME_HOPS,
-    SERVER_STAGES,
-    fake_floor,
-    finite,
-    summary,
-    turn_records,
+from ._fakes import (
+    AGENT_SAYS as AGENT_SAYS,
+    CALLER_SAYS as CALLER_SAYS,
+    Fakes as Fakes,
+    Latencies as Latencies,
+    Mode as Mode,
+    run_fakes as run_fakes,
+)
+from ._line import (
+    CHUNK as CHUNK,
+    SILENCE as SILENCE,
+    Line as Line,
+    speech_chunks as speech_chunks,
+    voiced as voiced,
+)
+from ._measure import (
+    CASCADING_HOPS as CASCADING_HOPS,
+    REALTIME_HOPS as REALTIME_HOPS,
+    SERVER_STAGES as SERVER_STAGES,
+    fake_floor as fake_floor,
+    finite as finite,
+    summary as summary,
+    turn_records as turn_records,
 )
 
 PHONE = "+14155550199"
@@ -54,8 +67,20 @@ def interface(
     from voicegraph.agent import Agent
 
     if mode == "cascading":
-        from voicegraph.nodes import CartesiaTTS, DeepgramSTT, OpenAIChatLLM
+        import msgspec
 
+        from voicegraph.nodes import CartesiaTTS, DeepgramSTT, OpenAIChatLLM
+        from voicegraph.nodes.stt.deepgram import DeepgramOptions
+
+        stt_options = DeepgramOptions(
+            base_url=urls["deepgram"], endpointing=round(lat.stt_endpointing * 1000)
+        )
+        if stt_batch is not None:
+            stt_options = msgspec.structs.replace(stt_options, audio_batch=stt_batch)
+        if stt_batch_speaking is not None:
+            stt_options = msgspec.structs.replace(
+                stt_options, audio_batch_speaking=stt_batch_speaking
+            )
         llm = OpenAIChatLLM(api_key="test-key", base_url=urls["chat"])
         built: list[Any] = []
 
@@ -80,15 +105,8 @@ def interface(
                 **common,
                 graph=build if turns is not None else None,
                 stt=DeepgramSTT(
+                    stt_options,
                     api_key="test-deepgram-key",
-                    base_url=urls["deepgram"],
-                    endpointing=round(lat.stt_endpointing * 1000),
-                    **({} if stt_batch is None else {"audio_batch": stt_batch}),
-                    **(
-                        {}
-                        if stt_batch_speaking is None
-                        else {"audio_batch_speaking": stt_batch_speaking}
-                    ),
                 ),
                 tts=CartesiaTTS(api_key="test-cartesia-key", base_url=urls["cartesia"]),
                 agent=Agent("You are a booking line.", llm, call_tools=False),

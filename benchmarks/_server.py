@@ -47,7 +47,9 @@ def task_count() -> int:
         return len(asyncio.all_tasks())
     import trio
 
-    stack = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None  # called from inside trio.run
+    stack = [root]
     n = 0
     while stack:
         task = stack.pop()
@@ -130,14 +132,14 @@ def playout_options(fields: dict[str, float]) -> None:
     ``playout_options=``)."""
     from voicegraph.nodes.audio import playout as module
 
-    options = module.PlayoutOptions(**fields)
+    options = msgspec.structs.replace(module.PlayoutOptions(), **fields)
     init = module.Playout.__init__
 
     def with_options(self: Any, fmt: Any, *args: Any, **kwargs: Any) -> None:
         kwargs["options"] = options
         init(self, fmt, **kwargs)
 
-    module.Playout.__init__ = with_options  # type: ignore[method-assign]
+    module.Playout.__init__ = with_options  # type: ignore[method-assign,assignment]
 
 
 async def start(config: dict[str, Any]) -> None:

@@ -43,7 +43,8 @@ def signal(rate: int, seconds: float) -> np.ndarray:
     t = np.arange(int(rate * seconds)) / rate
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)  # syllable-rate loudness
     x = envelope * (6000 * np.sin(2 * np.pi * 180 * t) + 2500 * np.sin(2 * np.pi * 900 * t))
-    return np.clip(x + rng.normal(0, 300, t.size), -32768, 32767).astype("<i2")
+    out: np.ndarray = np.clip(x + rng.normal(0, 300, t.size), -32768, 32767).astype("<i2")
+    return out
 
 
 def frames_of(fmt: AudioFormat, seconds: float, frame_s: float = 0.02) -> list[AudioFrame]:
@@ -178,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             {"case": name, "unit_ms": 20, "us": round(us, 2), "streams_per_core": int(20_000 / us)}
         )
     for rate in (8000, 16000):
-        us = silero_window_us(rate, secs, reps)
-        if us is not None:
+        window_us = silero_window_us(rate, secs, reps)
+        if window_us is not None:
             rows.append(
                 {
                     "case": f"VAD silero {rate // 1000}k per 32 ms window",
                     "unit_ms": 32,
-                    "us": round(us, 2),
-                    "streams_per_core": int(32_000 / us),
+                    "us": round(window_us, 2),
+                    "streams_per_core": int(32_000 / window_us),
                 }
             )
 

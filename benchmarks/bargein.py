@@ -65,10 +65,10 @@ async def run(
                     await anyio.sleep(0.5)  # let the cancels land before the next reply
                 tg.cancel_scope.cancel()
             marks = log.marks.get(call.call_sid, [])
+    cartesia_log = fakes.cartesia_log
+    assert cartesia_log is not None  # the cascading fakes keep one
     cancels = [
-        t
-        for req, t in zip(fakes.cartesia_log, fakes.cartesia_log.times, strict=True)  # type: ignore[arg-type]
-        if req.kind == "cancel"
+        t for req, t in zip(cartesia_log, cartesia_log.times, strict=True) if req.kind == "cancel"
     ]
     closed = list(getattr(fakes.chat, "closed_at", []))
     server: dict[str, list[float]] = {}
@@ -86,11 +86,11 @@ async def run(
         }
         rec: dict[str, float | None] = {}
         decision = at["barge_in_decision"]
-        for name, t in at.items():
-            rec[f"onset_to_{name}_ms"] = None if t is None else 1000 * (t - onset)
+        for name, when in at.items():
+            rec[f"onset_to_{name}_ms"] = None if when is None else 1000 * (when - onset)
             if name != "barge_in_decision":
                 rec[f"decision_to_{name}_ms"] = (
-                    None if t is None or decision is None else 1000 * (t - decision)
+                    None if when is None or decision is None else 1000 * (when - decision)
                 )
         out.append(rec)
     return out
@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
         run, args.interruptions, lat, args.listen, args.speech, args.tokens_per_second
     )
     keys = [k for k in recs[0]] if recs else []
-    summary = {k: rig.summary([r[k] for r in recs if r[k] is not None]) for k in keys}  # type: ignore[misc]
+    summary = {k: rig.summary([r[k] for r in recs if r[k] is not None]) for k in keys}
     missing = {k: sum(1 for r in recs if r[k] is None) for k in keys}
     rows = []
     for name in EVENTS:

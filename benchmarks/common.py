@@ -6,9 +6,12 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -62,7 +65,10 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> s
     """Render a plain-text table (also valid Markdown)."""
     cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+
+    def line(r: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([f"\n{title}", line(cells[0]), sep, *(line(r) for r in cells[1:])])
 
@@ -90,15 +96,15 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def quiet_voicegraph(level: int) -> Any:
+def quiet_voicegraph(level: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a benchmark's ``main``: the ``voicegraph`` logger is at ``level`` while it
     runs and back at its previous level after (benchmarks also run inside the test suite)."""
     import functools
     import logging
 
-    def wrap(main: Any) -> Any:
+    def wrap(main: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(main)
-        def quiet(*args: Any, **kw: Any) -> Any:
+        def quiet(*args: P.args, **kw: P.kwargs) -> R:
             log = logging.getLogger("voicegraph")
             before = log.level
             log.setLevel(level)

@@ -139,6 +139,7 @@ async def run_scenarios(lat: rig.Latencies, variant: str, rounds: int) -> dict[s
                                 out[name]["premature"] += 1
                             else:
                                 heard = line.first_audio[-1]
+                                assert heard is not None  # wait_reply returned: audio came
                                 out[name]["v2v_ms"].append(1000 * (heard - line.speech_ends[-1]))
                     tg.cancel_scope.cancel()
                 agent = log.calls[call.call_sid].graph["agent"]
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.calls, args.turns, args.speech, args.rounds = 1, 1, 0.4, 1
     lat = rig.Latencies(**{n: getattr(args, n) for n, _ in _latency_fields()})
-    modes: list[rig.Mode] = [m for m in args.modes.split(",") if m]  # type: ignore[misc]
+    modes: list[rig.Mode] = [m for m in args.modes.split(",") if m]
     for m in modes:
         if m not in ("cascading", "realtime"):
             raise SystemExit(f"--modes: {m!r} is not cascading or realtime")
