@@ -16,7 +16,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from voicegraph.interface import CallInterface
-from voicegraph.server import AgentRuntime
+from voicegraph.server import AgentRuntime, MediaListener
 from voicegraph.server.asgi import listen_socket
 from voicegraph.testing.server import echo_graph
 from voicegraph.testing.twilio_caller import TwilioCall, twilio_webhook_form
@@ -59,9 +59,9 @@ async def uvicorn_serving(app: Any, lifespan: str = "off") -> AsyncIterator[str]
     sock.close()
 
 
-def runtime() -> AgentRuntime:
+def runtime(media: MediaListener | None = None) -> AgentRuntime:
     iface = CallInterface("twilio", NUMBER, account_sid=SID, auth_token=TOKEN, graph=echo_graph)
-    return AgentRuntime([iface], public_url=PUBLIC, drain_timeout=5)
+    return AgentRuntime([iface], public_url=PUBLIC, drain_timeout=5, media=media)
 
 
 async def post_signed(base: str, prefix: str, signed_prefix: str) -> httpx.Response:
@@ -76,9 +76,15 @@ async def post_signed(base: str, prefix: str, signed_prefix: str) -> httpx.Respo
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("media", [False, True], ids=["", "media-not-serving"])
 @pytest.mark.parametrize("prefix", ["", "/voice"])
-async def test_a_call_through_fastapi_under_uvicorn_is_answered_and_streams(prefix: str) -> None:
-    async with uvicorn_serving(fastapi_app(runtime(), prefix)) as base:
+async def test_a_call_through_fastapi_under_uvicorn_is_answered_and_streams(
+    prefix: str, media: bool
+) -> None:
+    """With ``media=`` the mounted runtime's media listener does not run (only ``serve()``
+    starts it), so the answer names the app's own stream path, which serves the call."""
+    listener = MediaListener("127.0.0.1", 0, public_url="wss://media.example.com")
+    async with uvicorn_serving(fastapi_app(runtime(listener if media else None), prefix)) as base:
         async with httpx.AsyncClient() as client:
             assert (await client.get(base + "/health")).json() == {"ok": True}
         resp = await post_signed(base, prefix, prefix)

@@ -100,6 +100,10 @@ class MediaListener:
         self.reuse_port = reuse_port
         self.url: str | None = None
         """``ws://host:port`` once listening."""
+        self.serving = False
+        """Whether :meth:`serve` listens now. Only then do the runtime's answers name this
+        listener; otherwise (a runtime mounted into FastAPI, or served by another ASGI
+        server) they name the app's own stream path, which serves the streams as well."""
 
     def __repr__(self) -> str:
         return (
@@ -141,10 +145,12 @@ class MediaListener:
                 sock.close()
                 raise
             logger.info("media listener (%s) on %s", self.engine, self.url)
+            self.serving = True
             task_status.started(self.url)
             try:
                 await anyio.sleep_forever()
             finally:
+                self.serving = False
                 server.close()  # no new connections; open calls are cancelled with the group
                 calls.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):

@@ -99,7 +99,7 @@ async def answer_webhook(runtime: AgentRuntime, request: Any, response_cls: Any)
             spawn_system_task(partial(record_on_plivo, runtime, iface, call_id))
     token = runtime.tokens[id(iface)].mint(call_id, stream_subject(params))
     lower = _lower(headers.items())
-    if runtime.media is not None:  # the carrier streams have their own listener
+    if runtime.media is not None and runtime.media.serving:  # the streams' own listener
         stream_url = runtime.media.stream_url(runtime, request.scheme, lower)
     else:
         stream_url = runtime.public_base(request.scheme, lower, True) + prefix
